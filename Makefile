@@ -1,0 +1,34 @@
+# Two entry points on a fresh machine: `make demo` and `make test`. Each builds .venv on first use.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: demo test install system bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -c constraints.txt -e '.[all,dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Debian packages used by the demo, OCR and browser tests (no-op where apt is absent or they are present).
+system:
+	bash scripts/setup-system.sh
+
+demo: install system
+	$(VENV)/bin/ravl demo
+
+test: install system
+	$(PY) -m pytest -q tests
+
+bench: install
+	$(PY) benchmarks/ingest_search.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the Debian packages ravl's demo and tests use, when apt is available and we are root.
+# Missing packages only degrade optional parts (the demo skips the stamps, OCR tests skip), so
+# failures here are reported but never fatal.
+set -u
+want=()
+[ -d /usr/share/tuxpaint/stamps ] || want+=(tuxpaint-stamps-default)
+command -v tesseract >/dev/null 2>&1 || want+=(tesseract-ocr tesseract-ocr-eng)
+command -v chromium >/dev/null 2>&1 || want+=(chromium)
+command -v java >/dev/null 2>&1 || want+=(default-jre-headless)
+[ ${#want[@]} -eq 0 ] && exit 0
+if ! command -v apt-get >/dev/null 2>&1 || [ "$(id -u)" != 0 ]; then
+  echo "setup-system: cannot install ${want[*]} (needs apt-get as root); the parts that use them are skipped" >&2
+  exit 0
+fi
+echo "setup-system: installing ${want[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >/dev/null 2>&1 || true
+apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null 2>&1 \
+  || echo "setup-system: apt-get install ${want[*]} failed; the parts that use them are skipped" >&2
+exit 0

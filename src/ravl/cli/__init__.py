@@ -1,0 +1,1 @@
+"""The ``ravl`` command line: thin commands, one module per group."""

@@ -1,0 +1,39 @@
+"""Helpers shared by CLI commands: progress bars on stderr, JSON lines on stdout."""
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from typing import Iterator
+
+
+def add_collection_arg(parser, required: bool = True) -> None:
+    parser.add_argument("--collection", "-c", required=required, metavar="DIR",
+                        help="collection folder (created by 'ravl index')")
+
+
+@contextmanager
+def progress_bar(desc: str, unit: str = "img") -> Iterator:
+    """A tqdm bar on stderr, exposed as a ``(done, total)`` callback."""
+    from tqdm import tqdm
+
+    bar = tqdm(desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
+
+    def update(done: int, total: int) -> None:
+        if bar.total != total:
+            bar.total = total
+        bar.n = done
+        bar.refresh() if done == total else bar.update(0)
+
+    try:
+        yield update
+    finally:
+        bar.close()
+
+
+def emit_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+
+
+def log(message: str) -> None:
+    sys.stderr.write(message + "\n")

@@ -1,0 +1,55 @@
+"""ravl index SOURCE... --collection DIR"""
+from __future__ import annotations
+
+from .common import add_collection_arg, emit_json, log, progress_bar
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("index", help="index image folders, manifests, COCO or Karpathy files into a collection",
+                       description="Index images (and their captions) into a collection. Re-running is incremental: "
+                                   "unchanged files are skipped, an interrupted run resumes.")
+    p.add_argument("sources", nargs="+", metavar="SOURCE",
+                   help="a folder of images (name.txt sidecars hold captions), an image, a .jsonl/.csv manifest, "
+                        "a COCO captions .json or a Karpathy split .json")
+    add_collection_arg(p)
+    p.add_argument("--encoder", metavar="SPEC", default=None,
+                   help="encoder for a new collection: 'default' (offline), 'open_clip:ARCH/TAG', 'hf:REPO_OR_PATH'")
+    p.add_argument("--images-root", metavar="DIR", help="folder holding the images of a COCO/Karpathy file")
+    p.add_argument("--split", metavar="NAME", help="Karpathy split to index: train, val, test or restval")
+    p.add_argument("--batch-size", type=int, default=None, help="images per model call (default: the encoder's)")
+    p.add_argument("--workers", type=int, default=None, help="decoding threads (default: min(4, cores))")
+    p.add_argument("--json", action="store_true", help="print the ingest report as JSON")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from ..collection import open_collection
+    from ..ingest.pipeline import index_sources
+    from ..ingest.sources import read_sources
+
+    # read and validate every source before anything is created or written
+    records = read_sources(args.sources, images_root=args.images_root, split=args.split)
+    with open_collection(args.collection, encoder=args.encoder, create=True) as coll:
+        with progress_bar("indexing") as bar:
+            report = index_sources(coll, args.sources, images_root=args.images_root, split=args.split,
+                                   batch_size=args.batch_size, workers=args.workers, progress=bar,
+                                   records=records)
+        counts = coll.db.counts()
+    if args.json:
+        emit_json({**report.to_dict(), "collection": counts})
+    else:
+        s = report.seconds
+        print(f"{report.total} images seen: {report.added} added, {report.updated} updated, "
+              f"{report.unchanged} unchanged, {len(report.skipped)} skipped; {report.captions_added} captions added")
+        print(f"collection now holds {counts['images']} images and {counts['captions']} captions")
+        print(f"time: {s.get('total', 0):.1f}s total (decode {s.get('decode', 0):.1f}s across threads, "
+              f"images {s.get('encode_images', 0):.1f}s, texts {s.get('encode_texts', 0):.1f}s, "
+              f"write {s.get('write', 0):.1f}s)")
+        for uri, reason in report.skipped[:20]:
+            log(f"skipped {uri}: {reason}")
+        if len(report.skipped) > 20:
+            log(f"... and {len(report.skipped) - 20} more skipped (use --json for the full list)")
+    if report.interrupted:
+        log("interrupted: every committed batch is kept; run the same command again to resume")
+        return 130
+    return 0

@@ -1,0 +1,50 @@
+"""ravl search --collection DIR (--text T | --image PATH | --queries FILE)"""
+from __future__ import annotations
+
+from .common import add_collection_arg, emit_json
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("search", help="search a collection by text or image",
+                       description="Text->image, image->image and image->text search. Results go to stdout as "
+                                   "'score<TAB>uri<TAB>caption' lines, or JSON lines with --json.")
+    add_collection_arg(p)
+    q = p.add_mutually_exclusive_group(required=True)
+    q.add_argument("--text", "-t", metavar="T", help="text query")
+    q.add_argument("--image", "-i", metavar="PATH", help="image query")
+    q.add_argument("--queries", metavar="FILE",
+                   help="JSONL file, one {\"text\": ...} or {\"image\": path} per line (paths relative to the file)")
+    p.add_argument("--target", choices=("images", "captions"), default="images",
+                   help="what to return: images (default) or captions")
+    p.add_argument("--k", "-k", type=int, default=10, help="number of results per query (default 10)")
+    p.add_argument("--json", action="store_true", help="one JSON object per query: {\"query\": ..., \"results\": [...]}")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from ..collection import open_collection
+    from ..query import read_queries, run_queries
+
+    if args.queries:
+        queries = read_queries(args.queries)
+    elif args.text is not None:
+        queries = [{"text": args.text}]
+    else:
+        queries = [{"image": str(Path(args.image).expanduser().resolve())}]
+    with open_collection(args.collection, readonly=True) as coll:
+        answers = run_queries(coll, queries, target=args.target, k=args.k)
+    for answer in answers:
+        if args.json:
+            emit_json(answer)
+            continue
+        if len(answers) > 1:
+            print(f"# {answer['query']}")
+        for r in answer["results"]:
+            if args.target == "images":
+                caption = r["captions"][0] if r["captions"] else ""
+                print(f"{r['score']:.4f}\t{r['uri']}\t{caption}")
+            else:
+                print(f"{r['score']:.4f}\t{r['caption']}\t{r['uri']}")
+    return 0

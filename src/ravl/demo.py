@@ -1,0 +1,105 @@
+"""The offline demo: builds a sample collection from data that ships with installed packages
+(scikit-image's bundled photos, captioned with their own docstrings) and, when Debian's
+``tuxpaint-stamps-default`` is installed, ~1,000 stamps with their human-written descriptions."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable, Optional
+
+from .errors import SourceError
+
+SKIMAGE_PHOTOS = ("chelsea", "coffee", "rocket", "astronaut", "camera", "coins", "horse", "moon", "brick",
+                  "grass", "gravel", "colorwheel", "logo", "hubble_deep_field", "immunohistochemistry",
+                  "stereo_motorcycle", "text", "page")
+#: photos kept out of the collection and used as "new" images to search with and caption
+HELD_OUT = ("coffee", "chelsea")
+TEXT_QUERIES = ("a cat", "a cup of coffee", "a rocket launch into the sky", "a musical instrument",
+                "a red fruit", "a vehicle with wheels")
+
+
+def export_skimage_photos(folder: Path) -> dict[str, Path]:
+    """Write scikit-image's bundled photos as PNGs with a sidecar caption (their docstring's first
+    line, written by scikit-image's authors). Photos that would need a download are skipped."""
+    import numpy as np
+    import skimage.data
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for name in SKIMAGE_PHOTOS:
+        fn = getattr(skimage.data, name, None)
+        if fn is None:
+            continue
+        try:
+            arr = fn()
+        except Exception:  # a photo that needs a download (offline) is simply left out
+            continue
+        if isinstance(arr, tuple):  # stereo_motorcycle returns (left, right, disparity)
+            arr = arr[0]
+        path = folder / f"{name}.png"
+        if not path.exists():
+            Image.fromarray(np.asarray(arr)).save(path)
+        caption = (fn.__doc__ or name).strip().splitlines()[0].strip().rstrip(".")
+        path.with_suffix(".txt").write_text(caption + "\n", encoding="utf-8")
+        out[name] = path
+    return out
+
+
+def write_stamps_manifest(path: Path) -> int:
+    """A JSONL manifest of the Tux Paint stamps (English description as caption); 0 if not installed."""
+    from .ingest.tuxpaint import load_stamps
+
+    try:
+        stamps = load_stamps()
+    except SourceError:
+        return 0
+    with open(path, "w", encoding="utf-8") as fh:
+        for s in stamps:
+            fh.write(json.dumps({"image": str(s.image), "caption": s.description, "category": s.category}) + "\n")
+    return len(stamps)
+
+
+def run_demo(collection_dir: Path, *, use_stamps: bool = True, k: int = 5,
+             progress: Optional[Callable[[int, int], None]] = None) -> dict:
+    """Build (or update) the demo collection and run a few searches and a caption on it."""
+    from .collection import open_collection
+    from .ingest.images import load_image
+    from .ingest.pipeline import index_sources
+    from .rag import caption_image
+
+    collection_dir = Path(collection_dir)
+    work = collection_dir / "demo-data"
+    photos = export_skimage_photos(work / "photos")
+    held = {name: photos.pop(name) for name in HELD_OUT if name in photos}
+    indexed_photos = work / "indexed"
+    indexed_photos.mkdir(parents=True, exist_ok=True)
+    sources = []
+    for name, path in photos.items():  # only the photos that are not held out
+        for src in (path, path.with_suffix(".txt")):
+            dst = indexed_photos / src.name
+            if not dst.exists():
+                dst.write_bytes(src.read_bytes())
+    sources.append(str(indexed_photos))
+    n_stamps = 0
+    if use_stamps:
+        manifest = work / "stamps.jsonl"
+        n_stamps = write_stamps_manifest(manifest)
+        if n_stamps:
+            sources.append(str(manifest))
+    with open_collection(collection_dir, create=True) as coll:
+        report = index_sources(coll, sources, progress=progress)
+        texts = coll.search_text(list(TEXT_QUERIES), k=k)
+        result = {
+            "collection": str(coll.path), "stamps": n_stamps, "photos": len(photos),
+            "index": report.to_dict(), "info": coll.info(),
+            "text_search": [{"query": q, "results": [h.to_dict() for h in hits]} for q, hits in zip(TEXT_QUERIES, texts)],
+        }
+        if held:
+            first = next(iter(held.values()))
+            image = load_image(first).image
+            result["image_search"] = {"query": str(first),
+                                      "results": [h.to_dict() for h in coll.search_image([image], k=k)[0]]}
+            result["captions"] = [caption_image(coll, load_image(p).image, k=k, name=str(p)).to_dict()
+                                  for p in held.values()]
+    return result

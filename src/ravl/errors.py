@@ -1,0 +1,70 @@
+"""One error hierarchy for everything ravl raises on purpose.
+
+Every message says what went wrong *and* how to fix it; the CLI prints ``str(error)`` as one
+line, so keep messages to a single sentence or two.
+"""
+from __future__ import annotations
+
+
+class RavlError(Exception):
+    """Base of every error ravl raises for users."""
+
+
+# --- configuration and backends -------------------------------------------------------------
+class ConfigError(RavlError):
+    """A setting, option or argument is invalid."""
+
+
+class SpecError(ConfigError):
+    """A backend spec string cannot be parsed."""
+
+
+class UnknownBackendError(ConfigError):
+    """A spec names a backend family that is not registered."""
+
+
+class MissingDependencyError(RavlError):
+    """An optional dependency needed by a backend is not installed."""
+
+
+class ModelNotAvailableError(RavlError):
+    """Model weights cannot be found locally and cannot be downloaded."""
+
+
+# --- collections ------------------------------------------------------------------------------
+class CollectionError(RavlError):
+    """A collection cannot be opened, read or written."""
+
+
+class CollectionNotFoundError(CollectionError):
+    """The collection directory does not exist or holds no collection."""
+
+
+class EncoderMismatchError(CollectionError):
+    """The collection was built with a different encoder than the one requested."""
+
+
+class SchemaVersionError(CollectionError):
+    """The collection's schema is newer than this ravl understands."""
+
+
+class ItemNotFoundError(CollectionError):
+    """No item with that id or uri exists in the collection."""
+
+
+# --- input data -------------------------------------------------------------------------------
+class InputError(RavlError):
+    """Input data (a file, a manifest, a query) is malformed."""
+
+
+class SourceError(InputError):
+    """A dataset source (folder, manifest, COCO file, Karpathy split) cannot be read."""
+
+
+class ImageError(InputError):
+    """A file is not a decodable, safe image."""
+
+
+# --- generation -------------------------------------------------------------------------------
+class GenerationError(RavlError):
+    """A language-model backend failed to produce text."""

@@ -1,0 +1,40 @@
+"""The generator contract: a prompt (and optionally the image) in, text out.
+
+Backends state what they can do with class attributes (``supports_images``). The retrieval side
+(:mod:`ravl.rag`) builds prompts with :mod:`ravl.generate.prompts` and always keeps the evidence,
+so a backend never needs to know about collections.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Optional
+
+from PIL import Image
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    max_tokens: int = 48
+    temperature: float = 0.0  # 0 means greedy decoding
+    seed: Optional[int] = None
+
+
+class Generator(ABC):
+    #: canonical spec string, reported with every output
+    spec: str
+    #: True when :meth:`generate` looks at ``image`` (vision-language models)
+    supports_images: bool = False
+    #: False for the no-model ``consensus`` backend, which selects rather than writes
+    is_language_model: bool = True
+
+    @abstractmethod
+    def generate(self, prompt: str, *, params: GenerationParams = GenerationParams(),
+                 image: Optional[Image.Image] = None) -> str:
+        """Return the model's continuation/answer for ``prompt`` (stripped of the prompt)."""
+
+
+def load_generator(spec: str = "consensus") -> Generator:
+    from .. import registry
+
+    return registry.create("generators", spec)

@@ -1,0 +1,1 @@
+"""Ingest: dataset readers -> safe image loading -> batched encoding -> atomic writes."""

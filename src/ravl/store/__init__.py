@@ -1,0 +1,1 @@
+"""Storage: SQLite (items, captions, vectors) and FAISS index files derived from it."""

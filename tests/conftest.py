@@ -1,0 +1,94 @@
+"""Shared fixtures. Tests never touch the network: hub libraries are forced offline and any
+socket connection to a non-loopback address fails the test that tried it."""
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# One cache home for the whole session (the exported ONNX model is reused across tests).
+_SESSION_HOME = Path(tempfile.mkdtemp(prefix="ravl-home-"))
+os.environ["RAVL_HOME"] = str(_SESSION_HOME)
+
+sys.path.insert(0, str(Path(__file__).parent))
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+
+
+class NetworkAccessError(RuntimeError):
+    pass
+
+
+def _is_local(address) -> bool:
+    if isinstance(address, (str, bytes)):  # AF_UNIX
+        return True
+    host = address[0]
+    return host in ("localhost", "::1") or str(host).startswith("127.")
+
+
+def _guard(real):
+    def connect(self, address):
+        if not _is_local(address):
+            raise NetworkAccessError(f"test tried to reach the network: {address!r}")
+        return real(self, address)
+
+    return connect
+
+
+socket.socket.connect = _guard(_real_connect)
+socket.socket.connect_ex = _guard(_real_connect_ex)
+
+
+STAMPS_DIR = Path("/usr/share/tuxpaint/stamps")
+
+
+@pytest.fixture
+def ravl_home(tmp_path, monkeypatch) -> Path:
+    """A fresh, empty RAVL_HOME for tests that must not see the session cache."""
+    home = tmp_path / "ravl-home"
+    monkeypatch.setenv("RAVL_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def skimage_photos() -> dict:
+    """scikit-image's bundled photos as RGB PIL images, by name."""
+    from PIL import Image
+    import skimage.data
+
+    out = {}
+    for name in ("chelsea", "coffee", "rocket", "astronaut", "camera", "cat"):
+        fn = getattr(skimage.data, name, None)
+        if fn is None:
+            continue
+        arr = fn()
+        img = Image.fromarray(arr)
+        out[name] = img.convert("RGB")
+    motor = skimage.data.stereo_motorcycle()[0]
+    out["motorcycle"] = Image.fromarray(motor).convert("RGB")
+    return out
+
+
+@pytest.fixture
+def colour_spec() -> str:
+    """Registers the fast fake encoder family 'testcolour' and returns a spec for it."""
+    from ravl import registry
+    import fakes
+
+    registry.register("encoders", "testcolour", fakes.create)
+    return "testcolour"
+
+
+def make_image(path: Path, colour, size=(32, 24), mode="RGB", fmt=None) -> Path:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new(mode, size, colour).save(path, format=fmt)
+    return path
