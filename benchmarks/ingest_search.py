@@ -1,0 +1,135 @@
+"""Ingest throughput vs the encoder's own forward pass, peak memory, and text-query latency.
+
+    .venv/bin/python benchmarks/ingest_search.py [--n 10000] [--encoder default] [--workdir DIR]
+
+Images: the Tux Paint stamps (Debian tuxpaint-stamps-default) and scikit-image photos, plus
+randomly cropped / flipped / colour-jittered JPEG variants of them up to --n images, each with its
+source's caption. Prints figures; ratios matter more than absolute numbers on a shared machine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+
+def build_images(folder: Path, n: int, seed: int = 0) -> Path:
+    """Write ``n`` images + a JSONL manifest into ``folder`` (reused when already complete)."""
+    from PIL import Image, ImageEnhance, ImageOps
+
+    from ravl.demo import export_skimage_photos
+    from ravl.ingest.images import load_image
+    from ravl.ingest.tuxpaint import load_stamps
+
+    manifest = folder / "manifest.jsonl"
+    if manifest.exists() and sum(1 for _ in open(manifest)) == n:
+        return manifest
+    folder.mkdir(parents=True, exist_ok=True)
+    base = []
+    try:
+        base += [(s.image, s.description) for s in load_stamps()]
+    except Exception:
+        pass
+    photos = export_skimage_photos(folder / "photos")
+    base += [(p, p.with_suffix(".txt").read_text().strip()) for p in photos.values()]
+    rng = random.Random(seed)
+    with open(manifest, "w") as fh:
+        for i in range(n):
+            src, caption = base[i % len(base)]
+            img = load_image(src).image
+            if i >= len(base):  # a jittered variant
+                w, h = img.size
+                s = rng.uniform(0.6, 1.0)
+                x, y = rng.randint(0, int(w * (1 - s))), rng.randint(0, int(h * (1 - s)))
+                img = img.crop((x, y, x + int(w * s), y + int(h * s)))
+                if rng.random() < 0.5:
+                    img = ImageOps.mirror(img)
+                img = ImageEnhance.Color(img).enhance(rng.uniform(0.6, 1.4))
+            scale = 384 / max(img.size)
+            img = img.resize((max(1, int(img.width * scale)), max(1, int(img.height * scale))))
+            path = folder / "img" / f"{i // 1000:03d}" / f"{i:06d}.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            img.save(path, quality=90)
+            fh.write(json.dumps({"image": str(path), "caption": caption}) + "\n")
+    return manifest
+
+
+def forward_throughput(encoder, paths: list[Path], batch: int) -> float:
+    """Images/s of the encoder's forward pass alone, on already decoded and preprocessed images."""
+    from ravl.ingest.images import load_image
+
+    pixels = np.stack([encoder.preprocess(load_image(p).image) for p in paths])
+    encoder.embed_pixels(pixels[:batch])  # warm up
+    start = time.perf_counter()
+    for i in range(0, len(pixels), batch):
+        encoder.embed_pixels(pixels[i:i + batch])
+    return len(pixels) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=10_000)
+    ap.add_argument("--encoder", default="default")
+    ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "ravl-bench")
+    ap.add_argument("--queries", type=int, default=300)
+    ap.add_argument("--forward-sample", type=int, default=1024)
+    args = ap.parse_args()
+
+    from ravl.collection import open_collection
+    from ravl.encoders import load_encoder
+    from ravl.ingest.pipeline import index_sources
+
+    t = time.perf_counter()
+    manifest = build_images(args.workdir / f"images-{args.n}", args.n)
+    print(f"images ready: {args.n} in {time.perf_counter() - t:.0f}s ({manifest})", file=sys.stderr)
+    rows = [json.loads(line) for line in open(manifest)]
+    encoder = load_encoder(args.encoder)
+    encoder.encode_texts(["warm up"])
+    sample = [Path(r["image"]) for r in rows[: args.forward_sample]]
+    fwd = forward_throughput(encoder, sample, encoder.batch_size)
+
+    coll_dir = args.workdir / f"collection-{args.n}-{args.encoder.replace(':', '_').replace('/', '_')}"
+    shutil.rmtree(coll_dir, ignore_errors=True)
+    coll = open_collection(coll_dir, encoder=encoder, create=True)
+    report = index_sources(coll, [manifest])
+    ingest_ips = report.encoded / report.seconds["total"]
+    rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    texts = list(dict.fromkeys(r["caption"] for r in rows))
+    random.Random(1).shuffle(texts)
+    texts = (texts * (args.queries // max(1, len(texts)) + 1))[: args.queries]
+    coll.search_text(["warm up"], k=10)
+    lat = []
+    for q in texts:
+        start = time.perf_counter()
+        coll.search_text([q], k=10)
+        lat.append((time.perf_counter() - start) * 1000)
+    lat = np.array(lat)
+    info = coll.info()
+    out = {
+        "images": args.n, "encoder": encoder.spec, "batch_size": encoder.batch_size,
+        "forward_images_per_s": round(fwd, 1),
+        "ingest_images_per_s": round(ingest_ips, 1),
+        "ingest_over_forward": round(ingest_ips / fwd, 3),
+        "ingest_seconds": report.seconds,
+        "peak_rss_mib": round(rss_mib),
+        "collection_mib": round(info["size_bytes"] / 2**20, 1),
+        "text_query_ms_p50": round(float(np.percentile(lat, 50)), 2),
+        "text_query_ms_p99": round(float(np.percentile(lat, 99)), 2),
+        "queries": len(lat),
+    }
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
