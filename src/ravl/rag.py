@@ -47,14 +47,17 @@ def caption_image(collection: Collection, image: Image.Image, *, k: int = 5,
                   name: str = "") -> CaptionResult:
     """Caption ``image`` from the captions of its ``k`` nearest images in ``collection``.
 
-    With the ``consensus`` generator (default) the caption is the retrieved caption with the highest
-    mean similarity to the other candidates (Devlin et al., 2015). With a language model the
+    With the ``consensus`` generator (default) each retrieved caption is scored by its mean
+    similarity to the other candidates (Devlin et al., 2015) plus its similarity to the image's
+    own embedding in the shared space; the best one is the caption. With a language model the
     consensus-ranked captions fill a SmallCap-style prompt. If the model fails, the consensus
     caption is returned with the error, so the evidence is never lost.
     """
     gen = _resolve_generator(generator)
-    neighbours = collection.search_image([image], target="images", k=k, exclude_items=exclude_items)[0]
-    cap_ids = collection.db.caption_ids_for_items([n.id for n in neighbours])
+    query = collection.encoder.embed_images([image.convert("RGB")])
+    neighbours = collection.search_vectors(query.features, index="features", k=k, exclude_items=exclude_items)[0]
+    # text read from a neighbour (OCR) describes that image's print, not the scene: never a caption
+    cap_ids = collection.db.caption_ids_for_items([n.id for n in neighbours], exclude_source="ocr")
     pairs = [(cid, n.id) for n in neighbours for cid in cap_ids.get(n.id, [])]
     if not pairs:
         return CaptionResult(name, "", "consensus", gen.spec, neighbours,
@@ -63,11 +66,15 @@ def caption_image(collection: Collection, image: Image.Image, *, k: int = 5,
     by_id = dict(zip(ids.tolist(), vecs))
     rows = collection.db.caption_rows([cid for cid, _ in pairs])
     texts = [rows[cid][0] for cid, _ in pairs]
-    best, scores = consensus_select(texts, np.stack([by_id[cid] for cid, _ in pairs]))
+    cap_vecs = np.stack([by_id[cid] for cid, _ in pairs])
+    _, agreement = consensus_select(texts, cap_vecs)
+    relevance = cap_vecs @ query.embedding[0]
+    scores = agreement + relevance
     order = np.argsort(-scores, kind="stable")
     candidates = [{"caption": texts[i], "caption_id": pairs[i][0], "image_id": pairs[i][1],
-                   "score": round(float(scores[i]), 6)} for i in order]
-    result = CaptionResult(name, texts[best], "consensus", gen.spec, neighbours, candidates)
+                   "score": round(float(scores[i]), 6), "agreement": round(float(agreement[i]), 6),
+                   "relevance": round(float(relevance[i]), 6)} for i in order]
+    result = CaptionResult(name, texts[order[0]], "consensus", gen.spec, neighbours, candidates)
     if not gen.is_language_model:
         return result
     prompt = caption_prompt([c["caption"] for c in candidates[:PROMPT_CAPTIONS]], template)

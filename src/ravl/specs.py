@@ -25,7 +25,7 @@ class Spec:
     def __str__(self) -> str:
         text = self.family if not self.name else f"{self.family}:{self.name}"
         if self.options:
-            text += "?" + urlencode(sorted(self.options))
+            text += "?" + urlencode(sorted(self.options), safe=":/")
         return text
 
 

@@ -18,6 +18,10 @@ def add_parser(sub) -> None:
     p.add_argument("--split", metavar="NAME", help="Karpathy split to index: train, val, test or restval")
     p.add_argument("--batch-size", type=int, default=None, help="images per model call (default: the encoder's)")
     p.add_argument("--workers", type=int, default=None, help="decoding threads (default: min(4, cores))")
+    p.add_argument("--ocr", action="store_true",
+                   help="also read text printed on the images (Tesseract) and store it as captions (source 'ocr'), "
+                        "so 'ravl search --text WORDS --target captions' finds them")
+    p.add_argument("--ocr-lang", default="eng", metavar="LANG", help="Tesseract language(s) for --ocr (default eng)")
     p.add_argument("--json", action="store_true", help="print the ingest report as JSON")
     p.set_defaults(run=run)
 
@@ -29,14 +33,27 @@ def run(args) -> int:
 
     # read and validate every source before anything is created or written
     records = read_sources(args.sources, images_root=args.images_root, split=args.split)
+    if args.ocr:
+        from ..errors import MissingDependencyError
+        from ..ocr import available_engines
+
+        if not available_engines():
+            raise MissingDependencyError("--ocr needs an OCR engine; install Tesseract with: apt-get install "
+                                         "tesseract-ocr and pip install 'ravl[ocr]'")
     with open_collection(args.collection, encoder=args.encoder, create=True) as coll:
         with progress_bar("indexing") as bar:
             report = index_sources(coll, args.sources, images_root=args.images_root, split=args.split,
                                    batch_size=args.batch_size, workers=args.workers, progress=bar,
                                    records=records)
+        ocr_report = None
+        if args.ocr and not report.interrupted:
+            from ..ingest.ocr_hook import ocr_collection
+
+            with progress_bar("reading text") as bar:
+                ocr_report = ocr_collection(coll, lang=args.ocr_lang, progress=bar)
         counts = coll.db.counts()
     if args.json:
-        emit_json({**report.to_dict(), "collection": counts})
+        emit_json({**report.to_dict(), "collection": counts, "ocr": ocr_report.to_dict() if ocr_report else None})
     else:
         s = report.seconds
         print(f"{report.total} images seen: {report.added} added, {report.updated} updated, "
@@ -45,6 +62,11 @@ def run(args) -> int:
         print(f"time: {s.get('total', 0):.1f}s total (decode {s.get('decode', 0):.1f}s across threads, "
               f"images {s.get('encode_images', 0):.1f}s, texts {s.get('encode_texts', 0):.1f}s, "
               f"write {s.get('write', 0):.1f}s)")
+        if ocr_report:
+            print(f"text read from {ocr_report.items_read} images ({ocr_report.items_with_text} with text): "
+                  f"{ocr_report.captions_added} OCR captions added")
+            for uri, reason in ocr_report.failed[:20]:
+                log(f"ocr skipped {uri}: {reason}")
         for uri, reason in report.skipped[:20]:
             log(f"skipped {uri}: {reason}")
         if len(report.skipped) > 20:

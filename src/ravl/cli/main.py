@@ -5,9 +5,9 @@ import argparse
 import os
 import sys
 
-from . import caption, demo, index, info, search
+from . import ask, caption, demo, index, info, read, search
 
-COMMANDS = (index, search, caption, info, demo)
+COMMANDS = (index, search, caption, ask, read, info, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -27,6 +27,8 @@ class Generator(ABC):
     supports_images: bool = False
     #: False for the no-model ``consensus`` backend, which selects rather than writes
     is_language_model: bool = True
+    #: True when :meth:`generate` accepts ``on_text=callback`` and streams chunks to it
+    supports_streaming: bool = False
 
     @abstractmethod
     def generate(self, prompt: str, *, params: GenerationParams = GenerationParams(),

@@ -1,4 +1,6 @@
-"""``hf:<repo-id-or-local-path>``: a transformers causal language model, run in-process.
+"""``hf:<repo-id-or-local-path>``: a transformers causal language model, or a vision-language
+model (the ``AutoModelForImageTextToText`` family: LLaVA, Idefics, PaliGemma, Qwen2-VL, ...) that
+also looks at the image, run in-process. Which one is decided by the checkpoint's config.
 
 Options (``hf:/models/tiny?dtype=float32&device=cpu``):
 
@@ -10,14 +12,15 @@ Options (``hf:/models/tiny?dtype=float32&device=cpu``):
 * ``download=1`` — allow fetching a repo id from the Hugging Face Hub; by default ravl only
   uses models already on disk (a local folder or the Hugging Face cache).
 
-The model and tokenizer load once, when the generator is created.
+The model and tokenizer (or processor) load once, when the generator is created. Both kinds can
+stream new text to an ``on_text`` callback as it is generated.
 """
 from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from PIL import Image
 
@@ -89,7 +92,7 @@ def _not_available(spec: Spec, source: str, exc: Exception, download: bool) -> M
     exc = " ".join(str(exc).split())[:300]  # one line, as the CLI prints it
     if Path(source).expanduser().exists():
         return ModelNotAvailableError(
-            f"{str(spec)!r}: {source!r} is not a loadable causal language model folder ({exc}); "
+            f"{str(spec)!r}: {source!r} is not a loadable language model folder ({exc}); "
             "point it at a folder written by save_pretrained (config.json, weights and tokenizer files)"
         )
     if download:
@@ -104,10 +107,70 @@ def _not_available(spec: Spec, source: str, exc: Exception, download: bool) -> M
     )
 
 
+def _check(params: GenerationParams) -> None:
+    if params.max_tokens < 1:
+        raise ConfigError(f"max_tokens must be at least 1, not {params.max_tokens}")
+    if params.temperature < 0:
+        raise ConfigError(f"temperature must be 0 (greedy) or positive, not {params.temperature}")
+
+
+def _first(value: Any) -> Optional[int]:
+    if isinstance(value, (list, tuple)):
+        return value[0] if value else None
+    return value
+
+
+def _sampling(params: GenerationParams, model: Any, tokenizer: Any) -> dict[str, Any]:
+    """``generate`` keyword arguments: greedy at temperature 0, sampling otherwise."""
+    kwargs: dict[str, Any] = {"max_new_tokens": int(params.max_tokens)}
+    if params.temperature == 0:
+        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    else:
+        kwargs.update(do_sample=True, temperature=float(params.temperature))
+    gen_config = model.generation_config
+    if gen_config.pad_token_id is None and getattr(tokenizer, "pad_token_id", None) is None:
+        kwargs["pad_token_id"] = _first(gen_config.eos_token_id)
+    return kwargs
+
+
+def _streamer(tokenizer: Any, on_text: Optional[Callable[[str], None]]) -> Any:
+    """A transformers streamer that hands each finished piece of new text to ``on_text``."""
+    if on_text is None:
+        return None
+    from transformers import TextStreamer
+
+    class _Callback(TextStreamer):
+        def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+            if text:
+                on_text(text)
+
+    return _Callback(tokenizer, skip_prompt=True, skip_special_tokens=True)
+
+
+def _run_generate(gen: Any, inputs: dict, kwargs: dict, params: GenerationParams) -> Any:
+    """``model.generate`` under the lock; a seed drives sampling without touching the global RNG."""
+    import torch
+
+    with gen._lock:
+        try:
+            if params.seed is not None and params.temperature != 0:
+                devices = [torch.device(gen.device).index or 0] if gen.device.startswith("cuda") else []
+                with torch.random.fork_rng(devices=devices):  # repeatable, global RNG untouched
+                    torch.manual_seed(int(params.seed))
+                    return gen.model.generate(**inputs, **kwargs)
+            return gen.model.generate(**inputs, **kwargs)
+        except (RuntimeError, ValueError, IndexError) as exc:
+            detail = " ".join(str(exc).split())[:300]
+            raise GenerationError(
+                f"{gen.spec!r} failed to generate ({detail}); try a shorter prompt or fewer max_tokens"
+            ) from exc
+
+
 class HFCausalLMGenerator(Generator):
     """A transformers ``AutoModelForCausalLM`` with its tokenizer; text in, new text out."""
 
     supports_images = False
+    supports_streaming = True
     is_language_model = True
 
     def __init__(self, spec: Spec, model: Any, tokenizer: Any, *, use_chat: bool, device: str) -> None:
@@ -133,52 +196,100 @@ class HFCausalLMGenerator(Generator):
             return self.tokenizer(self.render_prompt(prompt), return_tensors="pt", add_special_tokens=False)
         return self.tokenizer(prompt, return_tensors="pt")
 
-    @staticmethod
-    def _ids(value: Any) -> Optional[int]:
-        if isinstance(value, (list, tuple)):
-            return value[0] if value else None
-        return value
-
     def generate(self, prompt: str, *, params: GenerationParams = GenerationParams(),
-                 image: Optional[Image.Image] = None) -> str:
+                 image: Optional[Image.Image] = None, on_text: Optional[Callable[[str], None]] = None) -> str:
         """Continue ``prompt`` (wrapped in the chat template when used); returns only the new text."""
-        import torch
-
-        if params.max_tokens < 1:
-            raise ConfigError(f"max_tokens must be at least 1, not {params.max_tokens}")
-        if params.temperature < 0:
-            raise ConfigError(f"temperature must be 0 (greedy) or positive, not {params.temperature}")
+        _check(params)
         encoded = self._encode(prompt)
         # Only what every causal LM accepts (a BERT-style tokenizer also returns token_type_ids).
         inputs = {key: encoded[key].to(self.device) for key in ("input_ids", "attention_mask") if key in encoded}
-        kwargs: dict[str, Any] = {"max_new_tokens": int(params.max_tokens)}
-        if params.temperature == 0:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        else:
-            kwargs.update(do_sample=True, temperature=float(params.temperature))
-        gen_config = self.model.generation_config
-        if gen_config.pad_token_id is None and self.tokenizer.pad_token_id is None:
-            kwargs["pad_token_id"] = self._ids(gen_config.eos_token_id)
+        kwargs = _sampling(params, self.model, self.tokenizer)
+        kwargs["streamer"] = _streamer(self.tokenizer, on_text)
         n_in = inputs["input_ids"].shape[1]
-        with self._lock:
-            try:
-                if params.seed is not None and params.temperature != 0:
-                    devices = [torch.device(self.device).index or 0] if self.device.startswith("cuda") else []
-                    with torch.random.fork_rng(devices=devices):  # repeatable, global RNG untouched
-                        torch.manual_seed(int(params.seed))
-                        output = self.model.generate(**inputs, **kwargs)
-                else:
-                    output = self.model.generate(**inputs, **kwargs)
-            except (RuntimeError, ValueError, IndexError) as exc:
-                detail = " ".join(str(exc).split())[:300]
-                raise GenerationError(
-                    f"{self.spec!r} failed to generate ({detail}); try a shorter prompt or fewer max_tokens"
-                ) from exc
+        output = _run_generate(self, inputs, kwargs, params)
         return self.tokenizer.decode(output[0, n_in:], skip_special_tokens=True).strip()
 
 
-def create(spec: Spec) -> HFCausalLMGenerator:
-    """Load the tokenizer and causal LM named by ``spec`` (a local folder or a cached repo id)."""
+class HFVisionGenerator(Generator):
+    """A transformers ``AutoModelForImageTextToText`` with its processor: the image and the
+    prompt in, new text out. Without an image it answers from the prompt alone."""
+
+    supports_images = True
+    supports_streaming = True
+    is_language_model = True
+
+    def __init__(self, spec: Spec, model: Any, processor: Any, *, use_chat: bool, device: str) -> None:
+        self.spec = str(spec)
+        self.model = model
+        self.processor = processor
+        self.tokenizer = getattr(processor, "tokenizer", processor)
+        self.use_chat = use_chat
+        self.device = device
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"HFVisionGenerator({self.spec!r})"
+
+    def render_prompt(self, prompt: str, with_image: bool = True) -> str:
+        """The text the processor sees: the chat template with an image slot, or the processor's
+        image token, a newline and ``prompt``."""
+        if self.use_chat:
+            content = ([{"type": "image"}] if with_image else []) + [{"type": "text", "text": prompt}]
+            return self.processor.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
+                                                      add_generation_prompt=True)
+        if not with_image:
+            return prompt
+        token = getattr(self.processor, "image_token", None)
+        if not token:
+            raise ConfigError(f"{self.spec!r}: the processor has neither a chat template nor an image token; "
+                              "add a chat template to the model folder")
+        return f"{token}\n{prompt}"
+
+    def build_inputs(self, prompt: str, image: Optional[Image.Image]) -> dict:
+        """Processor outputs on the model's device (pixel values in the model's dtype)."""
+        import inspect
+
+        text = self.render_prompt(prompt, with_image=image is not None)
+        images = None if image is None else [image.convert("RGB")]
+        try:
+            encoded = self.processor(text=[text], images=images, return_tensors="pt")
+        except (ValueError, TypeError, KeyError) as exc:
+            detail = " ".join(str(exc).split())[:300]
+            raise GenerationError(f"{self.spec!r}: the processor could not prepare the input ({detail})") from exc
+        accepted = inspect.signature(self.model.forward).parameters
+        inputs = {}
+        for key, value in encoded.items():
+            if key == "token_type_ids" and key not in accepted:
+                continue
+            if hasattr(value, "to"):
+                value = value.to(self.device, dtype=self.model.dtype) if value.is_floating_point() else value.to(self.device)
+            inputs[key] = value
+        return inputs
+
+    def generate(self, prompt: str, *, params: GenerationParams = GenerationParams(),
+                 image: Optional[Image.Image] = None, on_text: Optional[Callable[[str], None]] = None) -> str:
+        """Answer ``prompt`` looking at ``image`` (when given); returns only the new text."""
+        _check(params)
+        inputs = self.build_inputs(prompt, image)
+        kwargs = _sampling(params, self.model, self.tokenizer)
+        kwargs["streamer"] = _streamer(self.tokenizer, on_text)
+        n_in = inputs["input_ids"].shape[1]
+        output = _run_generate(self, inputs, kwargs, params)
+        return self.tokenizer.decode(output[0, n_in:], skip_special_tokens=True).strip()
+
+
+def _is_vision(transformers: Any, source: str, local_only: bool) -> bool:
+    """True when the checkpoint's config belongs to the image-text-to-text family."""
+    try:
+        config = transformers.AutoConfig.from_pretrained(source, local_files_only=local_only)
+    except (OSError, ValueError, KeyError):
+        return False  # the model load below reports the problem
+    return type(config) in transformers.MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING
+
+
+def create(spec: Spec) -> HFCausalLMGenerator | HFVisionGenerator:
+    """Load the model named by ``spec`` (a local folder or a cached repo id): a vision-language
+    model with its processor when the config says so, else a causal LM with its tokenizer."""
     if not spec.name:
         raise ConfigError("the hf generator needs a model: 'hf:/path/to/model' or 'hf:Qwen/Qwen2.5-0.5B-Instruct'")
     unknown = sorted(set(spec.opts) - set(_OPTIONS))
@@ -194,13 +305,21 @@ def create(spec: Spec) -> HFCausalLMGenerator:
     local_only = local.exists() or not download
     if local.is_dir() and not (local / "config.json").is_file():
         raise _not_available(spec, source, FileNotFoundError(f"no config.json in {source}"), download)
+    vision = _is_vision(transformers, source, local_only)
     try:
         with _quiet_progress(transformers):
-            tokenizer = transformers.AutoTokenizer.from_pretrained(source, local_files_only=local_only)
-            model = transformers.AutoModelForCausalLM.from_pretrained(source, dtype=dtype, local_files_only=local_only)
+            if vision:
+                tokenizer = transformers.AutoProcessor.from_pretrained(source, local_files_only=local_only)
+                model = transformers.AutoModelForImageTextToText.from_pretrained(
+                    source, dtype=dtype, local_files_only=local_only)
+            else:
+                tokenizer = transformers.AutoTokenizer.from_pretrained(source, local_files_only=local_only)
+                model = transformers.AutoModelForCausalLM.from_pretrained(source, dtype=dtype, local_files_only=local_only)
     except (OSError, ValueError, KeyError) as exc:
         raise _not_available(spec, source, exc, download) from exc
     model.to(device)
     model.eval()
     use_chat = use_chat and bool(getattr(tokenizer, "chat_template", None))
+    if vision:
+        return HFVisionGenerator(spec, model, tokenizer, use_chat=use_chat, device=device)
     return HFCausalLMGenerator(spec, model, tokenizer, use_chat=use_chat, device=device)

@@ -96,7 +96,8 @@ class Database:
         row = self.conn.execute("SELECT value FROM meta WHERE key='generation'").fetchone()
         return int(row[0]) if row else 0
 
-    def _bump(self, conn: sqlite3.Connection) -> None:
+    def bump_generation(self, conn: sqlite3.Connection) -> None:
+        """Mark the vectors changed (inside ``conn``'s transaction): index caches rebuild on next use."""
         conn.execute("INSERT INTO meta(key, value) VALUES('generation', '1') ON CONFLICT(key) "
                      "DO UPDATE SET value = CAST(value AS INTEGER) + 1")
 
@@ -167,13 +168,15 @@ class Database:
             rows = self.conn.execute(f"SELECT id, emb FROM captions WHERE id IN ({marks})", list(caption_ids)).fetchall()
         return _stack(rows)
 
-    def caption_ids_for_items(self, item_ids: Sequence[int]) -> dict[int, list[int]]:
+    def caption_ids_for_items(self, item_ids: Sequence[int], exclude_source: str | None = None) -> dict[int, list[int]]:
+        """item id -> its caption ids, optionally leaving out captions of one source (e.g. 'ocr')."""
         if not item_ids:
             return {}
         marks = ",".join("?" * len(item_ids))
         out: dict[int, list[int]] = {}
         for cid, item_id in self.conn.execute(
-                f"SELECT id, item_id FROM captions WHERE item_id IN ({marks}) ORDER BY id", list(item_ids)):
+                f"SELECT id, item_id FROM captions WHERE item_id IN ({marks}) AND source != ? ORDER BY id",
+                [*item_ids, exclude_source or ""]):
             out.setdefault(item_id, []).append(cid)
         return out
 
@@ -207,7 +210,7 @@ class Database:
             c.executemany("INSERT OR IGNORE INTO captions(item_id, text, source, emb) VALUES(?,?,?,?)",
                           [(i, text, src, _blob(vec)) for i, text, vec, src in extra_captions])
             if new_items or extra_captions:
-                self._bump(c)
+                self.bump_generation(c)
         return ids
 
     def delete_items(self, item_ids: Sequence[int]) -> int:
@@ -217,7 +220,7 @@ class Database:
         with self.transaction() as c:
             n = c.execute(f"DELETE FROM items WHERE id IN ({marks})", list(item_ids)).rowcount
             if n:
-                self._bump(c)
+                self.bump_generation(c)
         return n
 
 

@@ -1,0 +1,299 @@
+"""``openai:<model>``: any OpenAI-compatible chat-completions server (Ollama, vLLM, llama.cpp's
+server, LM Studio, hosted APIs), over the standard library's HTTP client.
+
+Options (``openai:llama3.2?base_url=http://localhost:11434/v1&timeout=120``):
+
+* ``base_url`` — the API root ending in ``/v1`` (default ``$OPENAI_BASE_URL``, else
+  ``https://api.openai.com/v1``);
+* ``api_key_env`` — the environment variable holding the API key (default ``OPENAI_API_KEY``;
+  when it is unset no key is sent, which local servers accept);
+* ``timeout`` — seconds to wait for the server to answer, and between streamed chunks (default 60);
+* ``retries`` — further attempts after a 429, a 5xx or a refused/dropped connection (default 2),
+  waiting ``backoff`` seconds (default 0.5), doubling each time, or what ``Retry-After`` asks;
+  a timeout is not retried, since a slow model would only be asked again;
+* ``vision=1`` — the model can see images: the image is sent as a data-URL content part.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import socket
+import time
+import urllib.error
+import urllib.request
+from typing import Any, Callable, Iterator, Optional
+from urllib.parse import urlsplit
+
+from PIL import Image
+
+from ..errors import ConfigError, GenerationError
+from ..specs import Spec
+from .base import GenerationParams, Generator
+
+_OPTIONS = ("base_url", "api_key_env", "timeout", "retries", "backoff", "vision")
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+#: longest side of an image sent to a vision model; larger ones are downscaled first
+MAX_IMAGE_SIDE = 1024
+_MAX_WAIT = 30.0
+_RETRY_STATUS = (408, 409, 429)
+
+OnText = Callable[[str], None]
+
+
+def _number(spec: Spec, key: str, kind: type, default: float, low: float) -> Any:
+    value = spec.opts.get(key)
+    if value is None or value == "":
+        return kind(default)
+    try:
+        number = kind(value)
+    except ValueError:
+        raise ConfigError(f"option {key}={value!r} in {str(spec)!r} must be a number") from None
+    if number < low:
+        raise ConfigError(f"option {key}={value!r} in {str(spec)!r} must be at least {low}")
+    return number
+
+
+def image_data_url(image: Image.Image, max_side: int = MAX_IMAGE_SIDE) -> str:
+    """The image as a ``data:image/jpeg;base64,...`` URL, downscaled to ``max_side`` at most."""
+    img = image.convert("RGB")
+    if max(img.size) > max_side:
+        img = img.copy()
+        img.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=90)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _server_message(body: bytes) -> str:
+    """The error text an OpenAI-style server put in its body, on one line."""
+    text = body.decode("utf-8", "replace")
+    try:
+        data = json.loads(text)
+        err = data.get("error", data) if isinstance(data, dict) else data
+        text = err.get("message", text) if isinstance(err, dict) else str(err)
+    except (ValueError, AttributeError):
+        pass
+    return " ".join(str(text).split())[:300] or "no details"
+
+
+class _Retryable(Exception):
+    def __init__(self, message: str, wait: Optional[float] = None):
+        super().__init__(message)
+        self.wait = wait
+
+
+class OpenAIGenerator(Generator):
+    """Chat completions from an OpenAI-compatible server; can stream to a callback."""
+
+    is_language_model = True
+    supports_streaming = True
+
+    def __init__(self, spec: Spec, *, base_url: str, api_key_env: str, timeout: float, retries: int,
+                 backoff: float, vision: bool) -> None:
+        self.spec = str(spec)
+        self.model = spec.name
+        self.base_url = base_url.rstrip("/")
+        self.url = self.base_url + "/chat/completions"
+        self.api_key_env = api_key_env
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.supports_images = vision
+        # Loopback servers are reached directly even when an HTTP proxy is configured.
+        host = urlsplit(self.base_url).hostname or ""
+        local = host in ("localhost", "::1") or host.startswith("127.")
+        handlers = [urllib.request.ProxyHandler({})] if local else []
+        self._opener = urllib.request.build_opener(*handlers)
+
+    def __repr__(self) -> str:
+        return f"OpenAIGenerator({self.spec!r})"
+
+    # --- request --------------------------------------------------------------------------------
+    def messages(self, prompt: str, image: Optional[Image.Image] = None) -> list[dict]:
+        """The chat messages sent for ``prompt`` (and the image, for a vision model)."""
+        if image is None or not self.supports_images:
+            return [{"role": "user", "content": prompt}]
+        return [{"role": "user", "content": [{"type": "text", "text": prompt},
+                                             {"type": "image_url", "image_url": {"url": image_data_url(image)}}]}]
+
+    def payload(self, prompt: str, params: GenerationParams, image: Optional[Image.Image] = None,
+                stream: bool = False) -> dict:
+        """The JSON body: model, messages and the generation parameters passed through."""
+        if params.max_tokens < 1:
+            raise ConfigError(f"max_tokens must be at least 1, not {params.max_tokens}")
+        if params.temperature < 0:
+            raise ConfigError(f"temperature must be 0 (greedy) or positive, not {params.temperature}")
+        body: dict[str, Any] = {"model": self.model, "messages": self.messages(prompt, image),
+                                "max_tokens": int(params.max_tokens), "temperature": float(params.temperature)}
+        if params.seed is not None:
+            body["seed"] = int(params.seed)
+        if stream:
+            body["stream"] = True
+        return body
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+                   "User-Agent": "ravl"}
+        key = os.environ.get(self.api_key_env, "").strip()
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        return headers
+
+    def _http_error(self, exc: urllib.error.HTTPError) -> Exception:
+        try:
+            detail = _server_message(exc.read())
+        except OSError:
+            detail = exc.reason or "no details"
+        where = f"{self.spec!r}: the server at {self.url} answered {exc.code}"
+        if exc.code == 429 or exc.code >= 500 or exc.code in _RETRY_STATUS:
+            wait = None
+            try:
+                wait = float(exc.headers.get("Retry-After", ""))
+            except (TypeError, ValueError):
+                pass
+            return _Retryable(f"{where} ({detail})", wait)
+        if exc.code in (401, 403):
+            hint = f"set a valid API key in ${self.api_key_env} (or name another variable with ?api_key_env=NAME)"
+        elif exc.code == 404:
+            hint = (f"check the model name {self.model!r} and that base_url {self.base_url!r} is the API root "
+                    "(often ending in /v1)")
+        else:
+            hint = "check the model name and the generation parameters"
+        return GenerationError(f"{where} ({detail}); {hint}")
+
+    def _open(self, body: dict) -> Any:
+        """POST ``body``, retrying 429/5xx and refused or dropped connections with backoff."""
+        data = json.dumps(body).encode("utf-8")
+        attempts = self.retries + 1
+        for attempt in range(attempts):
+            request = urllib.request.Request(self.url, data=data, headers=self._headers(), method="POST")
+            try:
+                return self._opener.open(request, timeout=self.timeout)
+            except urllib.error.HTTPError as exc:
+                error = self._http_error(exc)
+                if isinstance(error, GenerationError):
+                    raise error from None
+            except urllib.error.URLError as exc:
+                if isinstance(exc.reason, (TimeoutError, socket.timeout)):
+                    raise self._timeout_error() from None
+                reason = exc.reason
+                if isinstance(reason, ConnectionRefusedError):
+                    what = "connection refused"
+                elif isinstance(reason, socket.gaierror):
+                    raise GenerationError(f"{self.spec!r}: cannot resolve the host of {self.url} ({reason}); "
+                                          "check base_url") from None
+                else:
+                    what = f"connection failed: {reason}"
+                error = _Retryable(f"{self.spec!r}: cannot connect to {self.url} ({what}); is the server "
+                                   "running and is base_url right? (e.g. start it with 'ollama serve')")
+            except (TimeoutError, socket.timeout):
+                raise self._timeout_error() from None
+            except (ConnectionError, OSError) as exc:  # dropped mid-answer, reset, ...
+                error = _Retryable(f"{self.spec!r}: the connection to {self.url} failed ({exc})")
+            if attempt + 1 < attempts:
+                wait = self.backoff * (2 ** attempt) if error.wait is None else error.wait
+                time.sleep(min(max(wait, 0.0), _MAX_WAIT))
+        tries = f"after {attempts} attempts" if attempts > 1 else "(retries=0)"
+        raise GenerationError(f"{error} {tries}")
+
+    def _timeout_error(self) -> GenerationError:
+        return GenerationError(f"{self.spec!r}: the server at {self.url} did not answer within {self.timeout:g} s; "
+                               "raise it with ?timeout=SECONDS or ask for fewer --max-tokens")
+
+    def _read_json(self, response: Any) -> dict:
+        try:
+            with response:
+                raw = response.read()
+        except (TimeoutError, socket.timeout):
+            raise self._timeout_error() from None
+        except (ConnectionError, OSError) as exc:
+            raise GenerationError(f"{self.spec!r}: the connection to {self.url} broke while reading the answer ({exc})") from None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise GenerationError(f"{self.spec!r}: the server at {self.url} did not answer with JSON "
+                                  f"({_server_message(raw)[:120]!r}); is base_url an OpenAI-compatible API root?") from None
+
+    def _content(self, data: Any, *, delta: bool) -> str:
+        try:
+            choice = data["choices"][0] if data.get("choices") else {}
+            part = choice.get("delta" if delta else "message") or {}
+            return part.get("content") or ""
+        except (AttributeError, KeyError, TypeError, IndexError):
+            raise GenerationError(f"{self.spec!r}: unexpected answer from {self.url}: {str(data)[:200]}") from None
+
+    def _events(self, response: Any) -> Iterator[dict]:
+        """Parse a server-sent-events stream into its JSON ``data:`` payloads."""
+        with response:
+            while True:
+                try:
+                    raw = response.readline()
+                except (TimeoutError, socket.timeout):
+                    raise self._timeout_error() from None
+                except (ConnectionError, OSError) as exc:
+                    raise GenerationError(f"{self.spec!r}: the stream from {self.url} broke ({exc})") from None
+                if not raw:
+                    return
+                line = raw.decode("utf-8", "replace").strip()
+                if not line.startswith("data:"):
+                    continue
+                value = line[5:].strip()
+                if value == "[DONE]":
+                    return
+                try:
+                    event = json.loads(value)
+                except ValueError:
+                    raise GenerationError(f"{self.spec!r}: bad stream event from {self.url}: {value[:120]!r}") from None
+                if isinstance(event, dict) and event.get("error"):
+                    raise GenerationError(f"{self.spec!r}: the server at {self.url} failed mid-stream "
+                                          f"({_server_message(json.dumps(event).encode())})")
+                yield event
+
+    # --- the contract ----------------------------------------------------------------------------
+    def generate(self, prompt: str, *, params: GenerationParams = GenerationParams(),
+                 image: Optional[Image.Image] = None, on_text: Optional[OnText] = None) -> str:
+        """Ask the server for a chat completion; with ``on_text`` the answer is streamed to it
+        chunk by chunk as it arrives, and the whole answer is still returned."""
+        body = self.payload(prompt, params, image, stream=on_text is not None)
+        response = self._open(body)
+        streamed = "text/event-stream" in (response.headers.get("Content-Type") or "")
+        if on_text is None or not streamed:  # a server may ignore "stream" and answer at once
+            text = self._content(self._read_json(response), delta=False).strip()
+            if on_text is not None and text:
+                on_text(text)
+            return text
+        pieces: list[str] = []
+        for event in self._events(response):
+            piece = self._content(event, delta=True)
+            if piece:
+                pieces.append(piece)
+                on_text(piece)
+        return "".join(pieces).strip()
+
+
+def create(spec: Spec) -> OpenAIGenerator:
+    """Build an :class:`OpenAIGenerator`; nothing is sent until the first ``generate``."""
+    if not spec.name:
+        raise ConfigError("the openai generator needs a model name: e.g. "
+                          "'openai:llama3.2?base_url=http://localhost:11434/v1' or 'openai:gpt-4o-mini'")
+    unknown = sorted(set(spec.opts) - set(_OPTIONS))
+    if unknown:
+        raise ConfigError(f"unknown option(s) {', '.join(unknown)} in {str(spec)!r}; known: {', '.join(_OPTIONS)}")
+    base_url = spec.opts.get("base_url") or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"base_url {base_url!r} in {str(spec)!r} must be an http(s) URL such as "
+                          "http://localhost:11434/v1")
+    api_key_env = spec.opts.get("api_key_env") or "OPENAI_API_KEY"
+    if "api_key_env" in spec.opts and not os.environ.get(api_key_env):
+        raise ConfigError(f"{str(spec)!r} reads its API key from ${api_key_env}, which is not set; export it first")
+    vision = spec.opts.get("vision", "0").lower()
+    if vision not in ("0", "1", "true", "false", "yes", "no", ""):
+        raise ConfigError(f"option vision={vision!r} in {str(spec)!r} must be 1 or 0")
+    return OpenAIGenerator(spec, base_url=base_url, api_key_env=api_key_env,
+                           timeout=_number(spec, "timeout", float, 60.0, 0.001),
+                           retries=_number(spec, "retries", int, 2, 0),
+                           backoff=_number(spec, "backoff", float, 0.5, 0.0),
+                           vision=vision in ("1", "true", "yes"))
