@@ -6,8 +6,9 @@ import os
 import sys
 
 from . import ask, caption, demo, index, info, read, search
+from . import eval as eval_cmd
 
-COMMANDS = (index, search, caption, ask, read, info, demo)
+COMMANDS = (index, search, caption, ask, read, info, eval_cmd, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -158,6 +158,8 @@ def _figure(width: float = 6.0, height: float = 4.0):
 
 def plot_recall_curves(report: Mapping, path) -> Path:
     """Recall@K against K (1..max) for both directions, one PNG."""
+    from matplotlib.ticker import MaxNLocator
+
     retrieval = report.get("retrieval") or {}
     fig, ax = _figure()
     for direction, title in _DIRECTION_TITLES.items():
@@ -165,6 +167,7 @@ def plot_recall_curves(report: Mapping, path) -> Path:
         if curve:
             ax.plot(range(1, len(curve) + 1), [100.0 * v for v in curve], marker="o", markersize=3, label=title)
     ax.set_xlabel("K")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("Recall@K (%)")
     ax.set_ylim(0, 100)
     ax.set_title("Retrieval Recall@K")

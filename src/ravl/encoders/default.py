@@ -1,0 +1,347 @@
+"""The offline ``default`` encoder: EfficientNet-Lite0 + all-MiniLM-L6-v2, bridged by ConSE.
+
+Both models ship inside PyPI packages, so it works with no download. Texts are MiniLM sentence
+embeddings (384-d); images are ConSE vectors in that space, built from the CNN's ImageNet class
+probabilities. The CNN's pooled 1280-d features serve image->image search.
+
+The CNN runs through onnxruntime (about 8x eager torch on 2 cores), exported once with the
+dynamo exporter and cached under ``cache_dir('onnx')``; if that fails it runs in torch.
+
+Spec options: ``runtime=onnx|torch`` (default onnx, which falls back to torch when the export or
+onnxruntime fails; see ``describe()['onnx_fallback']``), ``topk=`` and
+``temperature=`` (the ConSE recipe). ``default`` is the canonical spec when options are defaults.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from ..config import cache_dir, env_int
+from ..errors import ConfigError, MissingDependencyError, SpecError
+from ..specs import Spec
+from . import conse
+from .base import Encoder, ImageVectors, l2_normalize
+
+TEXT_MODEL = "all-MiniLM-L6-v2/mean/max128"
+IMAGE_MODEL = "efficientnet-lite0"
+#: bump when the network definition or export settings change (invalidates cached ONNX files)
+EXPORT_VERSION = 1
+RUNTIMES = ("onnx", "torch")
+OPTIONS = ("runtime", "topk", "temperature")
+_MIN_ONNX_AGREEMENT = 1e-3
+
+
+def cpu_threads() -> int:
+    """Threads for the CNN: the CPUs this process may use, or ``RAVL_THREADS``."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        n = os.cpu_count() or 1
+    return max(1, env_int("RAVL_THREADS", n))
+
+
+def preprocess_image(image: Image.Image, size: int = 224, resize: int = 256) -> np.ndarray:
+    """RGB (alpha on white), short side to 256 bicubic, centre crop 224, (x/255-0.5)/0.5, CHW."""
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        image = Image.new("RGB", rgba.size, (255, 255, 255))
+        image.paste(rgba, mask=rgba.getchannel("A"))
+    elif image.mode != "RGB":
+        image = image.convert("RGB")
+    w, h = image.size
+    scale = resize / min(w, h)
+    nw, nh = max(resize, round(w * scale)), max(resize, round(h * scale))
+    if (nw, nh) != (w, h):
+        image = image.resize((nw, nh), Image.BICUBIC)
+    left, top = (nw - size) // 2, (nh - size) // 2
+    image = image.crop((left, top, left + size, top + size))
+    arr = np.asarray(image, dtype=np.float32) * (2.0 / 255.0) - 1.0
+    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+
+# --- CNN runners ------------------------------------------------------------------------------
+class TorchRunner:
+    """Eager torch, channels_last (about 1.5-4x faster than NCHW on CPU)."""
+
+    name = "torch"
+
+    def __init__(self, threads: int):
+        import torch
+
+        from .effnet import load_efficientnet_lite0
+
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+        self._torch = torch
+        self.model = load_efficientnet_lite0().to(memory_format=torch.channels_last)
+
+    def __call__(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        torch = self._torch
+        x = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32))
+        with torch.inference_mode():
+            logits, features = self.model(x.contiguous(memory_format=torch.channels_last))
+        return logits.numpy(), features.numpy()
+
+
+class OnnxRunner:
+    """onnxruntime over the cached export; the file is checked against its sha256 sidecar."""
+
+    name = "onnx"
+
+    def __init__(self, threads: int):
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise MissingDependencyError("runtime=onnx needs onnxruntime: pip install onnxruntime") from exc
+        self.threads = threads
+        self.path = onnx_cache_path()
+        self.exported = False  # True when this runner had to (re-)export the file
+        data = _read_verified(self.path)
+        if data is not None:
+            try:
+                self.session = self._session(ort, data)
+            except Exception:  # unreadable despite the digest: export again
+                data = None
+        if data is None:
+            data = export_onnx(self.path)
+            self.exported = True
+            self.session = self._session(ort, data)
+            self._check_against_torch()
+
+    def _session(self, ort, data: bytes):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+
+    def _check_against_torch(self) -> None:
+        probe = np.random.default_rng(0).uniform(-1, 1, (1, 3, 224, 224)).astype(np.float32)
+        ref_logits, _ = TorchRunner(self.threads)(probe)
+        logits, _ = self(probe)
+        if not np.abs(logits - ref_logits).max() < _MIN_ONNX_AGREEMENT:
+            self.path.unlink(missing_ok=True)
+            raise RuntimeError("exported ONNX model disagrees with the torch model")
+
+    def __call__(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        logits, features = self.session.run(None, {"pixels": np.ascontiguousarray(pixels, dtype=np.float32)})
+        return logits, features
+
+
+def _versions() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = []
+    for name in ("torch", "onnx", "onnxscript"):
+        try:
+            found.append(f"{name}={version(name)}")
+        except PackageNotFoundError:
+            found.append(f"{name}=none")
+    return ";".join(found)
+
+
+def onnx_cache_path() -> Path:
+    """Cache file for the exported CNN, keyed by the weights, the exporter versions and EXPORT_VERSION."""
+    from .effnet import weights_path
+
+    h = hashlib.sha256()
+    with open(weights_path(), "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    h.update(f"{EXPORT_VERSION};{_versions()}".encode())
+    return cache_dir("onnx") / f"{IMAGE_MODEL}-{h.hexdigest()[:16]}.onnx"
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _read_verified(path: Path) -> bytes | None:
+    """The file's bytes if its sha256 matches the sidecar written at export; else None."""
+    try:
+        data = path.read_bytes()
+        expected = _sidecar(path).read_text().strip()
+    except OSError:
+        return None
+    return data if hashlib.sha256(data).hexdigest() == expected else None
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; caches are shared like any other
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def export_onnx(path: Path) -> bytes:
+    """Export the CNN (dynamic batch) with the dynamo exporter; write file + sidecar atomically."""
+    import torch
+
+    from .effnet import load_efficientnet_lite0
+
+    model = load_efficientnet_lite0()
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".export", dir=path.parent)
+    os.close(fd)
+    try:
+        batch = torch.export.Dim("batch", min=1, max=4096)
+        sink = io.StringIO()
+        with warnings.catch_warnings(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                model, (torch.zeros(2, 3, 224, 224),), dynamo=True, dynamic_shapes=({0: batch},),
+                input_names=["pixels"], output_names=["logits", "features"], optimize=True, verbose=False,
+            )
+            program.save(tmp)
+        data = Path(tmp).read_bytes()
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    # sidecar first, then the model: a reader never sees a model whose digest was not written
+    _atomic_write(_sidecar(path), hashlib.sha256(data).hexdigest().encode())
+    _atomic_write(path, data)
+    return data
+
+
+# --- the encoder ------------------------------------------------------------------------------
+class DefaultEncoder(Encoder):
+    """EfficientNet-Lite0 -> ConSE -> MiniLM space (384-d); CNN features (1280-d) for image->image."""
+
+    dim = 384
+    feature_dim = 1280
+    batch_size = 32
+    image_size_hint = 256
+
+    def __init__(self, runtime: str = "onnx", recipe: conse.ConseRecipe = conse.DEFAULT_RECIPE):
+        if runtime not in RUNTIMES:
+            raise ConfigError(f"unknown runtime {runtime!r} for the default encoder; choose one of: torch, onnx")
+        from .text_minilm import MiniLMTextEncoder
+
+        self.runtime = runtime
+        self.recipe = recipe
+        self.text = MiniLMTextEncoder(max_length=128)
+        self.threads = cpu_threads()
+        self.fallback_reason: str | None = None
+        self._runner = None
+        self._classes = None
+        self._lock = threading.Lock()
+        options = {}
+        if runtime != "onnx":
+            options["runtime"] = runtime
+        if recipe.topk != conse.DEFAULT_RECIPE.topk:
+            options["topk"] = str(recipe.topk)
+        if recipe.temperature != conse.DEFAULT_RECIPE.temperature:
+            options["temperature"] = f"{recipe.temperature:g}"
+        self.spec = str(Spec("default", "", tuple(sorted(options.items()))))
+
+    @property
+    def fingerprint(self) -> str:
+        return f"default/{IMAGE_MODEL}+minilm-l6/conse-{self.recipe.recipe_hash(TEXT_MODEL)}"
+
+    # lazy parts
+    @property
+    def runner(self):
+        """The CNN runner (onnx or torch), built on first use."""
+        if self._runner is None:
+            with self._lock:
+                if self._runner is None:
+                    self._runner = self._make_runner()
+        return self._runner
+
+    def _make_runner(self):
+        if self.runtime == "torch":
+            return TorchRunner(self.threads)
+        try:
+            return OnnxRunner(self.threads)
+        except Exception as exc:  # export or onnxruntime failed: eager torch gives the same vectors
+            self.fallback_reason = f"{type(exc).__name__}: {exc}"
+            return TorchRunner(self.threads)
+
+    @property
+    def class_matrix(self) -> np.ndarray:
+        """(1000, 384) ConSE class embeddings for this recipe (cached on disk)."""
+        if self._classes is None:
+            self._classes = conse.load_class_matrix(self.recipe, self.text.encode, TEXT_MODEL, self.dim)
+        return self._classes
+
+    # the contract
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        return preprocess_image(image)
+
+    def forward(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Raw CNN outputs for a preprocessed batch: logits (n, 1000), pooled features (n, 1280)."""
+        pixels = np.asarray(pixels, dtype=np.float32)
+        if pixels.ndim != 4 or pixels.shape[1:] != (3, 224, 224):
+            raise ConfigError(f"default encoder expects pixels of shape (n, 3, 224, 224), got {pixels.shape}")
+        return self.runner(pixels)
+
+    def embed_pixels(self, pixels: np.ndarray) -> ImageVectors:
+        if len(pixels) == 0:
+            return ImageVectors(np.zeros((0, self.dim), np.float32), np.zeros((0, self.feature_dim), np.float32))
+        logits, features = self.forward(pixels)
+        return ImageVectors(conse.bridge(logits, self.class_matrix, self.recipe), l2_normalize(features))
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        return self.text.encode(texts)
+
+    def top_labels(self, images_or_pixels, k: int = 5) -> list[list[tuple[str, float]]]:
+        """ImageNet labels (first lemma) with softmax probabilities, best first, per image."""
+        from .imagenet import class_names
+
+        if isinstance(images_or_pixels, np.ndarray):
+            pixels = images_or_pixels
+        else:
+            pixels = np.stack([self.preprocess(im) for im in images_or_pixels]) if images_or_pixels else None
+        if pixels is None or len(pixels) == 0:
+            return []
+        probs = conse.softmax(self.forward(pixels)[0])
+        names = class_names()
+        top = np.argsort(-probs, axis=1)[:, :k]
+        return [[(names[j], float(p[j])) for j in row] for p, row in zip(probs, top)]
+
+    def describe(self) -> dict:
+        info = super().describe()
+        info.update(runtime=self.runtime if self._runner is None else self._runner.name,
+                    recipe=conse.recipe_dict(self.recipe), image_model=IMAGE_MODEL, text_model=TEXT_MODEL)
+        if self.fallback_reason:
+            info["onnx_fallback"] = self.fallback_reason
+        return info
+
+
+def _number(spec: Spec, key: str, kind, default):
+    value = spec.opts.get(key)
+    if value is None or value == "":
+        return default
+    try:
+        return kind(value)
+    except ValueError as exc:
+        raise SpecError(f"option {key}={value!r} in spec {str(spec)!r} must be a number") from exc
+
+
+def create(spec: Spec) -> DefaultEncoder:
+    """Registry factory for ``default[?runtime=onnx|torch&topk=N&temperature=X]``."""
+    if spec.name:
+        raise SpecError(f"the default encoder takes no model name (got {str(spec)!r}); use plain 'default'")
+    unknown = sorted(set(spec.opts) - set(OPTIONS))
+    if unknown:
+        raise SpecError(f"unknown option(s) {', '.join(unknown)} for the default encoder; valid: {', '.join(OPTIONS)}")
+    base = conse.DEFAULT_RECIPE
+    recipe = conse.with_options(base, topk=_number(spec, "topk", int, base.topk),
+                                temperature=_number(spec, "temperature", float, base.temperature))
+    return DefaultEncoder(runtime=spec.opts.get("runtime") or "onnx", recipe=recipe)
