@@ -16,14 +16,12 @@ import pytest
 
 from conftest import make_image
 
-LAUNCH = ("import sys; from ravl.cli import main as m, eval as e; "
-          "m.COMMANDS = tuple(dict.fromkeys((*m.COMMANDS, e))); sys.exit(m.main(sys.argv[1:]))")
 DEFAULT = "default?runtime=torch"
 
 
 def ravl(*args, check=True, timeout=300) -> subprocess.CompletedProcess:
-    """The real CLI in a subprocess (works before and after eval is listed in main.COMMANDS)."""
-    proc = subprocess.run([sys.executable, "-c", LAUNCH, *map(str, args)], capture_output=True, text=True,
+    """The real CLI in a subprocess."""
+    proc = subprocess.run([sys.executable, "-m", "ravl.cli.main", *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, env={**os.environ})
     if check and proc.returncode != 0:
         raise AssertionError(f"ravl {args} failed ({proc.returncode}): {proc.stderr}")
@@ -31,12 +29,9 @@ def ravl(*args, check=True, timeout=300) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture
-def cli(monkeypatch, capsys, colour_spec):
+def cli(capsys, colour_spec):
     """Run `ravl ...` in-process: (exit code, stdout, stderr)."""
-    from ravl.cli import eval as eval_cmd
     from ravl.cli import main
-
-    monkeypatch.setattr(main, "COMMANDS", tuple(dict.fromkeys((*main.COMMANDS, eval_cmd))))
 
     def run(*args):
         capsys.readouterr()

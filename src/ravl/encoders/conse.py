@@ -9,17 +9,16 @@ cached as ``.npy`` under ``cache_dir('conse')``; ``benchmarks/conse_recipe.py`` 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
 from ..config import cache_dir
 from ..errors import ConfigError
+from ..fsutil import atomic_write_bytes
 from .base import l2_normalize
 from .imagenet import ImageNetClass, imagenet_classes
 
@@ -132,22 +131,11 @@ def load_class_matrix(recipe: ConseRecipe, encode: Callable[[list[str]], np.ndar
     except (OSError, ValueError, EOFError):
         pass
     matrix = build_class_matrix(recipe, encode)
-    _atomic_save(path, matrix)
+    buf = io.BytesIO()
+    np.save(buf, matrix, allow_pickle=False)
+    atomic_write_bytes(path, buf.getvalue())
     return matrix
 
-
-def _atomic_save(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.stem + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, array, allow_pickle=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; caches are shared like any other
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:

@@ -28,6 +28,7 @@ from PIL import Image
 
 from ..config import cache_dir, env_int
 from ..errors import ConfigError, MissingDependencyError, SpecError
+from ..fsutil import atomic_write_bytes
 from ..specs import Spec
 from . import conse
 from .base import Encoder, ImageVectors, l2_normalize
@@ -61,12 +62,15 @@ def preprocess_image(image: Image.Image, size: int = 224, resize: int = 256) -> 
     w, h = image.size
     scale = resize / min(w, h)
     nw, nh = max(resize, round(w * scale)), max(resize, round(h * scale))
-    if (nw, nh) != (w, h):
-        image = image.resize((nw, nh), Image.BICUBIC)
     left, top = (nw - size) // 2, (nh - size) // 2
-    image = image.crop((left, top, left + size, top + size))
-    arr = np.asarray(image, dtype=np.float32) * (2.0 / 255.0) - 1.0
-    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+    # resize only the source region that lands in the centre crop (same pixels, ~40% less work)
+    sx, sy = w / nw, h / nh
+    box = (left * sx, top * sy, (left + size) * sx, (top + size) * sy)
+    image = image.resize((size, size), Image.BICUBIC, box=box)
+    arr = np.asarray(image).transpose(2, 0, 1).astype(np.float32)
+    arr *= 2.0 / 255.0
+    arr -= 1.0
+    return arr
 
 
 # --- CNN runners ------------------------------------------------------------------------------
@@ -177,19 +181,6 @@ def _read_verified(path: Path) -> bytes | None:
     return data if hashlib.sha256(data).hexdigest() == expected else None
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; caches are shared like any other
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
 
 def export_onnx(path: Path) -> bytes:
     """Export the CNN (dynamic batch) with the dynamo exporter; write file + sidecar atomically."""
@@ -214,8 +205,8 @@ def export_onnx(path: Path) -> bytes:
     finally:
         Path(tmp).unlink(missing_ok=True)
     # sidecar first, then the model: a reader never sees a model whose digest was not written
-    _atomic_write(_sidecar(path), hashlib.sha256(data).hexdigest().encode())
-    _atomic_write(path, data)
+    atomic_write_bytes(_sidecar(path), hashlib.sha256(data).hexdigest().encode())
+    atomic_write_bytes(path, data)
     return data
 
 

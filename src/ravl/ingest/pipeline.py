@@ -24,6 +24,8 @@ from .images import decode_image, read_file
 from .sources import Record, read_sources
 
 Progress = Callable[[int, int], None]  # (done, total)
+#: caption texts whose vectors are kept for the rest of a run (datasets often repeat captions)
+TEXT_CACHE_SIZE = 50_000
 
 
 @dataclass
@@ -132,6 +134,7 @@ def index_sources(collection, sources: Iterable[str], *, images_root=None, split
                          seconds=time.perf_counter() - start)
 
     timing = {"decode": 0.0, "encode_images": 0.0, "encode_texts": 0.0, "write": 0.0}
+    text_cache: dict[str, np.ndarray] = {}
     batch: list[_Prepared] = []
     side: list[_Prepared] = []  # touch / reuse entries committed with the next batch
     done = 0
@@ -149,8 +152,13 @@ def index_sources(collection, sources: Iterable[str], *, images_root=None, split
             have = set(known_caps.get(p.item_id, ())) if p.kind != "reuse" and p.item_id else set()
             wanted += [(p, c) for c in p.record.captions if c not in have]
         t = time.perf_counter()
-        texts = sorted({c for _, c in wanted})
-        text_vecs = dict(zip(texts, encoder.encode_texts(texts))) if texts else {}
+        needed = {c for _, c in wanted}
+        if len(text_cache) + len(needed) > TEXT_CACHE_SIZE:
+            text_cache.clear()
+        texts = sorted(needed - text_cache.keys())
+        if texts:
+            text_cache.update(zip(texts, encoder.encode_texts(texts)))
+        text_vecs = text_cache
         timing["encode_texts"] += time.perf_counter() - t
         t = time.perf_counter()
         new_items, touched, extra = [], [], []

@@ -8,11 +8,12 @@ vectors = cosine similarity).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
+
+from ..fsutil import atomic_write_bytes
 
 
 class VectorIndex:
@@ -47,14 +48,6 @@ class VectorIndex:
         return out
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
 
 def load_or_build(folder: Path, name: str, generation: int, dim: int,
                   fetch: Callable[[], tuple[np.ndarray, np.ndarray]], *, save: bool = True) -> VectorIndex:
@@ -76,8 +69,8 @@ def load_or_build(folder: Path, name: str, generation: int, dim: int,
     if save:
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            _atomic_write_bytes(data_path, faiss.serialize_index(built.index).tobytes())
-            _atomic_write_bytes(meta_path, json.dumps({"generation": generation, "dim": dim,
+            atomic_write_bytes(data_path, faiss.serialize_index(built.index).tobytes())
+            atomic_write_bytes(meta_path, json.dumps({"generation": generation, "dim": dim,
                                                        "count": len(built)}).encode())
         except OSError:
             pass  # read-only collection: search still works from memory

@@ -1,0 +1,204 @@
+"""Throughput and latency of `ravl serve` text search with 1, 4 and 16 concurrent clients.
+
+Builds (once) a collection of generated images — coloured shapes on coloured backgrounds, each
+with a caption describing it — indexed with the offline `default` encoder, starts a real server
+process on loopback and drives it with N client threads (one HTTP keep-alive connection each).
+
+    .venv/bin/python benchmarks/serve.py                      # 10,000 images under $RAVL_HOME/bench-serve
+    .venv/bin/python benchmarks/serve.py --collection DIR     # an existing collection
+    .venv/bin/python benchmarks/serve.py --images 2000 --seconds 5
+
+The load generator runs on the same machine as the server, so on a small machine both compete
+for the cores; the figures are end-to-end (HTTP + text encoder + FAISS + JSON).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+COLOURS = {"red": (220, 30, 30), "green": (40, 170, 60), "blue": (40, 70, 220), "yellow": (240, 215, 40),
+           "black": (20, 20, 20), "white": (250, 250, 250), "orange": (245, 140, 20), "purple": (130, 50, 170)}
+SHAPES = ("circle", "square", "triangle", "stripe")
+SIZES = ("small", "large")
+
+
+def generate_images(folder: Path, n: int, seed: int = 0) -> None:
+    """``n`` small JPEGs of a shape on a background, with a caption sidecar each."""
+    from PIL import Image, ImageDraw
+
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    names = list(COLOURS)
+    for i in range(n):
+        path = folder / f"{i // 1000:02d}" / f"img{i:05d}.jpg"
+        if path.exists():
+            continue
+        path.parent.mkdir(exist_ok=True)
+        fg, bg = rng.sample(names, 2)
+        shape, size = rng.choice(SHAPES), rng.choice(SIZES)
+        img = Image.new("RGB", (128, 128), COLOURS[bg])
+        d = ImageDraw.Draw(img)
+        r = rng.randint(40, 60) if size == "large" else rng.randint(14, 26)
+        cx, cy = rng.randint(r, 128 - r), rng.randint(r, 128 - r)
+        box = (cx - r, cy - r, cx + r, cy + r)
+        if shape == "circle":
+            d.ellipse(box, fill=COLOURS[fg])
+        elif shape == "square":
+            d.rectangle(box, fill=COLOURS[fg])
+        elif shape == "triangle":
+            d.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=COLOURS[fg])
+        else:
+            d.rectangle((0, cy - r // 3, 128, cy + r // 3), fill=COLOURS[fg])
+        noise = Image.effect_noise((128, 128), rng.randint(5, 30)).convert("RGB")
+        img = Image.blend(img, noise, 0.08)
+        img.save(path, quality=85)
+        path.with_suffix(".txt").write_text(f"a {size} {fg} {shape} on a {bg} background\n")
+
+
+def build(collection: Path, n: int) -> None:
+    images = collection.parent / f"{collection.name}-images"
+    t = time.perf_counter()
+    generate_images(images, n)
+    print(f"generated {n} images in {time.perf_counter() - t:.1f}s under {images}", file=sys.stderr)
+    t = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "ravl.cli.main", "index", str(images), "--collection",
+                           str(collection), "--json"], capture_output=True, text=True)
+    if proc.returncode:
+        sys.exit(f"indexing failed: {proc.stderr}")
+    report = json.loads(proc.stdout)
+    print(f"indexed {report['collection']} in {time.perf_counter() - t:.1f}s", file=sys.stderr)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(collection: Path, extra: list[str]) -> tuple[subprocess.Popen, str]:
+    import httpx
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([sys.executable, "-m", "ravl.cli.main", "serve", "--collection", str(collection), "--port",
+                             str(port), "--log-level", "warning", *extra], stderr=subprocess.DEVNULL)
+    t = time.perf_counter()
+    while time.perf_counter() - t < 300:
+        if proc.poll() is not None:
+            sys.exit(f"server exited with {proc.returncode}")
+        try:
+            if httpx.get(url + "/health", timeout=2).status_code == 200:
+                print(f"server ready in {time.perf_counter() - t:.1f}s at {url}", file=sys.stderr)
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    sys.exit("server did not start")
+
+
+def queries(n: int = 400, seed: int = 1) -> list[str]:
+    rng = random.Random(seed)
+    words = list(COLOURS)
+    out = set()
+    while len(out) < n:
+        form = rng.randrange(3)
+        if form == 0:
+            out.add(f"a {rng.choice(words)} {rng.choice(SHAPES)}")
+        elif form == 1:
+            out.add(f"a {rng.choice(SIZES)} {rng.choice(words)} {rng.choice(SHAPES)} on {rng.choice(words)}")
+        else:
+            out.add(f"{rng.choice(words)} {rng.choice(SHAPES)} and a {rng.choice(words)} background")
+    return sorted(out)
+
+
+def run_level(url: str, clients: int, seconds: float, k: int, texts: list[str]) -> dict:
+    import httpx
+
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    stop = time.perf_counter() + seconds
+    start_gate = threading.Barrier(clients)
+
+    def client(n: int) -> None:
+        rng = random.Random(n)
+        mine = []
+        with httpx.Client(base_url=url, timeout=60) as c:
+            start_gate.wait()
+            while time.perf_counter() < stop:
+                q = rng.choice(texts)
+                t = time.perf_counter()
+                r = c.get("/search", params={"q": q, "k": k})
+                dt = time.perf_counter() - t
+                if r.status_code != 200:
+                    with lock:
+                        errors[0] += 1
+                mine.append(dt)
+        with lock:
+            latencies.extend(mine)
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    wall = time.perf_counter() - t0
+    lat = sorted(latencies)
+    p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000  # noqa: E731
+    return {"clients": clients, "requests": len(lat), "errors": errors[0], "qps": len(lat) / wall,
+            "p50_ms": statistics.median(lat) * 1000, "p99_ms": p(0.99)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--collection", type=Path, default=None, help="existing collection (default: build one)")
+    ap.add_argument("--images", type=int, default=10_000, help="images to generate when building (default 10000)")
+    ap.add_argument("--seconds", type=float, default=10.0, help="measuring time per concurrency level")
+    ap.add_argument("--clients", default="1,4,16", help="concurrency levels (default 1,4,16)")
+    ap.add_argument("--k", type=int, default=10, help="results per query (default 10)")
+    ap.add_argument("--serve-args", default="", help="extra arguments for 'ravl serve', e.g. '--threads 2'")
+    ap.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    args = ap.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.collection is None:
+        from ravl.config import ravl_home
+
+        args.collection = ravl_home() / f"bench-serve-{args.images}"
+        if not (args.collection / "ravl.sqlite").exists():
+            build(args.collection, args.images)
+    proc, url = start_server(args.collection, args.serve_args.split())
+    try:
+        import httpx
+
+        info = httpx.get(url + "/info").json()
+        texts = queries()
+        with httpx.Client(base_url=url) as c:  # warm-up: every query once
+            for q in texts[:50]:
+                c.get("/search", params={"q": q, "k": args.k}).raise_for_status()
+        rows = [run_level(url, int(n), args.seconds, args.k, texts) for n in args.clients.split(",")]
+    finally:
+        proc.terminate()
+        proc.wait(15)
+    print(f"ravl serve text search: {info['images']} images, {info['captions']} captions, encoder {info['encoder']}, "
+          f"k={args.k}, {args.seconds:.0f}s per level, {os.cpu_count()} CPUs, load avg {os.getloadavg()[0]:.1f}")
+    print(f"{'clients':>7} {'requests':>8} {'errors':>6} {'q/s':>7} {'p50 ms':>7} {'p99 ms':>7}")
+    for r in rows:
+        print(f"{r['clients']:>7} {r['requests']:>8} {r['errors']:>6} {r['qps']:>7.1f} {r['p50_ms']:>7.1f} "
+              f"{r['p99_ms']:>7.1f}")
+    if args.json:
+        print(json.dumps({"info": {k: info[k] for k in ("images", "captions", "encoder")}, "levels": rows}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""HTTP errors: server-only RavlError subclasses and the map from every error to a status code.
+
+Every error response is JSON ``{"type": ..., "message": ...}`` (``/ask`` adds ``evidence``).
+"""
+from __future__ import annotations
+
+from .. import errors as E
+
+
+class UploadTooLargeError(E.InputError):
+    """A request body or uploaded file is over the server's size cap."""
+
+
+class UnsupportedImageError(E.ImageError):
+    """An upload is not in one of the image formats the server decodes."""
+
+
+class AuthError(E.RavlError):
+    """The request lacks the right ``Authorization: Bearer`` key."""
+
+
+class WritesDisabledError(E.RavlError):
+    """Write endpoints are off: no API key is configured and --allow-writes was not given."""
+
+
+class NotFoundError(E.RavlError):
+    """No such route or file (also the answer to any path outside the collection's image roots)."""
+
+
+class NotSupportedError(E.RavlError):
+    """The server cannot do this yet (e.g. answering questions without a language model)."""
+
+
+#: most specific first; the first isinstance match wins
+STATUS = (
+    (UploadTooLargeError, 413),
+    (E.ImageError, 415),
+    (E.ItemNotFoundError, 404),
+    (NotFoundError, 404),
+    (AuthError, 401),
+    (WritesDisabledError, 403),
+    (NotSupportedError, 501),
+    (E.ConfigError, 400),
+    (E.InputError, 400),
+    (E.EncoderMismatchError, 409),
+    (E.MissingDependencyError, 503),
+    (E.ModelNotAvailableError, 503),
+    (E.GenerationError, 502),
+    (E.RavlError, 500),
+)
+
+
+def status_for(exc: BaseException) -> int:
+    for cls, status in STATUS:
+        if isinstance(exc, cls):
+            return status
+    return 500
+
+
+def error_body(exc: BaseException, **extra) -> dict:
+    return {"type": type(exc).__name__, "message": str(exc), **extra}

@@ -1,0 +1,138 @@
+"""Read endpoints: health, info, search (text, image upload, path, item), caption and ask."""
+from __future__ import annotations
+
+from typing import Literal, Optional
+from urllib.parse import unquote, urlparse
+
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+
+from .. import __version__
+from ..errors import InputError
+from .settings import ServerSettings
+from .state import ServerState
+
+Target = Literal["images", "captions"]
+
+
+def get_state(request: Request) -> ServerState:
+    return request.app.state.ravl
+
+
+def hits_json(hits) -> list[dict]:
+    return [h.to_dict() for h in hits]
+
+
+def query_image(state: ServerState, image: Optional[UploadFile], path: Optional[str], item: Optional[int] = None):
+    """Exactly one of an upload, a path (or file:// URL) inside the image roots, or an item id ->
+    (RGB image, display name, item ids to leave out of the neighbours)."""
+    given = [x is not None and x != "" for x in (image, path, item)]
+    if sum(given) != 1:
+        raise InputError("send exactly one of: an uploaded file in 'image', a 'path' (or file:// 'url') inside "
+                         "the collection's image roots, or an 'item' id")
+    if image is not None:
+        data, name = state.read_upload(image)
+        return state.decode_upload(data, name), name, ()
+    if item is not None:
+        real = state.item_file(item)
+        exclude = (item,)
+    else:
+        parsed = urlparse(path)
+        if parsed.scheme in ("http", "https", "ftp", "data"):
+            raise InputError("this server does not fetch URLs; upload the image in 'image', or give a path inside "
+                             "the collection's image roots")
+        real = state.allowed_file(unquote(parsed.path) if parsed.scheme == "file" else path)
+        row = state.collection.db.item_by_uri(str(real))
+        exclude = (row.id,) if row else ()
+    from ..ingest.images import read_file
+
+    data = read_file(real)
+    return state.decode_upload(data, real.name), str(real), exclude
+
+
+def build_router(settings: ServerSettings) -> APIRouter:
+    router = APIRouter()
+    max_k = settings.max_k
+    K = Query(10, ge=1, le=max_k, description=f"results per query (1..{max_k})")
+
+    @router.get("/health", tags=["server"], summary="Liveness: the collection and models are loaded")
+    def health(state: ServerState = Depends(get_state)) -> dict:
+        return {"status": "ok", "version": __version__}
+
+    @router.get("/info", tags=["server"], summary="Collection counts, encoder, version and server limits")
+    def info(state: ServerState = Depends(get_state)) -> dict:
+        s = state.settings
+        return {**state.collection.info(), "version": __version__, "writes": s.write_mode(),
+                "max_k": s.max_k, "max_upload_bytes": s.max_upload_bytes, "thumbnail_size": s.thumbnail_size,
+                "generators": list(state.generators), "image_roots": [str(r) for r in state.image_roots()]}
+
+    @router.get("/search", tags=["search"], summary="Search by text (q) or by a stored item's image (item)")
+    def search_get(q: Optional[str] = Query(None, max_length=2000, description="text query"),
+                   item: Optional[int] = Query(None, description="search with this item's image"),
+                   k: int = K, target: Target = Query("images"),
+                   state: ServerState = Depends(get_state)) -> dict:
+        coll = state.collection
+        if (q is None) == (item is None):
+            raise InputError("give exactly one of q (text) or item (an item id), e.g. /search?q=a+red+car")
+        if item is not None:
+            return {"query": {"item": item}, "target": target, "results": hits_json(coll.search_item(item, target=target, k=k))}
+        return {"query": {"text": q}, "target": target, "results": hits_json(coll.search_text([q], target=target, k=k)[0])}
+
+    @router.get("/items/{item_id}/similar", tags=["search"], summary="Images (or captions) similar to an item")
+    def similar(item_id: int, k: int = K, target: Target = Query("images"),
+                state: ServerState = Depends(get_state)) -> dict:
+        hits = state.collection.search_item(item_id, target=target, k=k)
+        return {"query": {"item": item_id}, "target": target, "results": hits_json(hits)}
+
+    @router.post("/search", tags=["search"], summary="Search by an uploaded image or a path inside the image roots")
+    def search_post(image: Optional[UploadFile] = File(None, description="image file (content is checked)"),
+                    path: Optional[str] = Form(None, max_length=4096, description="absolute path inside the image roots"),
+                    url: Optional[str] = Form(None, max_length=4096, description="file:// URL inside the image roots"),
+                    k: int = Form(10, ge=1, le=max_k), target: Target = Form("images"),
+                    state: ServerState = Depends(get_state)) -> dict:
+        if path and url:
+            raise InputError("give 'path' or 'url', not both")
+        img, name, exclude = query_image(state, image, path or url)
+        hits = state.collection.search_image([img], target=target, k=k, exclude_items=exclude)[0]
+        return {"query": {"image": name}, "target": target, "results": hits_json(hits)}
+
+    def caption(state: ServerState, image, path, item, k, generator, max_tokens, temperature, seed):
+        from ..generate.base import GenerationParams
+        from ..rag import caption_image
+
+        img, name, exclude = query_image(state, image, path, item)
+        gen = state.generator(generator)
+        params = GenerationParams(max_tokens=max_tokens, temperature=temperature, seed=seed)
+        return caption_image(state.collection, img, k=k, generator=gen, params=params,
+                             exclude_items=exclude, name=name).to_dict()
+
+    gen_doc = "generator spec, one of those the server loaded (see /info)"
+
+    @router.post("/caption", tags=["describe"], summary="Caption an image from its neighbours' captions (with provenance)")
+    def caption_post(image: Optional[UploadFile] = File(None), path: Optional[str] = Form(None, max_length=4096),
+                     item: Optional[int] = Form(None), k: int = Form(5, ge=1, le=max_k),
+                     generator: Optional[str] = Form(None, max_length=200, description=gen_doc),
+                     max_tokens: int = Form(48, ge=1, le=512), temperature: float = Form(0.0, ge=0.0, le=2.0),
+                     seed: Optional[int] = Form(None), state: ServerState = Depends(get_state)) -> dict:
+        return caption(state, image, path, item, k, generator, max_tokens, temperature, seed)
+
+    @router.post("/ask", tags=["describe"], summary="Answer a question about an image from retrieved evidence")
+    def ask_post(question: str = Form(..., min_length=1, max_length=2000),
+                 image: Optional[UploadFile] = File(None), path: Optional[str] = Form(None, max_length=4096),
+                 item: Optional[int] = Form(None), k: int = Form(5, ge=1, le=max_k),
+                 generator: Optional[str] = Form(None, max_length=200, description=gen_doc),
+                 max_tokens: int = Form(48, ge=1, le=512), temperature: float = Form(0.0, ge=0.0, le=2.0),
+                 seed: Optional[int] = Form(None), ocr: Optional[bool] = Form(None),
+                 state: ServerState = Depends(get_state)) -> dict:
+        """Same JSON as ``ravl ask --json``: answer, numbered evidence with ids/uris/scores, prompt,
+        generator. Without a language model the answer says so and the evidence is still returned."""
+        from ..ask import ask_image
+        from ..generate.base import GenerationParams
+
+        if not question.strip():
+            raise InputError("'question' must not be blank")
+        img, name, exclude = query_image(state, image, path, item)
+        params = GenerationParams(max_tokens=max_tokens, temperature=temperature, seed=seed)
+        return ask_image(state.collection, img, question, k=k, generator=state.generator(generator), params=params,
+                         ocr=ocr, exclude_items=exclude, name=name).to_dict()
+
+    return router

@@ -1,0 +1,260 @@
+"""What the server holds while it runs: the open collection, thread-safe model wrappers, the
+collection's image roots, and the helpers that turn uploads and paths into safe images."""
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ..encoders.base import Encoder, ImageVectors
+from ..errors import ConfigError, InputError
+from ..generate.base import GenerationParams, Generator
+from .errors import NotFoundError, UnsupportedImageError, UploadTooLargeError
+from .settings import ServerSettings
+
+#: magic bytes -> file extension; anything else is refused before Pillow sees it (no EPS/PDF/SVG)
+_MAGIC = ((b"\xff\xd8\xff", "jpg"), (b"\x89PNG\r\n\x1a\n", "png"), (b"GIF87a", "gif"), (b"GIF89a", "gif"),
+          (b"BM", "bmp"), (b"II*\x00", "tif"), (b"MM\x00*", "tif"))
+MEDIA_TYPES = {"jpg": "image/jpeg", "png": "image/png", "gif": "image/gif", "bmp": "image/bmp",
+               "tif": "image/tiff", "webp": "image/webp"}
+
+
+def sniff_format(data: bytes, name: str) -> str:
+    """The image format by content (the file name is ignored); raises UnsupportedImageError."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    for magic, ext in _MAGIC:
+        if data.startswith(magic):
+            return ext
+    raise UnsupportedImageError(f"{name}: content is not a JPEG, PNG, GIF, WebP, BMP or TIFF image (the file "
+                                "name's extension is not trusted); send a real image file")
+
+
+def safe_name(name: Optional[str]) -> str:
+    base = os.path.basename((name or "upload").replace("\\", "/")) or "upload"
+    return "".join(c for c in base if c.isprintable())[:100] or "upload"
+
+
+class LockedEncoder(Encoder):
+    """Serialises model calls of a shared encoder (tokenizers and sessions are not all re-entrant;
+    on a few cores parallel calls only oversubscribe). Preprocessing stays parallel."""
+
+    def __init__(self, inner: Encoder):
+        self.inner = inner
+        self._lock = threading.Lock()
+        self.spec, self.dim, self.feature_dim = inner.spec, inner.dim, inner.feature_dim
+        self.batch_size, self.image_size_hint = inner.batch_size, inner.image_size_hint
+
+    @property
+    def fingerprint(self) -> str:
+        return self.inner.fingerprint
+
+    def preprocess(self, image) -> np.ndarray:
+        return self.inner.preprocess(image)
+
+    def embed_pixels(self, pixels: np.ndarray) -> ImageVectors:
+        with self._lock:
+            return self.inner.embed_pixels(pixels)
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        with self._lock:
+            return self.inner.encode_texts(texts)
+
+    def describe(self) -> dict:
+        return self.inner.describe()
+
+    def __getattr__(self, name: str):
+        """Optional capabilities of the inner encoder (e.g. ``top_labels``), called under the lock."""
+        if name == "inner":
+            raise AttributeError(name)
+        attr = getattr(self.inner, name)
+        if not callable(attr):
+            return attr
+
+        def locked(*args, **kwargs):
+            with self._lock:
+                return attr(*args, **kwargs)
+
+        return locked
+
+
+class LockedGenerator(Generator):
+    """One request at a time per generator."""
+
+    def __init__(self, inner: Generator):
+        self.inner = inner
+        self._lock = threading.Lock()
+        self.spec, self.supports_images = inner.spec, inner.supports_images
+        self.is_language_model = inner.is_language_model
+
+    def generate(self, prompt: str, *, params: GenerationParams = GenerationParams(), image=None) -> str:
+        with self._lock:
+            return self.inner.generate(prompt, params=params, image=image)
+
+
+class ServerState:
+    """Opened once at start-up (see :meth:`open`) and shared by every request thread."""
+
+    def __init__(self, settings: ServerSettings, collection, generators: dict[str, Generator]):
+        self.settings = settings
+        self.collection = collection
+        self.generators = generators
+        self.write_lock = threading.Lock()
+        self._roots_lock = threading.Lock()
+        self._roots: tuple[int, tuple[Path, ...]] = (-1, ())
+        self.thumbnail_dir = _thumbnail_dir(settings)
+        self.upload_dir = settings.collection / "uploads"
+
+    @classmethod
+    def open(cls, settings: ServerSettings) -> "ServerState":
+        """Open the collection, load the encoder and generators, and build the indexes."""
+        from ..collection import open_collection
+        from ..encoders.base import load_encoder
+        from ..generate.base import load_generator
+
+        settings.check()
+        if settings.model_threads:
+            _set_torch_threads(settings.model_threads)
+        probe = open_collection(settings.collection, readonly=True)
+        spec = settings.encoder or probe.encoder_spec
+        probe.close()
+        encoder = LockedEncoder(load_encoder(spec))
+        readonly = settings.write_mode() == "disabled"
+        coll = open_collection(settings.collection, encoder=encoder, readonly=readonly)
+        try:
+            generators = {s: LockedGenerator(load_generator(s)) for s in settings.generators}
+            coll.refresh_indexes()
+            coll.encoder.encode_texts(["warm-up"])  # first call allocates; do it before the first request
+        except BaseException:
+            coll.close()
+            raise
+        state = cls(settings, coll, generators)
+        state.image_roots()
+        return state
+
+    def close(self) -> None:
+        self.collection.close()
+
+    # --- generators ---------------------------------------------------------------------------
+    def generator(self, spec: Optional[str]) -> Generator:
+        spec = (spec or "").strip() or self.settings.generators[0]
+        if spec not in self.generators:
+            raise ConfigError(f"generator {spec!r} is not loaded by this server; choose one of "
+                              f"{', '.join(self.generators)} (start the server with --generator SPEC to add one)")
+        return self.generators[spec]
+
+    # --- files --------------------------------------------------------------------------------
+    def image_roots(self) -> tuple[Path, ...]:
+        """The folders the collection's items live in (smallest covering set), per db generation."""
+        gen = self.collection.db.generation()
+        with self._roots_lock:
+            if self._roots[0] == gen:
+                return self._roots[1]
+            uris = self.collection.db.file_states()
+            parents = sorted({Path(uri).parent.resolve() for uri in uris}, key=lambda p: len(p.parts))
+            roots: list[Path] = []
+            for p in parents:
+                if not any(p.is_relative_to(r) for r in roots):
+                    roots.append(p)
+            self._roots = (gen, tuple(roots))
+            return self._roots[1]
+
+    def allowed_file(self, path: str) -> Path:
+        """An existing file inside the image roots, symlinks resolved; anything else is a 404."""
+        missing = NotFoundError("no image at that path inside the collection's image roots; upload the file instead")
+        try:
+            p = Path(path).expanduser()
+            if not p.is_absolute() or "\x00" in path:
+                raise missing
+            real = p.resolve()
+            inside = any(real.is_relative_to(root) for root in self.image_roots())
+            if not inside or not real.is_file():
+                raise missing
+        except (OSError, ValueError, RuntimeError):
+            raise missing from None
+        return real
+
+    def item_file(self, item_id: int) -> Path:
+        row = self.collection.get_item(item_id)
+        try:
+            return self.allowed_file(row.uri)
+        except NotFoundError:
+            raise NotFoundError(f"the image file of item {item_id} is not available on the server; "
+                                "re-index the collection if it moved") from None
+
+    def thumbnail(self, item_id: int) -> Path:
+        """A cached JPEG no larger than ``thumbnail_size`` on each side, made on first request."""
+        from ..ingest.images import decode_image, read_file
+
+        row = self.collection.get_item(item_id)
+        size = self.settings.thumbnail_size
+        target = self.thumbnail_dir / row.sha256[:2] / f"{row.sha256}-{size}.jpg"
+        if target.is_file():
+            return target
+        src = self.item_file(item_id)
+        img, _, _ = decode_image(read_file(src), min_side=size, name=f"item {item_id}")
+        img.thumbnail((size, size))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        img.save(tmp, format="JPEG", quality=85)
+        os.replace(tmp, target)
+        return target
+
+    # --- uploads ------------------------------------------------------------------------------
+    def read_upload(self, upload, *, field: str = "image") -> tuple[bytes, str]:
+        """(bytes, safe file name) of an UploadFile, refusing empty and oversize files."""
+        if upload is None:
+            raise InputError(f"no file in form field '{field}'; send multipart/form-data with {field}=@photo.jpg")
+        cap = self.settings.max_upload_bytes
+        data = upload.file.read(cap + 1)
+        name = safe_name(upload.filename)
+        if len(data) > cap:
+            raise UploadTooLargeError(f"{name}: over the {cap / 2**20:.1f} MiB upload limit; send a smaller image")
+        if not data:
+            raise InputError(f"{name}: empty upload; send an image file")
+        return data, name
+
+    def decode_upload(self, data: bytes, name: str):
+        """Bytes -> RGB PIL image, only for real images (content sniffed, bomb guard applied)."""
+        from ..ingest.images import decode_image
+
+        sniff_format(data, name)
+        image, _, _ = decode_image(data, min_side=self.collection.encoder.image_size_hint, name=name)
+        return image
+
+    def save_upload(self, data: bytes, name: str) -> Path:
+        """Store an uploaded image content-addressed under ``<collection>/uploads``."""
+        ext = sniff_format(data, name)
+        sha = hashlib.sha256(data).hexdigest()
+        path = self.upload_dir / sha[:2] / f"{sha}.{ext}"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        return path.resolve()
+
+
+def _set_torch_threads(n: int) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        torch.set_num_threads(n)
+
+
+def _thumbnail_dir(settings: ServerSettings) -> Path:
+    if settings.thumbnail_dir is not None:
+        return settings.thumbnail_dir
+    inside = settings.collection / "thumbnails"
+    if os.access(settings.collection, os.W_OK) or os.access(inside, os.W_OK):
+        return inside
+    from ..config import cache_dir
+
+    return cache_dir("thumbnails", hashlib.sha256(str(settings.collection).encode()).hexdigest()[:16])
+

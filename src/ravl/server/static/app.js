@@ -1,0 +1,193 @@
+// ravl search page: plain JavaScript, no build step, no external resources.
+// Untrusted strings (captions, paths) only ever go through textContent.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { busy: 0 };
+
+function setStatus(text, isError) {
+  $("status").textContent = text || "";
+  $("status").classList.toggle("error", !!isError);
+}
+
+async function api(url, options) {
+  const started = performance.now();
+  const resp = await fetch(url, options);
+  let body = null;
+  try { body = await resp.json(); } catch (e) { body = null; }
+  if (!resp.ok) {
+    const msg = body && body.message ? body.message : `HTTP ${resp.status}`;
+    const err = new Error(msg);
+    err.body = body;
+    err.status = resp.status;
+    throw err;
+  }
+  body._ms = Math.round(performance.now() - started);
+  return body;
+}
+
+function el(tag, cls, text) {
+  const node = document.createElement(tag);
+  if (cls) node.className = cls;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function card(hit, opts) {
+  // hit: an image hit {id, uri, score, captions} or a caption hit {id, caption, image_id, uri, score}
+  const itemId = hit.image_id !== undefined ? hit.image_id : hit.id;
+  const captions = hit.caption !== undefined ? [hit.caption] : (hit.captions || []);
+  const node = el("div", "card");
+  node.dataset.item = itemId;
+  const img = el("img");
+  img.loading = "lazy";
+  img.alt = captions[0] || "";
+  img.src = `/items/${itemId}/thumbnail`;
+  node.appendChild(img);
+  const meta = el("div", "meta");
+  meta.appendChild(el("div", "score", hit.score.toFixed(3)));
+  meta.appendChild(el("div", "cap", captions.slice(0, 2).join(" · ") || "(no caption)"));
+  const actions = el("div", "actions");
+  const similar = el("a", "similar", "similar");
+  const describe = el("a", "describe", "describe");
+  const original = el("a", "original", "original");
+  original.href = `/items/${itemId}/image`;
+  original.target = "_blank";
+  original.rel = "noopener";
+  actions.append(similar, describe, original);
+  meta.appendChild(actions);
+  node.appendChild(meta);
+  node.title = hit.uri || "";
+  node.addEventListener("click", (ev) => {
+    if (ev.target === original) return;
+    ev.preventDefault();
+    if (ev.target === describe) describeItem(itemId); else searchSimilar(itemId, captions[0]);
+  });
+  if (opts && opts.small) node.classList.add("small");
+  return node;
+}
+
+function showResults(title, results) {
+  const grid = $("results");
+  grid.replaceChildren(...results.map((h) => card(h)));
+  $("results-title").hidden = false;
+  $("results-title").textContent = title;
+}
+
+function showCaption(result, ms) {
+  $("describe").hidden = false;
+  $("caption").textContent = result.caption || "(no caption)";
+  const how = result.method === "consensus"
+    ? "chosen by consensus among the neighbours' captions" : `written by ${result.generator}`;
+  $("caption-note").textContent = `${how}${result.error ? " — " + result.error : ""} (${ms} ms)`;
+  $("neighbours").replaceChildren(...result.neighbours.map((h) => card(h, { small: true })));
+}
+
+async function run(label, fn) {
+  state.busy += 1;
+  setStatus(label + "…");
+  try {
+    await fn();
+  } catch (e) {
+    setStatus(`${label} failed: ${e.message}`, true);
+    return;
+  } finally {
+    state.busy -= 1;
+  }
+}
+
+function params() {
+  return { k: $("k").value, target: $("target").value };
+}
+
+async function searchText(q) {
+  const p = params();
+  await run("searching", async () => {
+    const url = `/search?q=${encodeURIComponent(q)}&k=${p.k}&target=${p.target}`;
+    const body = await api(url);
+    showResults(`“${q}” — ${body.results.length} ${p.target}`, body.results);
+    setStatus(`${body.results.length} results in ${body._ms} ms`);
+  });
+}
+
+async function searchSimilar(itemId, label) {
+  const p = params();
+  await run("finding similar images", async () => {
+    const body = await api(`/items/${itemId}/similar?k=${p.k}&target=${p.target}`);
+    showResults(`Similar to item ${itemId}${label ? " (" + label + ")" : ""}`, body.results);
+    setStatus(`${body.results.length} results in ${body._ms} ms`);
+    window.scrollTo({ top: $("results-title").offsetTop - 10, behavior: "smooth" });
+  });
+}
+
+async function describeItem(itemId) {
+  const form = new FormData();
+  form.append("item", itemId);
+  await run("describing", async () => {
+    const body = await api("/caption", { method: "POST", body: form });
+    showCaption(body, body._ms);
+    setStatus(`described item ${itemId}`);
+    window.scrollTo({ top: $("describe").offsetTop - 10, behavior: "smooth" });
+  });
+}
+
+async function useImage(file) {
+  if (!file) return;
+  const preview = $("preview");
+  preview.src = URL.createObjectURL(file);
+  preview.hidden = false;
+  const p = params();
+  const searchForm = new FormData();
+  searchForm.append("image", file, file.name || "pasted.png");
+  searchForm.append("k", p.k);
+  searchForm.append("target", p.target);
+  const captionForm = new FormData();
+  captionForm.append("image", file, file.name || "pasted.png");
+  await run("searching with the image", async () => {
+    const [found, described] = await Promise.all([
+      api("/search", { method: "POST", body: searchForm }),
+      api("/caption", { method: "POST", body: captionForm }),
+    ]);
+    showResults(`Similar to ${file.name || "the pasted image"}`, found.results);
+    showCaption(described, described._ms);
+    setStatus(`${found.results.length} results in ${found._ms} ms; caption in ${described._ms} ms`);
+  });
+}
+
+async function loadInfo() {
+  try {
+    const info = await api("/info");
+    $("info").textContent = `${info.images} images · ${info.captions} captions · encoder ${info.encoder} · ravl ${info.version}`;
+  } catch (e) {
+    $("info").textContent = `cannot read /info: ${e.message}`;
+  }
+}
+
+function wire() {
+  $("search-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const q = $("q").value.trim();
+    if (q) searchText(q); else setStatus("type something to search for", true);
+  });
+  $("file").addEventListener("change", (ev) => useImage(ev.target.files[0]));
+  const drop = $("drop");
+  ["dragenter", "dragover"].forEach((t) => drop.addEventListener(t, (ev) => {
+    ev.preventDefault();
+    drop.classList.add("over");
+  }));
+  ["dragleave", "drop"].forEach((t) => drop.addEventListener(t, () => drop.classList.remove("over")));
+  drop.addEventListener("drop", (ev) => {
+    ev.preventDefault();
+    const file = [...(ev.dataTransfer.files || [])].find((f) => f.type.startsWith("image/"));
+    if (file) useImage(file); else setStatus("drop an image file", true);
+  });
+  document.addEventListener("paste", (ev) => {
+    const item = [...(ev.clipboardData ? ev.clipboardData.items : [])].find((i) => i.type.startsWith("image/"));
+    if (item) { ev.preventDefault(); useImage(item.getAsFile()); }
+  });
+  const q = new URLSearchParams(location.search).get("q");
+  if (q) { $("q").value = q; searchText(q); }
+  loadInfo();
+}
+
+wire();

@@ -1,0 +1,120 @@
+"""The `ravl serve` web page in real headless Chromium (Debian's /usr/bin/chromium), driven by
+Playwright, against a real server process: text search, images loading, click-to-search, image
+upload with the caption and its neighbours, and a screenshot saved by the run.
+
+Set RAVL_SAVE_SCREENSHOT=1 to also write docs/screenshot.png.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from test_server_api import Server, build_collection
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-dev-shm-usage"]
+ALL_IMAGES_LOADED = ("sel => [...document.querySelectorAll(sel)].length > 0 && "
+                     "[...document.querySelectorAll(sel)].every(i => i.complete && i.naturalWidth > 0)")
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                reason=f"{CHROMIUM} is absent: install Debian's chromium (make system)")
+
+
+def wait_js(page, expression: str, arg=None, timeout: float = 30) -> None:
+    """Poll ``expression`` with page.evaluate (the page's CSP forbids Playwright's eval-based waits)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if page.evaluate(expression, arg):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {expression} ({arg})")
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, skimage_photos):
+    images, coll = build_collection(tmp_path_factory, skimage_photos)
+    srv = Server(coll, log_dir=tmp_path_factory.mktemp("browser"))
+    yield srv, images
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def page(served, tmp_path_factory):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS,
+                                     env={**os.environ, "HOME": str(tmp_path_factory.mktemp("chromium-home"))})
+        pg = browser.new_page(viewport={"width": 1200, "height": 900})
+        errors: list[str] = []
+        pg.on("pageerror", lambda exc: errors.append(str(exc)))
+        pg.on("console", lambda msg: errors.append(msg.text)
+              if msg.type == "error" and "Failed to load resource" not in msg.text else None)
+        pg.goto(served[0].url + "/")
+        pg.errors = errors
+        yield pg
+        browser.close()
+
+
+def test_type_a_query_and_see_result_images(page):
+    page.wait_for_selector("#info:has-text('10 images')")
+    page.fill("#q", "a cup of coffee")
+    page.press("#q", "Enter")
+    page.wait_for_selector("#results .card img")
+    wait_js(page, ALL_IMAGES_LOADED, "#results .card img")
+    assert page.locator("#results .card").count() == 10
+    first = page.locator("#results .card").first
+    assert float(first.locator(".score").text_content()) > 0
+    assert first.locator(".cap").text_content()
+    widths = page.evaluate("[...document.querySelectorAll('#results .card img')].map(i => i.naturalWidth)")
+    assert all(w > 0 for w in widths)
+
+
+def test_click_a_result_to_search_by_it(page):
+    card = page.locator("#results .card").nth(1)
+    item = card.get_attribute("data-item")
+    card.locator("img").click()
+    page.wait_for_selector(f"#results-title:has-text('Similar to item {item}')")
+    wait_js(page, ALL_IMAGES_LOADED, "#results .card img")
+    ids = page.evaluate("[...document.querySelectorAll('#results .card')].map(c => c.dataset.item)")
+    assert item not in ids and len(ids) == 9
+
+
+def test_upload_an_image_and_see_its_caption_with_neighbours(page, served, tmp_path):
+    images = served[1]
+    page.set_input_files("#file", str(images / "rocket.jpg"))
+    wait_js(page, "() => document.querySelector('#caption').textContent.length > 0")
+    caption = page.text_content("#caption")
+    assert caption and caption in page.evaluate("[...document.querySelectorAll('#neighbours .cap')].map(c => c.textContent)")
+    assert "consensus" in page.text_content("#caption-note")
+    neighbours = page.locator("#neighbours .card")
+    assert neighbours.count() == 5
+    wait_js(page, ALL_IMAGES_LOADED, "#neighbours .card img")
+    wait_js(page, ALL_IMAGES_LOADED, "#results .card img")
+    assert page.locator("#preview").is_visible()
+    assert "Similar to rocket.jpg" in page.text_content("#results-title")
+    shot = tmp_path / "ravl-serve-page.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+    print(f"\nscreenshot of the ravl serve page: {shot}")
+    if os.environ.get("RAVL_SAVE_SCREENSHOT") == "1":
+        docs = Path(__file__).resolve().parents[1] / "docs" / "screenshot.png"
+        docs.parent.mkdir(exist_ok=True)
+        shutil.copyfile(shot, docs)
+        print(f"also saved to {docs}")
+
+
+def test_describe_a_result_and_errors_show_on_the_page(page, served):
+    page.locator("#results .card .describe").first.click()
+    page.wait_for_selector("#status:has-text('described item')")
+    assert page.locator("#neighbours .card").count() == 5
+    page.set_input_files("#file", files=[{"name": "fake.jpg", "mimeType": "image/jpeg", "buffer": b"<html>no</html>"}])
+    page.wait_for_selector("#status.error")
+    assert "not a JPEG" in page.text_content("#status")
+    assert not page.errors, page.errors
