@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -51,25 +52,47 @@ def _blob(vec: np.ndarray) -> bytes:
 
 
 class Database:
+    """One SQLite file; each thread gets its own connection, so a reader never sees another
+    thread's uncommitted transaction (WAL gives every connection a consistent snapshot)."""
+
     def __init__(self, path: Path, *, readonly: bool = False):
         self.path = Path(path)
+        self.readonly = readonly
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
         try:
-            if readonly:
-                uri = f"file:{self.path}?mode=ro"
-                self.conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
-            else:
-                self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-                self.conn.execute("PRAGMA journal_mode=WAL")
-                self.conn.execute("PRAGMA synchronous=NORMAL")
-            self.conn.execute("PRAGMA foreign_keys=ON")
+            conn = self.conn
             if not readonly:
-                migrate(self.conn)
+                conn.execute("PRAGMA journal_mode=WAL")
+                migrate(conn)
         except sqlite3.DatabaseError as exc:
             raise CollectionError(f"cannot open collection database {self.path}: {exc}; "
                                   "is this a ravl collection folder?") from exc
 
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """This thread's connection (opened on first use)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            if self.readonly:
+                conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None,
+                                       check_same_thread=False, timeout=30)
+            else:
+                conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+                conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+            with self._all_lock:
+                self._all.append(conn)
+        return conn
+
     def close(self) -> None:
-        self.conn.close()
+        with self._all_lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+        self._local = threading.local()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
