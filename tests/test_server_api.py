@@ -172,6 +172,10 @@ def test_health_info_page_and_openapi(client, built):
     assert "default-src 'self'" in page.headers["content-security-policy"]
     for asset in ("/static/app.js", "/static/style.css"):
         assert client.get(asset).status_code == 200
+    docs = client.get("/docs")  # Swagger UI from local files, no CDN
+    assert docs.status_code == 200 and "/docs-assets/swagger-ui-bundle.js" in docs.text and "cdn" not in docs.text
+    js = client.get("/docs-assets/swagger-ui-bundle.js")
+    assert js.status_code == 200 and len(js.content) > 100_000
     paths = client.get("/openapi.json").json()["paths"]
     for p in ("/health", "/info", "/search", "/caption", "/ask", "/items", "/items/{item_id}",
               "/items/{item_id}/image", "/items/{item_id}/thumbnail", "/items/{item_id}/similar"):

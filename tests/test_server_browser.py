@@ -118,3 +118,11 @@ def test_describe_a_result_and_errors_show_on_the_page(page, served):
     page.wait_for_selector("#status.error")
     assert "not a JPEG" in page.text_content("#status")
     assert not page.errors, page.errors
+
+
+def test_api_docs_render_offline(page, served):
+    """/docs is Swagger UI served from the swagger-ui-bundle wheel: it renders with no network."""
+    page.goto(served[0].url + "/docs")
+    page.wait_for_selector(".swagger-ui .title", timeout=30_000)
+    assert "ravl" in page.text_content(".swagger-ui .title")
+    assert page.locator(".opblock-summary-path:has-text('/search')").count() >= 1

@@ -119,6 +119,17 @@ class GuardMiddleware:
                 raise
 
 
+def _swagger_assets():
+    """Swagger UI 5's files as shipped in the fastapi-offline wheel, or None (FastAPI's CDN page)."""
+    from importlib.resources import files
+
+    try:
+        folder = files("fastapi_offline") / "static"
+    except ModuleNotFoundError:
+        return None
+    return str(folder) if (folder / "swagger-ui-bundle.js").is_file() else None
+
+
 def _install_handlers(app: FastAPI) -> None:
     @app.exception_handler(RavlError)
     async def ravl_error(request: Request, exc: RavlError):
@@ -168,7 +179,8 @@ def create_app(settings: ServerSettings, *, state: ServerState | None = None) ->
         finally:
             opened.close()
 
-    app = FastAPI(title="ravl", version=__version__, lifespan=lifespan,
+    assets = _swagger_assets()
+    app = FastAPI(title="ravl", version=__version__, lifespan=lifespan, docs_url=None if assets else "/docs",
                   description="Search a ravl collection by text or image, and caption images from retrieved "
                               "evidence. Every error is JSON {type, message}.")
     app.state.api_key = api_key
@@ -177,6 +189,17 @@ def create_app(settings: ServerSettings, *, state: ServerState | None = None) ->
     app.include_router(search_router(settings))
     app.include_router(items_router())
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    if assets:  # interactive docs from files shipped in a wheel: they work offline
+        from fastapi.openapi.docs import get_swagger_ui_html
+
+        app.mount("/docs-assets", StaticFiles(directory=assets), name="docs-assets")
+
+        @app.get("/docs", include_in_schema=False)
+        def docs():
+            return get_swagger_ui_html(openapi_url="/openapi.json", title="ravl API",
+                                       swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                       swagger_css_url="/docs-assets/swagger-ui.css",
+                                       swagger_favicon_url="/docs-assets/favicon.png")
 
     @app.get("/", include_in_schema=False)
     def page():
