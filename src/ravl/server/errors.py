@@ -27,10 +27,6 @@ class NotFoundError(E.RavlError):
     """No such route or file (also the answer to any path outside the collection's image roots)."""
 
 
-class NotSupportedError(E.RavlError):
-    """The server cannot do this yet (e.g. answering questions without a language model)."""
-
-
 #: most specific first; the first isinstance match wins
 STATUS = (
     (UploadTooLargeError, 413),
@@ -39,7 +35,6 @@ STATUS = (
     (NotFoundError, 404),
     (AuthError, 401),
     (WritesDisabledError, 403),
-    (NotSupportedError, 501),
     (E.ConfigError, 400),
     (E.InputError, 400),
     (E.EncoderMismatchError, 409),
