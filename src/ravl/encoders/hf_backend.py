@@ -22,11 +22,10 @@ from PIL import Image
 
 from ..errors import ConfigError, MissingDependencyError, ModelNotAvailableError, RavlError
 from ..specs import Spec
-from .base import Encoder, ImageVectors, l2_normalize
-from .open_clip_backend import RUNTIME_OPTIONS, short_message, fingerprint_of, offline, runtime_options
+from .base import ImageVectors, l2_normalize
+from .clip_common import RUNTIME_OPTIONS, TowerEncoder, fingerprint_of, offline, runtime_options, short_message
 
 SUPPORTED = ("clip", "siglip")
-TEXT_BATCH = 256
 # weights whose absence would silently leave a tower randomly initialised
 _TOWER_PREFIXES = ("text_model.", "vision_model.", "text_projection", "visual_projection")
 
@@ -37,18 +36,13 @@ def _features(out) -> "Any":
     return out if hasattr(out, "ndim") else out.pooler_output
 
 
-class HFClipEncoder(Encoder):
+class HFClipEncoder(TowerEncoder):
     """A transformers CLIPModel or SiglipModel; features == embeddings."""
 
     def __init__(self, spec: str, model, tokenizer, image_processor, *, device: str = "cpu",
                  batch_size: int = 32, fingerprint: str | None = None):
-        self.spec = spec
-        self._fingerprint = fingerprint or spec
-        self.model = model.eval()
-        self.tokenizer = tokenizer
+        super().__init__(spec, model, tokenizer, device=device, batch_size=batch_size, fingerprint=fingerprint)
         self.image_processor = image_processor
-        self.device = device
-        self.batch_size = batch_size
         self.model_type = model.config.model_type
         text_cfg = model.config.text_config
         self.max_length = int(getattr(text_cfg, "max_position_embeddings", 0) or 64)
@@ -56,11 +50,7 @@ class HFClipEncoder(Encoder):
         if self.model_type == "clip" and isinstance(tok_max, int) and 0 < tok_max < self.max_length:
             self.max_length = tok_max
         self.image_size_hint = self._image_size(image_processor, model.config.vision_config)
-        self.dim = self.feature_dim = int(self._encode_text_batch([""]).shape[1])
-
-    @property
-    def fingerprint(self) -> str:
-        return self._fingerprint
+        self._measure_dim()
 
     @staticmethod
     def _image_size(processor, vision_cfg) -> int:
@@ -98,15 +88,8 @@ class HFClipEncoder(Encoder):
         with torch.inference_mode():
             return l2_normalize(_features(self.model.get_text_features(**inputs)).float().cpu().numpy())
 
-    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
-        if len(texts) == 0:
-            return np.zeros((0, self.dim), np.float32)
-        return np.concatenate([self._encode_text_batch(texts[i : i + TEXT_BATCH])
-                               for i in range(0, len(texts), TEXT_BATCH)])
-
     def describe(self) -> dict:
-        return {**super().describe(), "model_type": self.model_type,
-                "image_size": self.image_size_hint, "device": self.device}
+        return {**super().describe(), "model_type": self.model_type}
 
 
 def _source(spec: Spec) -> tuple[str, bool]:

@@ -27,11 +27,10 @@ from PIL import Image
 
 from ..errors import ConfigError, MissingDependencyError, ModelNotAvailableError, RavlError
 from ..specs import Spec
-from .base import Encoder, ImageVectors, l2_normalize
+from .base import ImageVectors, l2_normalize
+from .clip_common import TowerEncoder, fingerprint_of, offline, runtime_options, short_message
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".npz")
-RUNTIME_OPTIONS = ("batch_size", "device")
-TEXT_BATCH = 256
 LOCAL_DIR = "local-dir:"
 HF_HUB = "hf-hub:"
 
@@ -45,34 +44,6 @@ def _import_open_clip():
             "pip install 'ravl[clip]'"
         ) from exc
     return open_clip
-
-
-def offline() -> bool:
-    """True when the environment forbids downloads (``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE``)."""
-    return any(os.environ.get(k, "").strip().lower() in ("1", "true", "yes", "on")
-               for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-
-
-def runtime_options(spec: Spec, allowed: Sequence[str] = RUNTIME_OPTIONS) -> dict[str, Any]:
-    """Validate ``spec``'s options; returns ``device`` and ``batch_size`` (shared with ``hf:``)."""
-    opts = spec.opts
-    unknown = sorted(set(opts) - set(allowed))
-    if unknown:
-        raise ConfigError(f"unknown option(s) {', '.join(unknown)} in spec {spec}; allowed: {', '.join(allowed)}")
-    out: dict[str, Any] = {"device": opts.get("device") or "cpu", "batch_size": 32}
-    if "batch_size" in opts:
-        try:
-            out["batch_size"] = int(opts["batch_size"])
-            assert out["batch_size"] > 0
-        except (ValueError, AssertionError):
-            raise ConfigError(f"batch_size in spec {spec} must be a positive integer") from None
-    return out
-
-
-def fingerprint_of(spec: Spec) -> str:
-    """The spec without runtime-only options: what identifies the vectors."""
-    kept = tuple(kv for kv in spec.options if kv[0] not in RUNTIME_OPTIONS)
-    return str(Spec(spec.family, spec.name, kept))
 
 
 @contextmanager
@@ -90,30 +61,18 @@ def quiet_root_logging():
             root.removeHandler(guard)
 
 
-def short_message(exc: BaseException, limit: int = 240) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-class OpenClipEncoder(Encoder):
+class OpenClipEncoder(TowerEncoder):
     """An open_clip model with its own preprocessing and tokenizer; features == embeddings."""
 
     def __init__(self, spec: str, model, transform, tokenizer, *, device: str = "cpu",
                  batch_size: int = 32, fingerprint: str | None = None):
-        self.spec = spec
-        self._fingerprint = fingerprint or spec
-        self.model = model.eval()
+        super().__init__(spec, model, tokenizer, device=device, batch_size=batch_size, fingerprint=fingerprint)
         self.transform = transform
-        self.tokenizer = tokenizer
-        self.device = device
-        self.batch_size = batch_size
         size = (getattr(model.visual, "preprocess_cfg", None) or {}).get("size", 224)
         self.image_size_hint = int(max(size) if isinstance(size, (tuple, list)) else size)
-        self.dim = self.feature_dim = int(self._encode_text_batch([""]).shape[1])
-
-    @property
-    def fingerprint(self) -> str:
-        return self._fingerprint
+        self._measure_dim()
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
         rgb = image if image.mode == "RGB" else image.convert("RGB")
@@ -133,15 +92,6 @@ class OpenClipEncoder(Encoder):
         with torch.inference_mode():
             tokens = self.tokenizer(list(texts)).to(self.device)
             return l2_normalize(self.model.encode_text(tokens).float().cpu().numpy())
-
-    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
-        if len(texts) == 0:
-            return np.zeros((0, self.dim), np.float32)
-        return np.concatenate([self._encode_text_batch(texts[i : i + TEXT_BATCH])
-                               for i in range(0, len(texts), TEXT_BATCH)])
-
-    def describe(self) -> dict:
-        return {**super().describe(), "image_size": self.image_size_hint, "device": self.device}
 
 
 # --- resolving the spec ---------------------------------------------------------------------------

@@ -1,0 +1,85 @@
+"""What the CLIP-family backends (``open_clip:`` and ``hf:``) share: spec options, offline
+detection, error wording and the base class of a two-tower text/image encoder."""
+from __future__ import annotations
+
+import os
+from abc import abstractmethod
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..specs import Spec
+from .base import Encoder
+
+#: spec options that change how a model runs, not the vectors it makes
+RUNTIME_OPTIONS = ("batch_size", "device")
+TEXT_BATCH = 256
+
+
+def offline() -> bool:
+    """True when the environment forbids downloads (``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE``)."""
+    return any(os.environ.get(k, "").strip().lower() in ("1", "true", "yes", "on")
+               for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def runtime_options(spec: Spec, allowed: Sequence[str] = RUNTIME_OPTIONS) -> dict[str, Any]:
+    """Validate ``spec``'s options; returns ``device`` and ``batch_size`` (shared with ``hf:``)."""
+    opts = spec.opts
+    unknown = sorted(set(opts) - set(allowed))
+    if unknown:
+        raise ConfigError(f"unknown option(s) {', '.join(unknown)} in spec {spec}; allowed: {', '.join(allowed)}")
+    out: dict[str, Any] = {"device": opts.get("device") or "cpu", "batch_size": 32}
+    if "batch_size" in opts:
+        try:
+            out["batch_size"] = int(opts["batch_size"])
+            assert out["batch_size"] > 0
+        except (ValueError, AssertionError):
+            raise ConfigError(f"batch_size in spec {spec} must be a positive integer") from None
+    return out
+
+
+def fingerprint_of(spec: Spec) -> str:
+    """The spec without runtime-only options: what identifies the vectors."""
+    kept = tuple(kv for kv in spec.options if kv[0] not in RUNTIME_OPTIONS)
+    return str(Spec(spec.family, spec.name, kept))
+
+
+def short_message(exc: BaseException, limit: int = 240) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class TowerEncoder(Encoder):
+    """A CLIP-style model with an image tower and a text tower; features == embeddings.
+    Subclasses set ``image_size_hint`` and implement preprocessing, ``embed_pixels`` and
+    ``_encode_text_batch``; this class measures ``dim`` and batches texts."""
+
+    def __init__(self, spec: str, model, tokenizer, *, device: str = "cpu", batch_size: int = 32,
+                 fingerprint: str | None = None):
+        self.spec = spec
+        self._fingerprint = fingerprint or spec
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.device = device
+        self.batch_size = batch_size
+
+    def _measure_dim(self) -> None:
+        self.dim = self.feature_dim = int(self._encode_text_batch([""]).shape[1])
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    @abstractmethod
+    def _encode_text_batch(self, texts: Sequence[str]) -> np.ndarray:
+        """At most TEXT_BATCH texts -> (n, dim) float32, L2-normalised."""
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        if len(texts) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        return np.concatenate([self._encode_text_batch(texts[i : i + TEXT_BATCH])
+                               for i in range(0, len(texts), TEXT_BATCH)])
+
+    def describe(self) -> dict:
+        return {**super().describe(), "image_size": self.image_size_hint, "device": self.device}
