@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test install system bench clean
+.PHONY: demo test lint install system bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ demo: install system
 
 test: install system
 	$(PY) -m pytest -q tests
+
+# Quality gate (CI runs it before the tests): ruff (lint + import order) and mypy on src/.
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/mypy
 
 bench: install
 	$(PY) benchmarks/ingest_search.py

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from ravl.encoders import conse
-from ravl.encoders.default import DefaultEncoder, TEXT_MODEL
+from ravl.encoders.default import TEXT_MODEL, DefaultEncoder
 from ravl.ingest.tuxpaint import load_stamps, split_half
 
 R = conse.ConseRecipe

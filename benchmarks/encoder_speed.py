@@ -60,11 +60,11 @@ def main() -> None:
     results = {}
     for batch in (32, 8):
         x = sample_pixels(batch)
-        results[("eager NCHW", batch)] = rate(lambda: eager_nchw(x), batch, args.seconds)
+        results[("eager NCHW", batch)] = rate(lambda x=x: eager_nchw(x), batch, args.seconds)
         torch_runner.model.to(memory_format=torch.channels_last)
-        results[("eager channels_last", batch)] = rate(lambda: torch_runner(x), batch, args.seconds)
+        results[("eager channels_last", batch)] = rate(lambda x=x: torch_runner(x), batch, args.seconds)
         torch_runner.model.to(memory_format=torch.contiguous_format)
-        results[("onnxruntime", batch)] = rate(lambda: onnx_runner(x), batch, args.seconds)
+        results[("onnxruntime", batch)] = rate(lambda x=x: onnx_runner(x), batch, args.seconds)
     print("\nEfficientNet-Lite0 forward, images/s")
     for batch in (32, 8):
         onnx = results[("onnxruntime", batch)]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
-import tempfile
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -60,8 +60,8 @@ def ravl_home(tmp_path, monkeypatch) -> Path:
 @pytest.fixture(scope="session")
 def skimage_photos() -> dict:
     """scikit-image's bundled photos as RGB PIL images, by name."""
-    from PIL import Image
     import skimage.data
+    from PIL import Image
 
     out = {}
     for name in ("chelsea", "coffee", "rocket", "astronaut", "camera", "cat"):
@@ -79,8 +79,8 @@ def skimage_photos() -> dict:
 @pytest.fixture
 def colour_spec() -> str:
     """Registers the fast fake encoder family 'testcolour' and returns a spec for it."""
-    from ravl import registry
     import fakes
+    from ravl import registry
 
     registry.register("encoders", "testcolour", fakes.create)
     return "testcolour"

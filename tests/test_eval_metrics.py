@@ -15,6 +15,7 @@ from ravl.errors import ConfigError, InputError, MissingDependencyError, RavlErr
 from ravl.eval import metrics as M
 from ravl.eval import recall as R
 from ravl.eval import report as REP
+from ravl.eval import scoring as S
 
 HAVE_JAVA = shutil.which("java") is not None
 needs_java = pytest.mark.skipif(not HAVE_JAVA, reason="no `java` on PATH: the PTB tokenizer and METEOR need Java")
@@ -159,7 +160,7 @@ def test_python_metrics_match_pycocoevalcap(variant):
 
 
 def test_score_captions_python_backend():
-    scores = M.score_captions(GTS, RES, backend="python")
+    scores = S.score_captions(GTS, RES, backend="python")
     assert scores.backend == "python" and scores.tokenizer == "simple"
     assert set(scores.corpus) == {"BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr-D"}
     assert set(scores.unavailable) == {"METEOR", "SPICE"}
@@ -169,12 +170,12 @@ def test_score_captions_python_backend():
     assert scores.per_image_values("CIDEr-D") == [v["CIDEr-D"] for v in scores.per_image.values()]
     d = scores.to_dict()
     assert json.loads(json.dumps(d))["n_images"] == len(GTS)
-    only = M.score_captions(GTS, RES, backend="python", metrics=["CIDEr-D"])
+    only = S.score_captions(GTS, RES, backend="python", metrics=["CIDEr-D"])
     assert set(only.corpus) == {"CIDEr-D"} and only.corpus["CIDEr-D"] == scores.corpus["CIDEr-D"]
 
 
 def test_cider_of_one_image_is_zero():
-    scores = M.score_captions({"x": GTS["img01"]}, {"x": GTS["img01"][0]}, backend="python")
+    scores = S.score_captions({"x": GTS["img01"]}, {"x": GTS["img01"][0]}, backend="python")
     assert scores.corpus["CIDEr-D"] == 0.0  # IDF over a one-image corpus is log(1) - log(1)
     assert scores.corpus["BLEU-4"] > 0.9
 
@@ -191,19 +192,19 @@ def test_simple_tokenize_follows_ptb_conventions():
 
 def test_input_errors():
     with pytest.raises(InputError, match="same images"):
-        M.score_captions({"a": ["x y"]}, {"b": "x y"}, backend="python")
+        S.score_captions({"a": ["x y"]}, {"b": "x y"}, backend="python")
     with pytest.raises(InputError, match="empty"):
-        M.score_captions({"a": ["x y", "  "]}, {"a": "x y"}, backend="python")
+        S.score_captions({"a": ["x y", "  "]}, {"a": "x y"}, backend="python")
     with pytest.raises(InputError, match="list of strings"):
-        M.score_captions({"a": "x y"}, {"a": "x y"}, backend="python")
+        S.score_captions({"a": "x y"}, {"a": "x y"}, backend="python")
     with pytest.raises(InputError, match="empty"):
-        M.score_captions({}, {}, backend="python")
+        S.score_captions({}, {}, backend="python")
     with pytest.raises(ConfigError, match="auto, java, python"):
-        M.score_captions(GTS, RES, backend="perl")
+        S.score_captions(GTS, RES, backend="perl")
     with pytest.raises(ConfigError, match="need Java"):
-        M.score_captions(GTS, RES, backend="python", metrics=["METEOR"])
+        S.score_captions(GTS, RES, backend="python", metrics=["METEOR"])
     with pytest.raises(ConfigError, match="unknown caption metric"):
-        M.score_captions(GTS, RES, backend="python", metrics=["BLEU-9"])
+        S.score_captions(GTS, RES, backend="python", metrics=["BLEU-9"])
 
 
 def test_missing_java_is_a_clear_error(monkeypatch):
@@ -211,9 +212,9 @@ def test_missing_java_is_a_clear_error(monkeypatch):
 
     monkeypatch.setattr(cocoeval.shutil, "which", lambda name: None)
     with pytest.raises(MissingDependencyError, match="backend='python'") as err:
-        M.score_captions(GTS, RES, backend="java")
+        S.score_captions(GTS, RES, backend="java")
     assert "Java" in str(err.value)
-    auto = M.score_captions(GTS, RES)  # 'auto' falls back to the pure-Python path
+    auto = S.score_captions(GTS, RES)  # 'auto' falls back to the pure-Python path
     assert auto.backend == "python" and "Java is not installed" in auto.unavailable["METEOR"]
 
 
@@ -223,7 +224,7 @@ def java_scores():
     if not HAVE_JAVA:
         pytest.skip("no `java` on PATH: the PTB tokenizer and METEOR need Java")
     stages = []
-    scores = M.score_captions(GTS, RES, backend="java", progress=stages.append)
+    scores = S.score_captions(GTS, RES, backend="java", progress=stages.append)
     return scores, stages
 
 
@@ -253,7 +254,7 @@ def test_python_path_matches_java_backend_on_ptb_tokens(java_scores):
     refs = [[next(it) for _ in v] for v in GTS.values()]
     cands = list(it)
     assert _max_diff(refs, cands) < 1e-6
-    py = M.score_captions(dict(zip(GTS, refs)), dict(zip(GTS, cands)), backend="python", tokenize=False)
+    py = S.score_captions(dict(zip(GTS, refs)), dict(zip(GTS, cands)), backend="python", tokenize=False)
     for name, value in py.corpus.items():
         assert abs(value - scores.corpus[name]) < 1e-6, name
     for key in GTS:
@@ -366,7 +367,7 @@ def _report(config_k=10, shift=0.0):
     rng = np.random.default_rng(1)
     sim = rng.standard_normal((60, 20)) + shift * np.repeat(np.eye(20), 3, axis=0)
     retrieval = R.retrieval_scores(sim, np.repeat(np.arange(20), 3), ks=(1, 5, 10))
-    captions = M.score_captions(GTS, RES, backend="python")
+    captions = S.score_captions(GTS, RES, backend="python")
     config = {"encoder": "default", "generator": "retrieval:top1", "k": config_k, "dataset_hash": "abc123"}
     return REP.build_report(config=config, retrieval=retrieval, captions=captions, curve_max_k=15)
 
@@ -408,11 +409,11 @@ def test_compare_reports():
 
 
 def test_eval_package_import_is_light():
-    code = ("import sys, ravl.eval, ravl.eval.metrics, ravl.eval.recall, ravl.eval.report;"
+    code = ("import sys, ravl.eval, ravl.eval.metrics, ravl.eval.scoring, ravl.eval.recall, ravl.eval.report;"
             "print(any(m in sys.modules for m in ('matplotlib', 'pycocoevalcap', 'torch')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
     import ravl.eval
 
-    assert ravl.eval.score_captions is M.score_captions
+    assert ravl.eval.score_captions is S.score_captions
     assert issubclass(MissingDependencyError, RavlError)

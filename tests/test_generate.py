@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ravl.errors import (ConfigError, GenerationError, InputError, ModelNotAvailableError,
-                         UnknownBackendError)
+from ravl.errors import ConfigError, GenerationError, InputError, ModelNotAvailableError, UnknownBackendError
 from ravl.generate import GenerationParams, load_generator
 from ravl.generate.consensus import consensus_select, ngram_similarity
 from ravl.generate.prompts import Evidence, caption_prompt, load_template, question_prompt

@@ -9,8 +9,7 @@ from PIL import Image
 
 from conftest import make_image
 from ravl.collection import open_collection
-from ravl.errors import (CollectionNotFoundError, ConfigError, EncoderMismatchError, SchemaVersionError,
-                         SourceError)
+from ravl.errors import CollectionNotFoundError, ConfigError, EncoderMismatchError, SchemaVersionError, SourceError
 from ravl.ingest.pipeline import index_sources
 from ravl.ingest.sources import read_source
 

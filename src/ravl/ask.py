@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Optional
 
 import numpy as np
 from PIL import Image
@@ -41,11 +41,11 @@ class AskResult:
     method: str  # "generator" | "no-model" | "failed"
     generator: str
     evidence: list[dict]  # number, kind, text, score, item_id, uri (+ lines for ocr)
-    prompt: Optional[str] = None
+    prompt: str | None = None
     citations: list[int] = field(default_factory=list)  # evidence numbers the answer cites
     neighbours: list[ImageHit] = field(default_factory=list)
     image: str = ""
-    error: Optional[str] = None
+    error: str | None = None
     notes: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -117,9 +117,9 @@ def citations(answer: str, n_evidence: int) -> list[int]:
 
 def ask_image(collection: Collection, image: Image.Image, question: str, *, k: int = 5,
               generator: str | Generator | None = None, params: GenerationParams = ASK_PARAMS,
-              ocr: Optional[bool] = None, labels: int = 3, template: Optional[str] = None, ocr_lang: str = "eng",
+              ocr: bool | None = None, labels: int = 3, template: str | None = None, ocr_lang: str = "eng",
               exclude_items: Iterable[int] = (), name: str = "",
-              on_text: Optional[Callable[[str], None]] = None) -> AskResult:
+              on_text: Callable[[str], None] | None = None) -> AskResult:
     """Answer ``question`` about ``image`` from evidence retrieved from ``collection``.
 
     ``ocr``: True reads text in the image (an error if no OCR engine is installed), False never,

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Literal, Sequence
+from typing import Literal
 
 import numpy as np
 from PIL import Image
 
 from . import __version__
 from .encoders.base import Encoder, load_encoder
-from .errors import (CollectionNotFoundError, ConfigError, EncoderMismatchError, ItemNotFoundError)
+from .errors import CollectionNotFoundError, ConfigError, EncoderMismatchError, ItemNotFoundError
 from .store.db import DB_NAME, Database, ItemRow
 from .store.vectors import VectorIndex, load_or_build
 
@@ -78,7 +79,7 @@ class Collection:
     def close(self) -> None:
         self.db.close()
 
-    def __enter__(self) -> "Collection":
+    def __enter__(self) -> Collection:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -119,6 +120,7 @@ class Collection:
             if cached and cached[0] == generation:
                 return cached[1]
             if name == "captions":
+                fetch: Callable[[], tuple[np.ndarray, np.ndarray]]
                 fetch, dim = self.db.caption_vectors, self.dim
             elif name == "features":
                 fetch, dim = (lambda: self.db.item_vectors(which="feat")), self.feature_dim

@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 from .errors import SourceError
 
@@ -61,7 +61,7 @@ def write_stamps_manifest(path: Path) -> int:
 
 
 def run_demo(collection_dir: Path, *, use_stamps: bool = True, k: int = 5,
-             progress: Optional[Callable[[int, int], None]] = None) -> dict:
+             progress: Callable[[int, int], None] | None = None) -> dict:
     """Build (or update) the demo collection and run a few searches and a caption on it."""
     from .collection import open_collection
     from .ingest.images import load_image
@@ -75,7 +75,7 @@ def run_demo(collection_dir: Path, *, use_stamps: bool = True, k: int = 5,
     indexed_photos = work / "indexed"
     indexed_photos.mkdir(parents=True, exist_ok=True)
     sources = []
-    for name, path in photos.items():  # only the photos that are not held out
+    for path in photos.values():  # only the photos that are not held out
         for src in (path, path.with_suffix(".txt")):
             dst = indexed_photos / src.name
             if not dst.exists():

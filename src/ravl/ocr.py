@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
 
 from PIL import Image, ImageOps
 
@@ -53,11 +53,11 @@ class ReadResult:
     image: str
     engine: str
     lines: list[TextLine] = field(default_factory=list)
-    translations: Optional[list[Optional[str]]] = None
-    target_lang: Optional[str] = None
-    generator: Optional[str] = None
-    prompt: Optional[str] = None
-    error: Optional[str] = None
+    translations: list[str | None] | None = None
+    target_lang: str | None = None
+    generator: str | None = None
+    prompt: str | None = None
+    error: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -220,12 +220,12 @@ def translate_prompt(texts: Sequence[str], target_lang: str) -> str:
     return re.sub(r"\{(language|lines)\}", lambda m: values[m.group(1)], TRANSLATE_TEMPLATE)
 
 
-def parse_translation(answer: str, n: int) -> list[Optional[str]]:
+def parse_translation(answer: str, n: int) -> list[str | None]:
     """Split a numbered answer into ``n`` translations (None where a number is missing).
 
     A single line of text translating a single input line needs no number.
     """
-    out: list[Optional[str]] = [None] * n
+    out: list[str | None] = [None] * n
     plain = []
     for raw in answer.splitlines():
         match = _NUMBERED.match(raw)
@@ -239,7 +239,7 @@ def parse_translation(answer: str, n: int) -> list[Optional[str]]:
 
 
 def translate_lines(lines: Sequence[TextLine | str], target_lang: str, generator: Generator, *,
-                    params: Optional[GenerationParams] = None) -> list[Optional[str]]:
+                    params: GenerationParams | None = None) -> list[str | None]:
     """Translate each line through ``generator``; one model call for all lines.
 
     Returns one translation per line (None where the model's answer skipped a line). Raises
@@ -258,9 +258,9 @@ def translate_lines(lines: Sequence[TextLine | str], target_lang: str, generator
 
 
 def read_image_text(image: Image.Image, *, name: str = "", engine: str = "auto", lang: str = "eng",
-                    min_confidence: float = 0.4, translate_to: Optional[str] = None,
-                    generator: Optional[Generator] = None,
-                    params: Optional[GenerationParams] = None) -> ReadResult:
+                    min_confidence: float = 0.4, translate_to: str | None = None,
+                    generator: Generator | None = None,
+                    params: GenerationParams | None = None) -> ReadResult:
     """Read ``image`` and optionally translate its lines; a failing translation is reported in
     ``error`` and the lines read are still returned."""
     t0 = time.perf_counter()

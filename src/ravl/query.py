@@ -3,10 +3,10 @@ results in input order as plain dicts (the CLI's and the server's JSON)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
-from .collection import Collection, check_k, check_target
+from .collection import Collection, Target, check_k, check_target
 from .errors import InputError
 from .ingest.images import load_image
 
@@ -45,7 +45,7 @@ def _check_query(q, where: str, base: Path | None = None) -> dict:
     return {key: q[key]}
 
 
-def run_queries(collection: Collection, queries: Sequence[dict], *, target: str = "images",
+def run_queries(collection: Collection, queries: Sequence[dict], *, target: Target = "images",
                 k: int = 10) -> list[dict]:
     """``[{"query": q, "results": [...]}, ...]`` in input order; texts and images each batched."""
     check_target(target)

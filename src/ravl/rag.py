@@ -2,8 +2,8 @@
 always returning the evidence (provenance) with the text."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable, Optional
 
 import numpy as np
 from PIL import Image
@@ -26,8 +26,8 @@ class CaptionResult:
     generator: str
     neighbours: list[ImageHit]
     candidates: list[dict] = field(default_factory=list)  # caption, image_id, consensus score
-    prompt: Optional[str] = None
-    error: Optional[str] = None
+    prompt: str | None = None
+    error: str | None = None
 
     def to_dict(self) -> dict:
         return {"image": self.image, "caption": self.caption, "method": self.method, "generator": self.generator,
@@ -43,7 +43,7 @@ def _resolve_generator(generator: str | Generator | None) -> Generator:
 
 def caption_image(collection: Collection, image: Image.Image, *, k: int = 5,
                   generator: str | Generator | None = None, params: GenerationParams = GenerationParams(),
-                  exclude_items: Iterable[int] = (), template: Optional[str] = None,
+                  exclude_items: Iterable[int] = (), template: str | None = None,
                   name: str = "") -> CaptionResult:
     """Caption ``image`` from the captions of its ``k`` nearest images in ``collection``.
 
@@ -55,7 +55,8 @@ def caption_image(collection: Collection, image: Image.Image, *, k: int = 5,
     """
     gen = _resolve_generator(generator)
     query = collection.encoder.embed_images([image.convert("RGB")])
-    neighbours = collection.search_vectors(query.features, index="features", k=k, exclude_items=exclude_items)[0]
+    neighbours: list[ImageHit] = collection.search_vectors(  # type: ignore[assignment]  # "features" gives ImageHits
+        query.features, index="features", k=k, exclude_items=exclude_items)[0]
     # text read from a neighbour (OCR) describes that image's print, not the scene: never a caption
     cap_ids = collection.db.caption_ids_for_items([n.id for n in neighbours], exclude_source="ocr")
     pairs = [(cid, n.id) for n in neighbours for cid in cap_ids.get(n.id, [])]

@@ -9,9 +9,10 @@ backend object.
 from __future__ import annotations
 
 import importlib
-from functools import lru_cache
+from collections.abc import Callable
+from functools import cache
 from importlib.metadata import entry_points
-from typing import Any, Callable
+from typing import Any
 
 from .errors import UnknownBackendError
 from .specs import Spec, parse_spec
@@ -43,7 +44,7 @@ def register(kind: str, family: str, factory: Factory | str) -> None:
     _REGISTERED[kind][family] = factory
 
 
-@lru_cache(maxsize=None)
+@cache
 def _entry_points(kind: str) -> dict[str, str]:
     return {ep.name: ep.value for ep in entry_points(group=f"ravl.{kind}")}
 

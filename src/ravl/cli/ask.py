@@ -53,7 +53,7 @@ def run(args) -> int:
     uri = str(Path(args.image).expanduser().resolve())
     image = load_image(args.image).image
     generator = load_generator(args.generator)
-    streamed = []
+    streamed: list[str] = []
 
     def on_text(piece: str) -> None:
         if not streamed:

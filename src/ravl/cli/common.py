@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 
 def add_collection_arg(parser, required: bool = True) -> None:

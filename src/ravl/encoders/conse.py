@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -98,7 +98,7 @@ def class_texts(recipe: ConseRecipe, classes: Sequence[ImageNetClass]) -> tuple[
     texts, owners, weights = [], [], []
     for c in classes:
         lemmas = c.lemmas if recipe.all_lemmas else c.lemmas[:1]
-        prompts = [t.format(l, a=_article(l)) for t in recipe.templates for l in lemmas]
+        prompts = [t.format(lemma, a=_article(lemma)) for t in recipe.templates for lemma in lemmas]
         total = 1.0 + (recipe.definition_weight if c.definition else 0.0) if prompts else 1.0
         items = [(p, 1.0 / len(prompts) / total) for p in prompts]
         if c.definition and recipe.definition_weight > 0:

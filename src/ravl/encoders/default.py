@@ -20,8 +20,8 @@ import os
 import tempfile
 import threading
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -233,7 +233,7 @@ class DefaultEncoder(Encoder):
         self.threads = cpu_threads()
         self.fallback_reason: str | None = None
         self._runner = None
-        self._classes = None
+        self._classes: np.ndarray | None = None
         self._lock = threading.Lock()
         options = {}
         if runtime != "onnx":
@@ -298,6 +298,7 @@ class DefaultEncoder(Encoder):
         """ImageNet labels (first lemma) with softmax probabilities, best first, per image."""
         from .imagenet import class_names
 
+        pixels: np.ndarray | None
         if isinstance(images_or_pixels, np.ndarray):
             pixels = images_or_pixels
         else:

@@ -13,9 +13,10 @@ With ``HF_HUB_OFFLINE=1`` nothing is downloaded; a repo that is not cached raise
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -30,7 +31,7 @@ SUPPORTED = ("clip", "siglip")
 _TOWER_PREFIXES = ("text_model.", "vision_model.", "text_projection", "visual_projection")
 
 
-def _features(out) -> "Any":
+def _features(out) -> Any:
     """transformers 4.x returns a tensor from get_*_features; 5.x a ModelOutput whose
     ``pooler_output`` holds the projected vectors."""
     return out if hasattr(out, "ndim") else out.pooler_output

@@ -18,9 +18,10 @@ from __future__ import annotations
 import difflib
 import logging
 import os
+from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image

@@ -6,8 +6,8 @@ to ~1e-8 but loads in a fraction of the time.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

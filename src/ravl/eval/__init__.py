@@ -9,8 +9,8 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "CaptionScores": "metrics",
-    "score_captions": "metrics",
+    "CaptionScores": "scoring",
+    "score_captions": "scoring",
     "simple_tokenize": "metrics",
     "corpus_bleu": "metrics",
     "corpus_cider_d": "metrics",

@@ -72,7 +72,7 @@ def evaluate_captioning(collection, records: Sequence, *, generator=None, k: int
     from ..generate.base import GenerationParams, load_generator
     from ..ingest.images import load_image
     from ..rag import caption_image
-    from .metrics import score_captions
+    from .scoring import score_captions
 
     t0 = time.perf_counter()
     check_k(k)

@@ -154,7 +154,7 @@ def _run_spice(gts: dict, res: dict) -> tuple[float, list[float]]:
 
 def score_java(refs: list[list[str]], cands: list[str], wanted: list[str], tokenize: bool,
                progress: Callable[[str], None] | None = None):
-    """Run pycocoevalcap on aligned references/candidates (see ``metrics.score_captions``).
+    """Run pycocoevalcap on aligned references/candidates (see ``scoring.score_captions``).
 
     Returns (corpus, per-image lists by metric, unavailable, timings, tokenizer name).
     """

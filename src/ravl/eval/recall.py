@@ -201,7 +201,7 @@ def ranking_scores(rankings: Mapping[Hashable, Sequence[Hashable]],
     ranks, not_found, longest = [], 0, 0
     for query, ranked in rankings.items():
         rel = relevant[query]
-        rel = set(rel) if isinstance(rel, (set, frozenset, list, tuple)) else {rel}
+        rel = set(rel) if isinstance(rel, (set, frozenset, list, tuple)) else {rel}  # type: ignore[arg-type]
         ranked = list(ranked)
         longest = max(longest, len(ranked))
         if not rel:

@@ -10,7 +10,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ..errors import ConfigError, InputError
@@ -62,11 +62,11 @@ def build_report(*, config: Mapping, retrieval=None, captions=None, extra: Mappi
 
     ``config`` is recorded as given (encoder/generator specs, k, dataset hash, ...).
     ``retrieval`` is a :class:`~ravl.eval.recall.RetrievalScores` (or its ``to_dict()``),
-    ``captions`` a :class:`~ravl.eval.metrics.CaptionScores` (or its ``to_dict()``).
+    ``captions`` a :class:`~ravl.eval.scoring.CaptionScores` (or its ``to_dict()``).
     ``per_image=False`` leaves per-image caption scores out (no CIDEr histogram then).
     """
     report: dict = {"schema": SCHEMA, "ravl_version": _ravl_version(),
-                    "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
                     "config": _jsonable(dict(config), "config")}
     if retrieval is not None:
         data = retrieval if isinstance(retrieval, Mapping) else retrieval.to_dict(curve_max_k)
@@ -258,7 +258,7 @@ def compare_reports(a: Mapping, b: Mapping) -> list[ComparisonRow]:
     rows = []
     for name in list(fa) + [n for n in fb if n not in fa]:
         va, vb = fa.get(name), fb.get(name)
-        delta = float(vb) - float(va) if _number(va) and _number(vb) else None
+        delta = float(vb) - float(va) if _number(va) and _number(vb) else None  # type: ignore[arg-type]
         rows.append(ComparisonRow(name=name, a=va, b=vb, delta=delta, changed=va != vb))
     return rows
 

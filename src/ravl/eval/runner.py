@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -88,7 +89,7 @@ class ResultCache:
     def __init__(self, path: Path | str, config_id: str):
         self.path = Path(path)
         self.config_id = config_id
-        self._rows: dict[str, dict] = {}
+        self._rows: dict[str, Any] = {}
         if self.path.is_file():
             for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
                 try:
@@ -190,7 +191,7 @@ def evaluate_retrieval(collection, *, ks: Iterable[int] = (1, 5, 10), split: str
         raise InputError(f"caption vectors ({cap_vecs.shape[1]}-d) and image vectors ({image_vecs.shape[1]}-d) "
                          "differ in size; the collection is damaged: re-index it into a new folder")
     similarity = cap_vecs.astype(np.float32) @ image_vecs.astype(np.float32).T
-    scores = retrieval_scores(similarity, owners, ks=ks, ties=ties)
+    scores = retrieval_scores(similarity, owners.tolist(), ks=ks, ties=ties)
     ds = dataset_hash((rows[int(i)].sha256, rows[int(i)].captions) for i in item_ids)
     return RetrievalRun(scores=scores, n_images=len(item_ids), n_captions=int(len(owners)), dataset_hash=ds,
                         split=split, details={"chance_R@1_text_to_image": 1.0 / len(item_ids)})

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Optional
 
 from PIL import Image
 
@@ -17,7 +16,7 @@ from PIL import Image
 class GenerationParams:
     max_tokens: int = 48
     temperature: float = 0.0  # 0 means greedy decoding
-    seed: Optional[int] = None
+    seed: int | None = None
 
 
 class Generator(ABC):
@@ -32,7 +31,7 @@ class Generator(ABC):
 
     @abstractmethod
     def generate(self, prompt: str, *, params: GenerationParams = GenerationParams(),
-                 image: Optional[Image.Image] = None) -> str:
+                 image: Image.Image | None = None) -> str:
         """Return the model's continuation/answer for ``prompt`` (stripped of the prompt)."""
 
 

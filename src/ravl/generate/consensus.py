@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
@@ -51,7 +51,7 @@ def ngram_similarity(a: str, b: str) -> float:
     return _gram_similarity(_ngrams(a), _ngrams(b))
 
 
-def _similarity_matrix(candidates: Sequence[str], vectors: Optional[np.ndarray]) -> np.ndarray:
+def _similarity_matrix(candidates: Sequence[str], vectors: np.ndarray | None) -> np.ndarray:
     n = len(candidates)
     if vectors is None:
         grams = [_ngrams(c) for c in candidates]
@@ -73,7 +73,7 @@ def _similarity_matrix(candidates: Sequence[str], vectors: Optional[np.ndarray])
     return vecs @ vecs.T
 
 
-def consensus_select(candidates: Sequence[str], vectors: Optional[np.ndarray] = None) -> tuple[int, np.ndarray]:
+def consensus_select(candidates: Sequence[str], vectors: np.ndarray | None = None) -> tuple[int, np.ndarray]:
     """Pick the consensus caption.
 
     Returns ``(best_index, mean_scores)``: ``mean_scores[i]`` is candidate ``i``'s mean
@@ -103,12 +103,12 @@ class ConsensusGenerator(Generator):
     supports_images = False
     is_language_model = False
 
-    def select(self, candidates: Sequence[str], vectors: Optional[np.ndarray] = None) -> tuple[int, np.ndarray]:
+    def select(self, candidates: Sequence[str], vectors: np.ndarray | None = None) -> tuple[int, np.ndarray]:
         """Same as :func:`consensus_select`."""
         return consensus_select(candidates, vectors)
 
     def generate(self, prompt: str, *, params: GenerationParams = GenerationParams(),
-                 image: Optional[Image.Image] = None) -> str:
+                 image: Image.Image | None = None) -> str:
         raise GenerationError(
             "the 'consensus' generator selects one of the retrieved captions and cannot write "
             "answers or new text; pass a language model with --generator (e.g. 'hf:/path/to/model')"

@@ -18,9 +18,10 @@ stream new text to an ``on_text`` callback as it is generated.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any
 
 from PIL import Image
 
@@ -89,15 +90,15 @@ def _quiet_progress(transformers: Any) -> Iterator[None]:
 
 
 def _not_available(spec: Spec, source: str, exc: Exception, download: bool) -> ModelNotAvailableError:
-    exc = " ".join(str(exc).split())[:300]  # one line, as the CLI prints it
+    detail = " ".join(str(exc).split())[:300]  # one line, as the CLI prints it
     if Path(source).expanduser().exists():
         return ModelNotAvailableError(
-            f"{str(spec)!r}: {source!r} is not a loadable language model folder ({exc}); "
+            f"{str(spec)!r}: {source!r} is not a loadable language model folder ({detail}); "
             "point it at a folder written by save_pretrained (config.json, weights and tokenizer files)"
         )
     if download:
         return ModelNotAvailableError(
-            f"{str(spec)!r}: model {source!r} could not be loaded or downloaded ({exc}); check the repo id "
+            f"{str(spec)!r}: model {source!r} could not be loaded or downloaded ({detail}); check the repo id "
             "and the network (HF_HUB_OFFLINE must be unset), or use a local folder 'hf:/path/to/model'"
         )
     return ModelNotAvailableError(
@@ -114,7 +115,7 @@ def _check(params: GenerationParams) -> None:
         raise ConfigError(f"temperature must be 0 (greedy) or positive, not {params.temperature}")
 
 
-def _first(value: Any) -> Optional[int]:
+def _first(value: Any) -> int | None:
     if isinstance(value, (list, tuple)):
         return value[0] if value else None
     return value
@@ -133,16 +134,18 @@ def _sampling(params: GenerationParams, model: Any, tokenizer: Any) -> dict[str,
     return kwargs
 
 
-def _streamer(tokenizer: Any, on_text: Optional[Callable[[str], None]]) -> Any:
+def _streamer(tokenizer: Any, on_text: Callable[[str], None] | None) -> Any:
     """A transformers streamer that hands each finished piece of new text to ``on_text``."""
     if on_text is None:
         return None
     from transformers import TextStreamer
 
+    callback = on_text
+
     class _Callback(TextStreamer):
         def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
             if text:
-                on_text(text)
+                callback(text)
 
     return _Callback(tokenizer, skip_prompt=True, skip_special_tokens=True)
 
@@ -197,7 +200,7 @@ class HFCausalLMGenerator(Generator):
         return self.tokenizer(prompt, return_tensors="pt")
 
     def generate(self, prompt: str, *, params: GenerationParams = GenerationParams(),
-                 image: Optional[Image.Image] = None, on_text: Optional[Callable[[str], None]] = None) -> str:
+                 image: Image.Image | None = None, on_text: Callable[[str], None] | None = None) -> str:
         """Continue ``prompt`` (wrapped in the chat template when used); returns only the new text."""
         _check(params)
         encoded = self._encode(prompt)
@@ -245,7 +248,7 @@ class HFVisionGenerator(Generator):
                               "add a chat template to the model folder")
         return f"{token}\n{prompt}"
 
-    def build_inputs(self, prompt: str, image: Optional[Image.Image]) -> dict:
+    def build_inputs(self, prompt: str, image: Image.Image | None) -> dict:
         """Processor outputs on the model's device (pixel values in the model's dtype)."""
         import inspect
 
@@ -267,7 +270,7 @@ class HFVisionGenerator(Generator):
         return inputs
 
     def generate(self, prompt: str, *, params: GenerationParams = GenerationParams(),
-                 image: Optional[Image.Image] = None, on_text: Optional[Callable[[str], None]] = None) -> str:
+                 image: Image.Image | None = None, on_text: Callable[[str], None] | None = None) -> str:
         """Answer ``prompt`` looking at ``image`` (when given); returns only the new text."""
         _check(params)
         inputs = self.build_inputs(prompt, image)

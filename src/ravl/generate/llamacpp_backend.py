@@ -14,8 +14,9 @@ The model loads once, when the generator is created; a seed makes sampling repea
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 from PIL import Image
 
@@ -37,7 +38,7 @@ def _import() -> Any:
     return llama_cpp
 
 
-def _int(spec: Spec, key: str, default: Optional[int]) -> Optional[int]:
+def _int(spec: Spec, key: str, default: int | None) -> int | None:
     value = spec.opts.get(key)
     if value is None or value == "":
         return default
@@ -63,7 +64,7 @@ class LlamaCppGenerator(Generator):
     def __repr__(self) -> str:
         return f"LlamaCppGenerator({self.spec!r})"
 
-    def _messages(self, prompt: str, image: Optional[Image.Image]) -> list[dict]:
+    def _messages(self, prompt: str, image: Image.Image | None) -> list[dict]:
         if image is None or not self.supports_images:
             return [{"role": "user", "content": prompt}]
         from .openai_backend import image_data_url
@@ -72,7 +73,7 @@ class LlamaCppGenerator(Generator):
                                              {"type": "text", "text": prompt}]}]
 
     def generate(self, prompt: str, *, params: GenerationParams = GenerationParams(),
-                 image: Optional[Image.Image] = None, on_text: Optional[Callable[[str], None]] = None) -> str:
+                 image: Image.Image | None = None, on_text: Callable[[str], None] | None = None) -> str:
         """Complete ``prompt``; with ``on_text`` each piece is passed on as it is produced."""
         if params.max_tokens < 1:
             raise ConfigError(f"max_tokens must be at least 1, not {params.max_tokens}")

@@ -23,7 +23,8 @@ import socket
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Callable, Iterator, Optional
+from collections.abc import Callable, Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 from PIL import Image
@@ -79,7 +80,7 @@ def _server_message(body: bytes) -> str:
 
 
 class _Retryable(Exception):
-    def __init__(self, message: str, wait: Optional[float] = None):
+    def __init__(self, message: str, wait: float | None = None):
         super().__init__(message)
         self.wait = wait
 
@@ -111,14 +112,14 @@ class OpenAIGenerator(Generator):
         return f"OpenAIGenerator({self.spec!r})"
 
     # --- request --------------------------------------------------------------------------------
-    def messages(self, prompt: str, image: Optional[Image.Image] = None) -> list[dict]:
+    def messages(self, prompt: str, image: Image.Image | None = None) -> list[dict]:
         """The chat messages sent for ``prompt`` (and the image, for a vision model)."""
         if image is None or not self.supports_images:
             return [{"role": "user", "content": prompt}]
         return [{"role": "user", "content": [{"type": "text", "text": prompt},
                                              {"type": "image_url", "image_url": {"url": image_data_url(image)}}]}]
 
-    def payload(self, prompt: str, params: GenerationParams, image: Optional[Image.Image] = None,
+    def payload(self, prompt: str, params: GenerationParams, image: Image.Image | None = None,
                 stream: bool = False) -> dict:
         """The JSON body: model, messages and the generation parameters passed through."""
         if params.max_tokens < 1:
@@ -167,6 +168,7 @@ class OpenAIGenerator(Generator):
         """POST ``body``, retrying 429/5xx and refused or dropped connections with backoff."""
         data = json.dumps(body).encode("utf-8")
         attempts = self.retries + 1
+        error: Exception | None = None
         for attempt in range(attempts):
             request = urllib.request.Request(self.url, data=data, headers=self._headers(), method="POST")
             try:
@@ -188,12 +190,13 @@ class OpenAIGenerator(Generator):
                     what = f"connection failed: {reason}"
                 error = _Retryable(f"{self.spec!r}: cannot connect to {self.url} ({what}); is the server "
                                    "running and is base_url right? (e.g. start it with 'ollama serve')")
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 raise self._timeout_error() from None
             except (ConnectionError, OSError) as exc:  # dropped mid-answer, reset, ...
                 error = _Retryable(f"{self.spec!r}: the connection to {self.url} failed ({exc})")
             if attempt + 1 < attempts:
-                wait = self.backoff * (2 ** attempt) if error.wait is None else error.wait
+                wait = getattr(error, "wait", None)
+                wait = self.backoff * (2 ** attempt) if wait is None else wait
                 time.sleep(min(max(wait, 0.0), _MAX_WAIT))
         tries = f"after {attempts} attempts" if attempts > 1 else "(retries=0)"
         raise GenerationError(f"{error} {tries}")
@@ -206,7 +209,7 @@ class OpenAIGenerator(Generator):
         try:
             with response:
                 raw = response.read()
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             raise self._timeout_error() from None
         except (ConnectionError, OSError) as exc:
             raise GenerationError(f"{self.spec!r}: the connection to {self.url} broke while reading the answer ({exc})") from None
@@ -230,7 +233,7 @@ class OpenAIGenerator(Generator):
             while True:
                 try:
                     raw = response.readline()
-                except (TimeoutError, socket.timeout):
+                except TimeoutError:
                     raise self._timeout_error() from None
                 except (ConnectionError, OSError) as exc:
                     raise GenerationError(f"{self.spec!r}: the stream from {self.url} broke ({exc})") from None
@@ -253,7 +256,7 @@ class OpenAIGenerator(Generator):
 
     # --- the contract ----------------------------------------------------------------------------
     def generate(self, prompt: str, *, params: GenerationParams = GenerationParams(),
-                 image: Optional[Image.Image] = None, on_text: Optional[OnText] = None) -> str:
+                 image: Image.Image | None = None, on_text: OnText | None = None) -> str:
         """Ask the server for a chat completion; with ``on_text`` the answer is streamed to it
         chunk by chunk as it arrives, and the whole answer is still returned."""
         body = self.payload(prompt, params, image, stream=on_text is not None)

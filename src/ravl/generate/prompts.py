@@ -16,9 +16,9 @@ pass (no ``str.format``), so any other braces in a template or in the evidence a
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
 
 from ..errors import ConfigError, InputError
 
@@ -57,9 +57,9 @@ class Evidence:
 
     kind: str  # 'caption' | 'label' | 'ocr'
     text: str
-    score: Optional[float] = None
-    item_id: Optional[int] = None
-    uri: Optional[str] = None
+    score: float | None = None
+    item_id: int | None = None
+    uri: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in EVIDENCE_KINDS:
@@ -93,7 +93,7 @@ def check_template(template: str, kind: str) -> str:
     return template
 
 
-def load_template(path: str | Path, kind: Optional[str] = None) -> str:
+def load_template(path: str | Path, kind: str | None = None) -> str:
     """Read a prompt template file (UTF-8) and check its placeholders.
 
     ``kind`` is ``'caption'`` or ``'question'``; when omitted it is inferred: a template that
@@ -128,7 +128,7 @@ def format_captions(captions: Sequence[str]) -> str:
     return text if text.endswith((".", "!", "?")) else text + "."
 
 
-def caption_prompt(captions: Sequence[str], template: Optional[str] = None) -> str:
+def caption_prompt(captions: Sequence[str], template: str | None = None) -> str:
     """The SmallCap-style prompt for the retrieved ``captions`` (in retrieval order).
 
     Each caption is put on one line; the caller decides how many (SmallCap uses k=4).
@@ -160,7 +160,7 @@ def format_evidence(evidence: Iterable[Evidence]) -> str:
     return "\n".join(lines) if lines else "(no evidence was found)"
 
 
-def question_prompt(question: str, evidence: Sequence[Evidence], template: Optional[str] = None) -> str:
+def question_prompt(question: str, evidence: Sequence[Evidence], template: str | None = None) -> str:
     """The grounded question-answer prompt; evidence is numbered from 1 in the order given."""
     if not isinstance(question, str) or not question.strip():
         raise InputError("the question is empty; ask something about the image, e.g. 'What is shown?'")

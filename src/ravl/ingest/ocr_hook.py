@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Sequence
 
 OCR_SOURCE = "ocr"
 #: item metadata key marking that the image was read
@@ -59,7 +59,7 @@ def ocr_texts(lines: Sequence) -> list[str]:
     return list(dict.fromkeys(texts))
 
 
-def _pending(db, item_ids: Optional[Iterable[int]], force: bool) -> tuple[list[tuple[int, str, dict]], int]:
+def _pending(db, item_ids: Iterable[int] | None, force: bool) -> tuple[list[tuple[int, str, dict]], int]:
     rows = db.conn.execute("SELECT id, uri, metadata FROM items ORDER BY id").fetchall()
     wanted = None if item_ids is None else set(item_ids)
     pending, done = [], 0
@@ -74,9 +74,9 @@ def _pending(db, item_ids: Optional[Iterable[int]], force: bool) -> tuple[list[t
     return pending, done
 
 
-def ocr_collection(collection, *, item_ids: Optional[Iterable[int]] = None, engine: str = "auto",
+def ocr_collection(collection, *, item_ids: Iterable[int] | None = None, engine: str = "auto",
                    lang: str = "eng", min_confidence: float = 0.5, force: bool = False, batch_size: int = 32,
-                   workers: int = 2, progress: Optional[Progress] = None) -> OcrReport:
+                   workers: int = 2, progress: Progress | None = None) -> OcrReport:
     """Read the text on every not-yet-read item of ``collection`` and store it as OCR captions.
 
     Returns an :class:`OcrReport`; one unreadable image is reported in ``failed`` and skipped.

@@ -12,9 +12,9 @@ import hashlib
 import os
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -144,7 +144,7 @@ def index_sources(collection, sources: Iterable[str], *, images_root=None, split
         if not batch and not side:
             return
         t = time.perf_counter()
-        vecs = encoder.embed_pixels(np.stack([p.pixels for p in batch])) if batch else None
+        vecs = encoder.embed_pixels(np.stack([p.pixels for p in batch if p.pixels is not None])) if batch else None
         timing["encode_images"] += time.perf_counter() - t
         # captions to add: all of a new item's, and the unseen ones of existing items
         wanted: list[tuple[_Prepared, str]] = []
@@ -163,16 +163,18 @@ def index_sources(collection, sources: Iterable[str], *, images_root=None, split
         t = time.perf_counter()
         new_items, touched, extra = [], [], []
         for i, p in enumerate(batch):
+            assert vecs is not None  # batch is not empty
             new_items.append(NewItem(p.record.uri, p.sha256, p.size, p.mtime_ns, p.width, p.height,
                                      vecs.embedding[i], vecs.features[i], p.record.metadata, source="ingest"))
         reuse = [p for p in side if p.kind == "reuse"]
         if reuse:
-            src_ids = [p.item_id for p in reuse]
+            src_ids = [p.item_id for p in reuse if p.item_id is not None]
             ids_e, emb = db.item_vectors(src_ids, "emb")
             ids_f, feat = db.item_vectors(src_ids, "feat")
             pos_e, pos_f = {int(i): n for n, i in enumerate(ids_e)}, {int(i): n for n, i in enumerate(ids_f)}
             src = db.items(src_ids)
             for p in reuse:
+                assert p.item_id is not None  # reuse always names its source item
                 row = src[p.item_id]
                 new_items.append(NewItem(p.record.uri, p.sha256, p.size, p.mtime_ns, row.width, row.height,
                                          emb[pos_e[p.item_id]], feat[pos_f[p.item_id]], p.record.metadata,

@@ -9,9 +9,9 @@ of things, and no ImageNet concept describes them.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 from ..errors import SourceError
 
@@ -86,7 +86,8 @@ def _bucket(stamp: Stamp) -> int:
 
 def split_half(stamps: Iterable[Stamp]) -> tuple[list[Stamp], list[Stamp]]:
     """Deterministic split by a hash of each stamp's relative path: ``(select, report)``."""
-    select, report = [], []
+    select: list[Stamp] = []
+    report: list[Stamp] = []
     for stamp in stamps:
         (select if _bucket(stamp) == 0 else report).append(stamp)
     return select, report

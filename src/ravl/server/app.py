@@ -15,7 +15,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..errors import RavlError
 from .errors import AuthError, UploadTooLargeError, error_body, status_for
-from .routes_items import build_router as items_router, check_write
+from .routes_items import build_router as items_router
+from .routes_items import check_write
 from .routes_search import build_router as search_router
 from .settings import ServerSettings
 from .state import ServerState
@@ -177,7 +178,8 @@ def create_app(settings: ServerSettings, *, state: ServerState | None = None) ->
         try:
             yield
         finally:
-            opened.close()
+            if opened is not None:
+                opened.close()
 
     assets = _swagger_assets()
     app = FastAPI(title="ravl", version=__version__, lifespan=lifespan, docs_url=None if assets else "/docs",

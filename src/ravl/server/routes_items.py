@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hmac
 from pathlib import Path
-from typing import List, Optional
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
@@ -18,7 +17,7 @@ MAX_CAPTIONS = 50
 MAX_CAPTION_CHARS = 1000
 
 
-def check_write(mode: str, key: Optional[str], authorization: Optional[str]) -> None:
+def check_write(mode: str, key: str | None, authorization: str | None) -> None:
     """Raise unless this request may write: ``mode`` is ServerSettings.write_mode()."""
     if mode == "disabled":
         raise WritesDisabledError("write endpoints are disabled on this server; restart it with --api-key-env VAR "
@@ -67,8 +66,8 @@ def build_router() -> APIRouter:
 
     @router.post("/items", status_code=201, dependencies=[Depends(require_write)],
                  summary="Add an uploaded image with captions (needs write access)")
-    def add_item(image: Optional[UploadFile] = File(None, description="image file (content is checked)"),
-                 captions: List[str] = Form([], description="one caption per field; newlines also split"),
+    def add_item(image: UploadFile | None = File(None, description="image file (content is checked)"),
+                 captions: list[str] = Form([], description="one caption per field; newlines also split"),
                  state: ServerState = Depends(get_state)):
         from ..ingest.pipeline import index_sources
         from ..ingest.sources import Record

@@ -1,7 +1,7 @@
 """Read endpoints: health, info, search (text, image upload, path, item), caption and ask."""
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal
 from urllib.parse import unquote, urlparse
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
@@ -22,7 +22,7 @@ def hits_json(hits) -> list[dict]:
     return [h.to_dict() for h in hits]
 
 
-def query_image(state: ServerState, image: Optional[UploadFile], path: Optional[str], item: Optional[int] = None):
+def query_image(state: ServerState, image: UploadFile | None, path: str | None, item: int | None = None):
     """Exactly one of an upload, a path (or file:// URL) inside the image roots, or an item id ->
     (RGB image, display name, item ids to leave out of the neighbours)."""
     given = [x is not None and x != "" for x in (image, path, item)]
@@ -34,8 +34,9 @@ def query_image(state: ServerState, image: Optional[UploadFile], path: Optional[
         return state.decode_upload(data, name), name, ()
     if item is not None:
         real = state.item_file(item)
-        exclude = (item,)
+        exclude: tuple[int, ...] = (item,)
     else:
+        assert path is not None  # exactly one of the three was given
         parsed = urlparse(path)
         if parsed.scheme in ("http", "https", "ftp", "data"):
             raise InputError("this server does not fetch URLs; upload the image in 'image', or give a path inside "
@@ -66,8 +67,8 @@ def build_router(settings: ServerSettings) -> APIRouter:
                 "generators": list(state.generators), "image_roots": [str(r) for r in state.image_roots()]}
 
     @router.get("/search", tags=["search"], summary="Search by text (q) or by a stored item's image (item)")
-    def search_get(q: Optional[str] = Query(None, max_length=2000, description="text query"),
-                   item: Optional[int] = Query(None, description="search with this item's image"),
+    def search_get(q: str | None = Query(None, max_length=2000, description="text query"),
+                   item: int | None = Query(None, description="search with this item's image"),
                    k: int = K, target: Target = Query("images"),
                    state: ServerState = Depends(get_state)) -> dict:
         coll = state.collection
@@ -84,9 +85,9 @@ def build_router(settings: ServerSettings) -> APIRouter:
         return {"query": {"item": item_id}, "target": target, "results": hits_json(hits)}
 
     @router.post("/search", tags=["search"], summary="Search by an uploaded image or a path inside the image roots")
-    def search_post(image: Optional[UploadFile] = File(None, description="image file (content is checked)"),
-                    path: Optional[str] = Form(None, max_length=4096, description="absolute path inside the image roots"),
-                    url: Optional[str] = Form(None, max_length=4096, description="file:// URL inside the image roots"),
+    def search_post(image: UploadFile | None = File(None, description="image file (content is checked)"),
+                    path: str | None = Form(None, max_length=4096, description="absolute path inside the image roots"),
+                    url: str | None = Form(None, max_length=4096, description="file:// URL inside the image roots"),
                     k: int = Form(10, ge=1, le=max_k), target: Target = Form("images"),
                     state: ServerState = Depends(get_state)) -> dict:
         if path and url:
@@ -108,20 +109,20 @@ def build_router(settings: ServerSettings) -> APIRouter:
     gen_doc = "generator spec, one of those the server loaded (see /info)"
 
     @router.post("/caption", tags=["describe"], summary="Caption an image from its neighbours' captions (with provenance)")
-    def caption_post(image: Optional[UploadFile] = File(None), path: Optional[str] = Form(None, max_length=4096),
-                     item: Optional[int] = Form(None), k: int = Form(5, ge=1, le=max_k),
-                     generator: Optional[str] = Form(None, max_length=200, description=gen_doc),
+    def caption_post(image: UploadFile | None = File(None), path: str | None = Form(None, max_length=4096),
+                     item: int | None = Form(None), k: int = Form(5, ge=1, le=max_k),
+                     generator: str | None = Form(None, max_length=200, description=gen_doc),
                      max_tokens: int = Form(48, ge=1, le=512), temperature: float = Form(0.0, ge=0.0, le=2.0),
-                     seed: Optional[int] = Form(None), state: ServerState = Depends(get_state)) -> dict:
+                     seed: int | None = Form(None), state: ServerState = Depends(get_state)) -> dict:
         return caption(state, image, path, item, k, generator, max_tokens, temperature, seed)
 
     @router.post("/ask", tags=["describe"], summary="Answer a question about an image from retrieved evidence")
     def ask_post(question: str = Form(..., min_length=1, max_length=2000),
-                 image: Optional[UploadFile] = File(None), path: Optional[str] = Form(None, max_length=4096),
-                 item: Optional[int] = Form(None), k: int = Form(5, ge=1, le=max_k),
-                 generator: Optional[str] = Form(None, max_length=200, description=gen_doc),
+                 image: UploadFile | None = File(None), path: str | None = Form(None, max_length=4096),
+                 item: int | None = Form(None), k: int = Form(5, ge=1, le=max_k),
+                 generator: str | None = Form(None, max_length=200, description=gen_doc),
                  max_tokens: int = Form(48, ge=1, le=512), temperature: float = Form(0.0, ge=0.0, le=2.0),
-                 seed: Optional[int] = Form(None), ocr: Optional[bool] = Form(None),
+                 seed: int | None = Form(None), ocr: bool | None = Form(None),
                  state: ServerState = Depends(get_state)) -> dict:
         """Same JSON as ``ravl ask --json``: answer, numbered evidence with ids/uris/scores, prompt,
         generator. Without a language model the answer says so and the evidence is still returned."""

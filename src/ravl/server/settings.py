@@ -6,7 +6,6 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional
 
 from ..errors import ConfigError
 
@@ -32,7 +31,7 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8000
     #: name of the environment variable holding the API key for write endpoints (never the key itself)
-    api_key_env: Optional[str] = None
+    api_key_env: str | None = None
     #: allow writes without a key (only on a loopback host)
     allow_writes: bool = False
     workers: int = 1
@@ -42,12 +41,12 @@ class ServerSettings:
     #: generator specs loaded at start-up; requests may pick only these (first is the default)
     generators: tuple[str, ...] = ("consensus",)
     #: encoder spec; None uses the one the collection was built with
-    encoder: Optional[str] = None
+    encoder: str | None = None
     #: torch intra-op threads in the server process (None leaves torch's default). One thread per
     #: model call is much faster under concurrent load: spinning thread teams fight over the cores.
-    model_threads: Optional[int] = 1
+    model_threads: int | None = 1
     #: where thumbnails are cached; None: ``<collection>/thumbnails`` or, if not writable, RAVL_HOME
-    thumbnail_dir: Optional[Path] = None
+    thumbnail_dir: Path | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "collection", Path(self.collection).expanduser().resolve())
@@ -55,7 +54,7 @@ class ServerSettings:
         if self.thumbnail_dir is not None:
             object.__setattr__(self, "thumbnail_dir", Path(self.thumbnail_dir).expanduser().resolve())
 
-    def api_key(self) -> Optional[str]:
+    def api_key(self) -> str | None:
         """The configured key, read from the environment now (None when no key is configured)."""
         if not self.api_key_env:
             return None
@@ -67,7 +66,7 @@ class ServerSettings:
             return "key"
         return "open" if self.allow_writes else "disabled"
 
-    def check(self) -> "ServerSettings":
+    def check(self) -> ServerSettings:
         """Raise :class:`ConfigError` for settings that must not start a server."""
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"--port must be between 0 and 65535, got {self.port}")
@@ -94,13 +93,13 @@ class ServerSettings:
         return json.dumps(d)
 
     @classmethod
-    def from_json(cls, text: str) -> "ServerSettings":
+    def from_json(cls, text: str) -> ServerSettings:
         d = json.loads(text)
         d["generators"] = tuple(d.get("generators") or ("consensus",))
         return cls(**d)
 
     @classmethod
-    def from_env(cls) -> "ServerSettings":
+    def from_env(cls) -> ServerSettings:
         text = os.environ.get(SETTINGS_ENV)
         if not text:
             raise ConfigError(f"{SETTINGS_ENV} is not set; start the server with 'ravl serve --collection DIR'")

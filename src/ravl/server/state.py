@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 
@@ -34,7 +34,7 @@ def sniff_format(data: bytes, name: str) -> str:
                                 "name's extension is not trusted); send a real image file")
 
 
-def safe_name(name: Optional[str]) -> str:
+def safe_name(name: str | None) -> str:
     base = os.path.basename((name or "upload").replace("\\", "/")) or "upload"
     return "".join(c for c in base if c.isprintable())[:100] or "upload"
 
@@ -99,7 +99,7 @@ class LockedGenerator(Generator):
 class ServerState:
     """Opened once at start-up (see :meth:`open`) and shared by every request thread."""
 
-    def __init__(self, settings: ServerSettings, collection, generators: dict[str, Generator]):
+    def __init__(self, settings: ServerSettings, collection, generators: Mapping[str, Generator]):
         self.settings = settings
         self.collection = collection
         self.generators = generators
@@ -110,7 +110,7 @@ class ServerState:
         self.upload_dir = settings.collection / "uploads"
 
     @classmethod
-    def open(cls, settings: ServerSettings) -> "ServerState":
+    def open(cls, settings: ServerSettings) -> ServerState:
         """Open the collection, load the encoder and generators, and build the indexes."""
         from ..collection import open_collection
         from ..encoders.base import load_encoder
@@ -140,7 +140,7 @@ class ServerState:
         self.collection.close()
 
     # --- generators ---------------------------------------------------------------------------
-    def generator(self, spec: Optional[str]) -> Generator:
+    def generator(self, spec: str | None) -> Generator:
         spec = (spec or "").strip() or self.settings.generators[0]
         if spec not in self.generators:
             raise ConfigError(f"generator {spec!r} is not loaded by this server; choose one of "

@@ -5,10 +5,10 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -156,7 +156,8 @@ class Database:
         rows = self.conn.execute(
             f"SELECT id, uri, sha256, size, mtime_ns, width, height, metadata FROM items WHERE id IN ({marks})", list(ids))
         caps = self.captions_by_item(ids)
-        return {r[0]: ItemRow(*r[:7], metadata=json.loads(r[7]), captions=tuple(caps.get(r[0], ()))) for r in rows}
+        return {r[0]: ItemRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], metadata=json.loads(r[7]),
+                               captions=tuple(caps.get(r[0], ()))) for r in rows}
 
     def item_by_uri(self, uri: str) -> ItemRow | None:
         row = self.conn.execute("SELECT id FROM items WHERE uri=?", (uri,)).fetchone()

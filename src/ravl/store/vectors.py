@@ -8,8 +8,8 @@ vectors = cosine similarity).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 
@@ -22,7 +22,7 @@ class VectorIndex:
         self.dim = dim
 
     @classmethod
-    def build(cls, ids: np.ndarray, vectors: np.ndarray, dim: int) -> "VectorIndex":
+    def build(cls, ids: np.ndarray, vectors: np.ndarray, dim: int) -> VectorIndex:
         import faiss
 
         index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
