@@ -126,8 +126,10 @@ class Collection:
                 fetch, dim = (lambda: self.db.item_vectors(which="feat")), self.feature_dim
             else:
                 fetch, dim = (lambda: self.db.item_vectors(which="emb")), self.dim
-            index = load_or_build(self.path / "index", name, generation, dim, fetch)
-            self._indexes[name] = (generation, index)
+            with self.db.snapshot():  # the binding and a rebuild see the same database state
+                binding = {**self.db.index_binding(name), "dim": dim}
+                index = load_or_build(self.path / "index", name, binding, dim, fetch)
+            self._indexes[name] = (binding["generation"], index)
             return index
 
     def refresh_indexes(self) -> None:

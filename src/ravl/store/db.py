@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CollectionError
-from .schema import migrate
+from .schema import LATEST, migrate, schema_version
 
 DB_NAME = "ravl.sqlite"
 
@@ -66,9 +66,25 @@ class Database:
             if not readonly:
                 conn.execute("PRAGMA journal_mode=WAL")
                 migrate(conn)
+            elif schema_version(conn) < LATEST:
+                self._upgrade_for_reading()
         except sqlite3.DatabaseError as exc:
             raise CollectionError(f"cannot open collection database {self.path}: {exc}; "
                                   "is this a ravl collection folder?") from exc
+
+    def _upgrade_for_reading(self) -> None:
+        """Apply pending forward migrations before a read-only open (reads need the current
+        tables); a file this process cannot write is read as it is."""
+        try:
+            rw = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+        except sqlite3.Error:
+            return
+        try:
+            migrate(rw)
+        except sqlite3.OperationalError:
+            pass  # read-only file or folder
+        finally:
+            rw.close()
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -120,9 +136,36 @@ class Database:
         return int(row[0]) if row else 0
 
     def bump_generation(self, conn: sqlite3.Connection) -> None:
-        """Mark the vectors changed (inside ``conn``'s transaction): index caches rebuild on next use."""
+        """Mark the vectors changed (inside ``conn``'s transaction): index caches rebuild on next use.
+        ``state`` becomes a fresh random token too, so a restored backup that later reaches the
+        same generation number still never matches a cache built from another history."""
         conn.execute("INSERT INTO meta(key, value) VALUES('generation', '1') ON CONFLICT(key) "
                      "DO UPDATE SET value = CAST(value AS INTEGER) + 1")
+        conn.execute("INSERT INTO meta(key, value) VALUES('state', lower(hex(randomblob(8)))) "
+                     "ON CONFLICT(key) DO UPDATE SET value = excluded.value")
+
+    @contextmanager
+    def snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: every query inside sees one consistent state of the database."""
+        conn = self.conn
+        if conn.in_transaction:
+            yield conn
+            return
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.execute("COMMIT")
+
+    def index_binding(self, name: str) -> dict[str, object]:
+        """What an index cache over ``name`` ('images', 'features', 'captions') is built from:
+        database identity, generation, write token and row count (call inside :meth:`snapshot`)."""
+        meta = dict(self.conn.execute(
+            "SELECT key, value FROM meta WHERE key IN ('collection_id', 'generation', 'state')").fetchall())
+        table = "captions" if name == "captions" else "item_vectors"
+        count = self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+        return {"collection_id": meta.get("collection_id"), "generation": int(meta.get("generation", 0)),
+                "state": meta.get("state"), "index": name, "count": count}
 
     # --- reads --------------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:

@@ -43,19 +43,56 @@ CREATE TABLE captions(
 CREATE INDEX captions_item ON captions(item_id);
 """
 
+# Identity of this database (index caches are sealed to it, so a cache can never be used with a
+# replaced database) and a token that changes with every write alongside ``generation``.
+_V2 = """
+INSERT OR IGNORE INTO meta(key, value) VALUES('collection_id', lower(hex(randomblob(16))));
+INSERT OR IGNORE INTO meta(key, value) VALUES('state', lower(hex(randomblob(8))));
+"""
+
 #: version -> SQL that brings a database from version-1 to version
-MIGRATIONS: dict[int, str] = {1: _V1}
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2}
 LATEST = max(MIGRATIONS)
 
 
-def migrate(conn: sqlite3.Connection) -> int:
-    """Apply every pending forward migration; refuse databases newer than this code."""
+def schema_version(conn: sqlite3.Connection) -> int:
+    """The database's schema version; refuses databases newer than this code."""
     current = conn.execute("PRAGMA user_version").fetchone()[0]
     if current > LATEST:
         raise SchemaVersionError(
             f"this collection uses schema version {current}, newer than this ravl understands ({LATEST}); "
             "upgrade ravl (pip install -U ravl) to open it"
         )
-    for version in range(current + 1, LATEST + 1):
-        conn.executescript("BEGIN IMMEDIATE;" + MIGRATIONS[version] + f"PRAGMA user_version = {version};COMMIT;")
+    return current
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration script into complete statements (triggers with inner ';' stay whole)."""
+    out, pending = [], ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            out.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        out.append(pending.strip())
+    return out
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply every pending forward migration in ONE transaction (a process killed part-way leaves
+    the database as it was); refuse databases newer than this code. Two processes migrating at
+    once serialise on the write lock, and the second finds nothing left to do."""
+    if schema_version(conn) >= LATEST:
+        return LATEST
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for version in range(schema_version(conn) + 1, LATEST + 1):
+            for statement in _statements(MIGRATIONS[version]):
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {LATEST}")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
     return LATEST

@@ -1,19 +1,19 @@
 """FAISS indexes over the vectors in SQLite, persisted as cache files next to the database.
 
-Each index file ``<name>.faiss`` has a ``<name>.json`` sidecar recording the database generation
-it was built from. A stale or damaged file is rebuilt from SQLite on open, so an interrupted
-writer can never leave search returning wrong ids. Search is exact (inner product on unit
-vectors = cosine similarity).
+Each index file ``<name>.faiss`` is sealed (:mod:`.integrity`): its ``<name>.faiss.seal.json``
+binds it to the collection id, database generation and row count it was built from, with a
+SHA-256 of its bytes. Anything that does not verify is rebuilt from SQLite, never used, so a
+replaced database, a damaged file or an interrupted writer can never make search return wrong
+ids. Search is exact (inner product on unit vectors = cosine similarity).
 """
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
 
-from ..fsutil import atomic_write_bytes
+from .integrity import clean_stale_tmp, read_sealed, write_sealed
 
 
 class VectorIndex:
@@ -49,29 +49,32 @@ class VectorIndex:
 
 
 
-def load_or_build(folder: Path, name: str, generation: int, dim: int,
+def load_or_build(folder: Path, name: str, binding: Mapping[str, object], dim: int,
                   fetch: Callable[[], tuple[np.ndarray, np.ndarray]], *, save: bool = True) -> VectorIndex:
-    """The index ``name`` for database ``generation``: from its cache file when current, else
-    rebuilt with ``fetch() -> (ids, vectors)`` and (when ``save``) written back atomically."""
+    """The index ``name`` for the database state ``binding`` (see :mod:`.integrity`): from its
+    cache file when the file's seal verifies against ``binding`` and its content, else rebuilt with
+    ``fetch() -> (ids, vectors)`` and (when ``save``) written back sealed. ``binding`` must hold
+    ``count`` (rows in the source); a binding without a ``collection_id`` is never trusted."""
     import faiss
 
-    data_path, meta_path = folder / f"{name}.faiss", folder / f"{name}.json"
-    try:
-        meta = json.loads(meta_path.read_text())
-        if meta.get("generation") == generation and meta.get("dim") == dim:
-            index = faiss.deserialize_index(np.fromfile(data_path, dtype=np.uint8))
-            if index.ntotal == meta.get("count") and index.d == dim:
+    data_path = folder / f"{name}.faiss"
+    trusted = bool(binding.get("collection_id"))
+    data = read_sealed(data_path, binding) if trusted else None
+    if data is not None:
+        try:
+            index = faiss.deserialize_index(data)
+            if index.ntotal == binding.get("count") and index.d == dim:
                 return VectorIndex(index, dim)
-    except (OSError, ValueError, RuntimeError):
-        pass  # missing, stale or damaged cache: rebuild below
+        except (RuntimeError, ValueError, MemoryError):
+            pass  # verified bytes that faiss still refuses (a bug elsewhere): rebuild below
     ids, vectors = fetch()
     built = VectorIndex.build(ids, vectors.reshape(len(ids), dim) if len(ids) else vectors, dim)
-    if save:
+    if save and trusted and len(built) == binding.get("count"):
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(data_path, faiss.serialize_index(built.index).tobytes())
-            atomic_write_bytes(meta_path, json.dumps({"generation": generation, "dim": dim,
-                                                       "count": len(built)}).encode())
+            clean_stale_tmp(folder)
+            (folder / f"{name}.json").unlink(missing_ok=True)  # sidecar of the unsealed format
+            write_sealed(data_path, faiss.serialize_index(built.index), binding)
         except OSError:
             pass  # read-only collection: search still works from memory
     return built
