@@ -4,12 +4,12 @@ Any cache file (a FAISS index of any type, or anything else derived from the dat
 with :func:`write_sealed` and read back with :func:`read_sealed`. Next to ``<file>`` lies
 ``<file>.seal.json``::
 
-    {"format": 1, "binding": {...}, "size": <bytes>, "sha256": "<hex of the file's bytes>"}
+    {"format": 1, "binding": {...}, "size": <bytes>, "blake2b": "<hex of the file's bytes>"}
 
 ``binding`` is whatever identifies the exact source state the file was built from; the collection
 passes its random ``collection_id``, the database ``generation`` and ``state`` token, the row count
 and the vector dimension. :func:`read_sealed` returns the file's bytes only when the binding is
-equal, the size is equal and the SHA-256 of what was read is equal, hashing while it reads (one
+equal, the size is equal and the BLAKE2b-256 of what was read is equal, hashing while it reads (one
 pass). Anything else (a missing, stale, truncated, damaged or foreign file, a damaged seal, a file
 of another database) returns ``None`` and the caller rebuilds. The data file is replaced before its
 seal, each atomically, so a writer killed at any point leaves a pair that fails verification,
@@ -35,6 +35,11 @@ _CHUNK = 8 * 2**20
 STALE_TMP_SECONDS = 15 * 60
 
 
+def _hasher(data=b""):
+    """BLAKE2b-256: measured 2.2x faster than SHA-256 here (docs/integrity.md)."""
+    return hashlib.blake2b(data, digest_size=32)
+
+
 def seal_path(path: Path) -> Path:
     return Path(path).with_name(Path(path).name + SEAL_SUFFIX)
 
@@ -48,12 +53,12 @@ def write_sealed(path: Path, data, binding: Mapping[str, object]) -> None:
     """Atomically write ``data`` (bytes-like) to ``path``, then its seal binding it to ``binding``."""
     path = Path(path)
     view = memoryview(data).cast("B")
-    digest = hashlib.sha256(view).hexdigest()
+    digest = _hasher(view).hexdigest()
     seal = seal_path(path)
     seal.unlink(missing_ok=True)  # a reader between the two renames sees no seal, not an old one
     atomic_write_bytes(path, view)
     atomic_write_bytes(seal, json.dumps({"format": SEAL_FORMAT, "binding": _normal(binding),
-                                         "size": len(view), "sha256": digest}, sort_keys=True).encode())
+                                         "size": len(view), "blake2b": digest}, sort_keys=True).encode())
 
 
 def _read_seal(path: Path) -> dict | None:
@@ -64,7 +69,7 @@ def _read_seal(path: Path) -> dict | None:
         return None
     if not isinstance(seal, dict) or seal.get("format") != SEAL_FORMAT:
         return None
-    if not isinstance(seal.get("size"), int) or not isinstance(seal.get("sha256"), str):
+    if not isinstance(seal.get("size"), int) or not isinstance(seal.get("blake2b"), str):
         return None
     return seal
 
@@ -88,7 +93,7 @@ def read_sealed(path: Path, binding: Mapping[str, object]) -> np.ndarray | None:
             return None
         buf = np.empty(size, dtype=np.uint8)
         view = memoryview(buf)
-        digest = hashlib.sha256()
+        digest = _hasher()
         pos = 0
         while pos < size:
             n = os.readv(fd, [view[pos:pos + _CHUNK]])
@@ -102,7 +107,7 @@ def read_sealed(path: Path, binding: Mapping[str, object]) -> np.ndarray | None:
         return None
     finally:
         os.close(fd)
-    return buf if digest.hexdigest() == seal["sha256"] else None
+    return buf if digest.hexdigest() == seal["blake2b"] else None
 
 
 def remove_sealed(path: Path) -> None:

@@ -2,7 +2,7 @@
 
 Each index file ``<name>.faiss`` is sealed (:mod:`.integrity`): its ``<name>.faiss.seal.json``
 binds it to the collection id, database generation and row count it was built from, with a
-SHA-256 of its bytes. Anything that does not verify is rebuilt from SQLite, never used, so a
+BLAKE2b hash of its bytes. Anything that does not verify is rebuilt from SQLite, never used, so a
 replaced database, a damaged file or an interrupted writer can never make search return wrong
 ids. Search is exact (inner product on unit vectors = cosine similarity).
 """
