@@ -11,9 +11,9 @@ import time
 
 import numpy as np
 import pytest
-from conftest import make_image
 from PIL import Image
 
+from conftest import make_image
 from ravl.collection import open_collection
 from ravl.ingest.pipeline import index_sources
 from ravl.store.integrity import clean_stale_tmp, read_sealed, seal_path, write_sealed
@@ -82,7 +82,6 @@ def test_database_replaced_by_same_count_and_generation(tmp_path, sets, colour_s
 def clean_build(tmp_path_factory):
     """One collection over set B and its answers; damage tests work on copies of it."""
     import fakes
-
     from ravl import registry
 
     registry.register("encoders", "testcolour", fakes.create)

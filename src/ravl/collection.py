@@ -129,7 +129,9 @@ class Collection:
             with self.db.snapshot():  # the binding and a rebuild see the same database state
                 binding = {**self.db.index_binding(name), "dim": dim}
                 index = load_or_build(self.path / "index", name, binding, dim, fetch)
-            self._indexes[name] = (binding["generation"], index)
+            built_at = binding["generation"]
+            assert isinstance(built_at, int)
+            self._indexes[name] = (built_at, index)
             return index
 
     def refresh_indexes(self) -> None:

@@ -6,7 +6,7 @@ import tempfile
 from pathlib import Path
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes | memoryview) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a
     partial file, even if the process is killed (temp file in the same folder, fsync, rename)."""
     path = Path(path)

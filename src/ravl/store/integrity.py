@@ -92,7 +92,7 @@ def read_sealed(path: Path, binding: Mapping[str, object]) -> np.ndarray | None:
         if not stat.S_ISREG(st.st_mode) or st.st_size != size:
             return None
         buf = np.empty(size, dtype=np.uint8)
-        view = memoryview(buf)
+        view = buf.data  # writable memoryview over the array
         digest = _hasher()
         pos = 0
         while pos < size:
