@@ -124,3 +124,16 @@ def tiny_lm(tmp_path_factory):
     tokenizer.chat_template = CHAT_TEMPLATE
     tokenizer.save_pretrained(chat)
     return {"plain": str(plain), "chat": str(chat)}
+
+
+@pytest.fixture(scope="session")
+def tiny_sd(tmp_path_factory) -> dict:
+    """A tiny random Stable-Diffusion pipeline folder (64x64 output) with a tiny IP-Adapter beside
+    it, loaded by tests through the same ``diffusers:`` spec as a user's folder."""
+    pytest.importorskip("diffusers")
+    from tiny_diffusers import build_tiny_sd
+
+    folder = build_tiny_sd(tmp_path_factory.mktemp("tiny-sd"), ip_adapter=True)
+    ip = folder / "ip-adapter" / "ip-adapter.safetensors"
+    return {"path": str(folder), "spec": f"diffusers:{folder}",
+            "ip_spec": f"diffusers:{folder}?ip_adapter={ip}", "ip_adapter": str(ip)}

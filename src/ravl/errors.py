@@ -68,3 +68,7 @@ class ImageError(InputError):
 # --- generation -------------------------------------------------------------------------------
 class GenerationError(RavlError):
     """A language-model backend failed to produce text."""
+
+
+class NoImageGeneratorError(ConfigError):
+    """No image generator is configured: pass --generator SPEC or set RAVL_IMAGE_GENERATOR."""

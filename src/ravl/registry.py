@@ -2,7 +2,8 @@
 
 Built-in backends are registered by dotted path so that nothing heavy is imported until a spec
 asks for it. Third-party packages register through the same mechanism, either by calling
-:func:`register` or with an entry point in the ``ravl.encoders`` / ``ravl.generators`` group
+:func:`register` or with an entry point in the ``ravl.encoders`` / ``ravl.generators`` /
+``ravl.image_generators`` group
 whose value is ``module:factory``. A factory takes a :class:`~ravl.specs.Spec` and returns the
 backend object.
 """
@@ -19,7 +20,7 @@ from .specs import Spec, parse_spec
 
 Factory = Callable[[Spec], Any]
 
-KINDS = ("encoders", "generators")
+KINDS = ("encoders", "generators", "image_generators")
 
 _BUILTIN: dict[str, dict[str, str]] = {
     "encoders": {
@@ -32,6 +33,12 @@ _BUILTIN: dict[str, dict[str, str]] = {
         "hf": "ravl.generate.hf_backend:create",
         "openai": "ravl.generate.openai_backend:create",
         "llamacpp": "ravl.generate.llamacpp_backend:create",
+    },
+    "image_generators": {
+        "diffusers": "ravl.generate.images.diffusers_backend:create",
+        "openai_images": "ravl.generate.images.openai_images:create",
+        "a1111": "ravl.generate.images.a1111:create",
+        "sdcpp": "ravl.generate.images.sdcpp_backend:create",
     },
 }
 _REGISTERED: dict[str, dict[str, Factory | str]] = {kind: {} for kind in KINDS}
@@ -64,7 +71,7 @@ def _resolve(target: Factory | str) -> Factory:
 def factory_for(kind: str, spec: Spec) -> Factory:
     table = {**_BUILTIN[kind], **_entry_points(kind), **_REGISTERED[kind]}
     if spec.family not in table:
-        noun = kind[:-1]
+        noun = kind[:-1].replace("_", " ")
         raise UnknownBackendError(
             f"unknown {noun} backend {spec.family!r}; known {noun} backends: {', '.join(families(kind))}"
         )

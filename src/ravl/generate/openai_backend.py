@@ -19,10 +19,6 @@ import base64
 import io
 import json
 import os
-import socket
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,13 +28,12 @@ from PIL import Image
 from ..errors import ConfigError, GenerationError
 from ..specs import Spec
 from .base import GenerationParams, Generator
+from .http import HttpClient, server_message
 
 _OPTIONS = ("base_url", "api_key_env", "timeout", "retries", "backoff", "vision")
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 #: longest side of an image sent to a vision model; larger ones are downscaled first
 MAX_IMAGE_SIDE = 1024
-_MAX_WAIT = 30.0
-_RETRY_STATUS = (408, 409, 429)
 
 OnText = Callable[[str], None]
 
@@ -67,24 +62,6 @@ def image_data_url(image: Image.Image, max_side: int = MAX_IMAGE_SIDE) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _server_message(body: bytes) -> str:
-    """The error text an OpenAI-style server put in its body, on one line."""
-    text = body.decode("utf-8", "replace")
-    try:
-        data = json.loads(text)
-        err = data.get("error", data) if isinstance(data, dict) else data
-        text = err.get("message", text) if isinstance(err, dict) else str(err)
-    except (ValueError, AttributeError):
-        pass
-    return " ".join(str(text).split())[:300] or "no details"
-
-
-class _Retryable(Exception):
-    def __init__(self, message: str, wait: float | None = None):
-        super().__init__(message)
-        self.wait = wait
-
-
 class OpenAIGenerator(Generator):
     """Chat completions from an OpenAI-compatible server; can stream to a callback."""
 
@@ -103,10 +80,10 @@ class OpenAIGenerator(Generator):
         self.backoff = backoff
         self.supports_images = vision
         # Loopback servers are reached directly even when an HTTP proxy is configured.
-        host = urlsplit(self.base_url).hostname or ""
-        local = host in ("localhost", "::1") or host.startswith("127.")
-        handlers = [urllib.request.ProxyHandler({})] if local else []
-        self._opener = urllib.request.build_opener(*handlers)
+        self.http = HttpClient(self.spec, timeout=timeout, retries=retries, backoff=backoff, api_key_env=api_key_env,
+                               hint=self._hint, start_hint="is the server running and is base_url right? "
+                                                           "(e.g. start it with 'ollama serve')",
+                               timeout_hint="raise it with ?timeout=SECONDS or ask for fewer --max-tokens")
 
     def __repr__(self) -> str:
         return f"OpenAIGenerator({self.spec!r})"
@@ -134,90 +111,24 @@ class OpenAIGenerator(Generator):
             body["stream"] = True
         return body
 
-    def _headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
-                   "User-Agent": "ravl"}
-        key = os.environ.get(self.api_key_env, "").strip()
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        return headers
-
-    def _http_error(self, exc: urllib.error.HTTPError) -> Exception:
-        try:
-            detail = _server_message(exc.read())
-        except OSError:
-            detail = exc.reason or "no details"
-        where = f"{self.spec!r}: the server at {self.url} answered {exc.code}"
-        if exc.code == 429 or exc.code >= 500 or exc.code in _RETRY_STATUS:
-            wait = None
-            try:
-                wait = float(exc.headers.get("Retry-After", ""))
-            except (TypeError, ValueError):
-                pass
-            return _Retryable(f"{where} ({detail})", wait)
-        if exc.code in (401, 403):
-            hint = f"set a valid API key in ${self.api_key_env} (or name another variable with ?api_key_env=NAME)"
-        elif exc.code == 404:
-            hint = (f"check the model name {self.model!r} and that base_url {self.base_url!r} is the API root "
+    def _hint(self, code: int) -> str:
+        if code in (401, 403):
+            return f"set a valid API key in ${self.api_key_env} (or name another variable with ?api_key_env=NAME)"
+        if code == 404:
+            return (f"check the model name {self.model!r} and that base_url {self.base_url!r} is the API root "
                     "(often ending in /v1)")
-        else:
-            hint = "check the model name and the generation parameters"
-        return GenerationError(f"{where} ({detail}); {hint}")
+        return "check the model name and the generation parameters"
 
     def _open(self, body: dict) -> Any:
         """POST ``body``, retrying 429/5xx and refused or dropped connections with backoff."""
-        data = json.dumps(body).encode("utf-8")
-        attempts = self.retries + 1
-        error: Exception | None = None
-        for attempt in range(attempts):
-            request = urllib.request.Request(self.url, data=data, headers=self._headers(), method="POST")
-            try:
-                return self._opener.open(request, timeout=self.timeout)
-            except urllib.error.HTTPError as exc:
-                error = self._http_error(exc)
-                if isinstance(error, GenerationError):
-                    raise error from None
-            except urllib.error.URLError as exc:
-                if isinstance(exc.reason, (TimeoutError, socket.timeout)):
-                    raise self._timeout_error() from None
-                reason = exc.reason
-                if isinstance(reason, ConnectionRefusedError):
-                    what = "connection refused"
-                elif isinstance(reason, socket.gaierror):
-                    raise GenerationError(f"{self.spec!r}: cannot resolve the host of {self.url} ({reason}); "
-                                          "check base_url") from None
-                else:
-                    what = f"connection failed: {reason}"
-                error = _Retryable(f"{self.spec!r}: cannot connect to {self.url} ({what}); is the server "
-                                   "running and is base_url right? (e.g. start it with 'ollama serve')")
-            except TimeoutError:
-                raise self._timeout_error() from None
-            except (ConnectionError, OSError) as exc:  # dropped mid-answer, reset, ...
-                error = _Retryable(f"{self.spec!r}: the connection to {self.url} failed ({exc})")
-            if attempt + 1 < attempts:
-                wait = getattr(error, "wait", None)
-                wait = self.backoff * (2 ** attempt) if wait is None else wait
-                time.sleep(min(max(wait, 0.0), _MAX_WAIT))
-        tries = f"after {attempts} attempts" if attempts > 1 else "(retries=0)"
-        raise GenerationError(f"{error} {tries}")
+        headers = self.http.headers(accept="application/json, text/event-stream")
+        return self.http.post(self.url, json.dumps(body).encode("utf-8"), headers)
 
     def _timeout_error(self) -> GenerationError:
-        return GenerationError(f"{self.spec!r}: the server at {self.url} did not answer within {self.timeout:g} s; "
-                               "raise it with ?timeout=SECONDS or ask for fewer --max-tokens")
+        return self.http.timeout_error(self.url)
 
     def _read_json(self, response: Any) -> dict:
-        try:
-            with response:
-                raw = response.read()
-        except TimeoutError:
-            raise self._timeout_error() from None
-        except (ConnectionError, OSError) as exc:
-            raise GenerationError(f"{self.spec!r}: the connection to {self.url} broke while reading the answer ({exc})") from None
-        try:
-            return json.loads(raw)
-        except ValueError:
-            raise GenerationError(f"{self.spec!r}: the server at {self.url} did not answer with JSON "
-                                  f"({_server_message(raw)[:120]!r}); is base_url an OpenAI-compatible API root?") from None
+        return self.http.read_json(response, self.url)
 
     def _content(self, data: Any, *, delta: bool) -> str:
         try:
@@ -251,7 +162,7 @@ class OpenAIGenerator(Generator):
                     raise GenerationError(f"{self.spec!r}: bad stream event from {self.url}: {value[:120]!r}") from None
                 if isinstance(event, dict) and event.get("error"):
                     raise GenerationError(f"{self.spec!r}: the server at {self.url} failed mid-stream "
-                                          f"({_server_message(json.dumps(event).encode())})")
+                                          f"({server_message(json.dumps(event).encode())})")
                 yield event
 
     # --- the contract ----------------------------------------------------------------------------
