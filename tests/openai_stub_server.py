@@ -139,10 +139,10 @@ if __name__ == "__main__":
 class StubHandle:
     """A running stub process (for tests): ``url`` is its API root; ``control`` sets behaviour."""
 
-    def __init__(self) -> None:
+    def __init__(self, script: str | None = None) -> None:
         import subprocess
 
-        self.proc = subprocess.Popen([sys.executable, __file__], stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen([sys.executable, script or __file__], stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
         if not line.startswith("PORT "):
             self.proc.kill()

@@ -10,34 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import make_image
 from ravl.errors import ConfigError, ModelNotAvailableError, NoImageGeneratorError, UnknownBackendError
 from ravl.generate.images import ImageParams, load_image_generator, parse_size
 from ravl.imagine import imagine, read_provenance
 
 pytest.importorskip("diffusers")
 
-COLOURS = {"red": (220, 20, 20), "green": (20, 200, 20), "blue": (20, 20, 220), "yellow": (230, 230, 20)}
-
-
-@pytest.fixture(scope="module")
-def colour_collection(tmp_path_factory):
-    """Four coloured squares indexed with the fast fake colour encoder ('red' finds the red one)."""
-    from ravl import registry
-    from ravl.collection import open_collection
-    from ravl.ingest.pipeline import index_sources
-    import fakes
-
-    registry.register("encoders", "testcolour", fakes.create)
-    base = tmp_path_factory.mktemp("imagine")
-    for name, rgb in COLOURS.items():
-        make_image(base / "images" / f"{name}.png", rgb, size=(48, 40))
-        (base / "images" / f"{name}.txt").write_text(f"a {name} square\n")
-    with open_collection(base / "coll", encoder="testcolour", create=True) as coll:
-        index_sources(coll, [str(base / "images")])
-    coll = open_collection(base / "coll", readonly=True)
-    yield coll
-    coll.close()
+from conftest import COLOURS
 
 
 @pytest.fixture(scope="module")

@@ -159,3 +159,37 @@ class HttpClient:
     def post_json(self, url: str, body: dict, what: str = "an OpenAI-compatible API root") -> Any:
         response = self.post(url, json.dumps(body).encode("utf-8"), self.headers())
         return self.read_json(response, url, what)
+
+
+def multipart(fields: dict[str, str], files: list[tuple[str, str, bytes, str]]) -> tuple[bytes, str]:
+    """A multipart/form-data body: ``fields`` as text parts, ``files`` as (field, file name, bytes,
+    content type) parts; returns (body, Content-Type header)."""
+    import uuid
+
+    boundary = "ravl-" + uuid.uuid4().hex
+    out = bytearray()
+    for name, value in fields.items():
+        out += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n").encode()
+        out += str(value).encode("utf-8") + b"\r\n"
+    for name, filename, data, ctype in files:
+        out += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\n"
+                f"Content-Type: {ctype}\r\n\r\n").encode()
+        out += data + b"\r\n"
+    out += f"--{boundary}--\r\n".encode()
+    return bytes(out), f"multipart/form-data; boundary={boundary}"
+
+
+def number_option(spec, key: str, kind: type, default: float, low: float) -> Any:
+    """``spec``'s option ``key`` as a number of ``kind`` (at least ``low``), or ``default``."""
+    from ..errors import ConfigError
+
+    value = spec.opts.get(key)
+    if value is None or value == "":
+        return kind(default)
+    try:
+        number = kind(value)
+    except ValueError:
+        raise ConfigError(f"option {key}={value!r} in {str(spec)!r} must be a number") from None
+    if number < low:
+        raise ConfigError(f"option {key}={value!r} in {str(spec)!r} must be at least {low}")
+    return number

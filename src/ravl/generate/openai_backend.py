@@ -28,7 +28,7 @@ from PIL import Image
 from ..errors import ConfigError, GenerationError
 from ..specs import Spec
 from .base import GenerationParams, Generator
-from .http import HttpClient, server_message
+from .http import HttpClient, number_option as _number, server_message
 
 _OPTIONS = ("base_url", "api_key_env", "timeout", "retries", "backoff", "vision")
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -36,19 +36,6 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 MAX_IMAGE_SIDE = 1024
 
 OnText = Callable[[str], None]
-
-
-def _number(spec: Spec, key: str, kind: type, default: float, low: float) -> Any:
-    value = spec.opts.get(key)
-    if value is None or value == "":
-        return kind(default)
-    try:
-        number = kind(value)
-    except ValueError:
-        raise ConfigError(f"option {key}={value!r} in {str(spec)!r} must be a number") from None
-    if number < low:
-        raise ConfigError(f"option {key}={value!r} in {str(spec)!r} must be at least {low}")
-    return number
 
 
 def image_data_url(image: Image.Image, max_side: int = MAX_IMAGE_SIDE) -> str:

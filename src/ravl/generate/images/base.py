@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
 from typing import Optional, Sequence
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 from ...errors import ConfigError, GenerationError
 
@@ -136,6 +136,11 @@ def decode_generated(data: bytes, where: str) -> Image.Image:
     except ImageError as exc:
         raise GenerationError(f"{where} did not send an image ({exc})") from None
     return image.convert("RGB")
+
+
+def fit(image: Image.Image, width: int, height: int) -> Image.Image:
+    """Scale and centre-crop ``image`` to exactly ``width`` x ``height``."""
+    return ImageOps.fit(image.convert("RGB"), (width, height), Image.Resampling.BICUBIC)
 
 
 def png_bytes(image: Image.Image) -> bytes:

@@ -23,11 +23,11 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from PIL import Image, ImageOps
+from PIL import Image
 
 from ...errors import ConfigError, GenerationError, MissingDependencyError, ModelNotAvailableError
 from ...specs import Spec
-from .base import GeneratedImage, ImageGenerator, ImageParams
+from .base import GeneratedImage, ImageGenerator, ImageParams, fit
 
 OPTIONS = ("device", "dtype", "ip_adapter", "ip_adapter_scale", "download", "threads")
 DTYPES = ("float32", "float16", "bfloat16")
@@ -38,11 +38,6 @@ Progress = Callable[[int, int], None]
 def _one_line(exc: BaseException, limit: int = 300) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def fit(image: Image.Image, width: int, height: int) -> Image.Image:
-    """Scale and centre-crop ``image`` to exactly ``width`` x ``height``."""
-    return ImageOps.fit(image.convert("RGB"), (width, height), Image.Resampling.BICUBIC)
 
 
 class DiffusersImageGenerator(ImageGenerator):
