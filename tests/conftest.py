@@ -160,3 +160,22 @@ def colour_collection(tmp_path_factory):
     coll = open_collection(base / "coll", readonly=True)
     yield coll
     coll.close()
+
+
+@pytest.fixture(scope="session")
+def imagine_server(tmp_path_factory, skimage_photos, tiny_sd):
+    """A `ravl serve` process with the tiny diffusers pipeline (+ IP-Adapter) for POST /imagine, an
+    API key (RAVL_TEST_KEY) and one generation slot, on its own copy of the shared test collection."""
+    import shutil
+
+    from test_server_api import KEY, Server, build_collection
+
+    images, coll = build_collection(tmp_path_factory, skimage_photos)
+    copy = tmp_path_factory.mktemp("imagine-serve") / "coll"
+    shutil.copytree(coll, copy, ignore=shutil.ignore_patterns("thumbnails", "uploads"))
+    srv = Server(copy, "--image-generator", tiny_sd["ip_spec"], "--api-key-env", "RAVL_TEST_KEY",
+                 "--imagine-concurrency", "1", env={"RAVL_TEST_KEY": KEY, "RAVL_THREADS": "1"},
+                 log_dir=tmp_path_factory.mktemp("imagine-logs"))
+    srv.key = KEY
+    yield srv
+    srv.stop()

@@ -204,3 +204,38 @@ def test_cli_bad_input_fails_fast_with_one_line(tmp_path):
         assert proc.returncode == 2, (args, proc.stderr)
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0] and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_eval_imagine_scores_writes_a_contact_sheet_and_resumes(colour_collection, tiny_sd, tmp_path, capsys,
+                                                                monkeypatch):
+    from ravl.cli.main import main
+
+    monkeypatch.setenv("RAVL_THREADS", "1")
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("# colours\na red square\n\na green square\n{\"prompt\": \"a blue square\"}\n")
+    out = tmp_path / "report"
+    args = ["eval", "imagine", "--collection", str(colour_collection.path), "--prompts", str(prompts),
+            "--generator", tiny_sd["spec"], "--steps", "2", "--k", "2", "--out", str(out), "--json"]
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    summary = report["extra"]["imagine"]["summary"]
+    assert summary["prompts"] == 3 and summary["generated"] == 3 and summary["distractors"] == 2
+    assert 0 <= summary["r_precision"] <= 1 and summary["r_precision_chance"] == pytest.approx(1 / 3, abs=1e-5)
+    assert -1 <= summary["mean_alignment"] <= 1 and summary["seconds_per_image"] > 0
+    assert report["config"]["generator"] == tiny_sd["spec"] and "rows" not in report["extra"]["imagine"]
+    sheet = Image.open(out / "contact-sheet.png")
+    assert sheet.height >= 3 * 128 and sheet.width >= 220 + 3 * 128
+    assert read_provenance(out / "images" / "0001.png")["prompt"] == "a green square"
+    saved = json.loads((out / "report.json").read_text())
+    rows = saved["extra"]["imagine"]["rows"]
+    assert [r["seed"] for r in rows] == [0, 1, 2] and rows[0]["references"][0] == colour_collection.search_text(
+        ["a red square"], k=1)[0][0].id
+    # a rerun reuses the images whose provenance matches, with the same scores
+    assert main(args) == 0
+    again = json.loads(capsys.readouterr().out)["extra"]["imagine"]["summary"]
+    assert again["generated"] == 0 and again["reused"] == 3 and again["mean_alignment"] == summary["mean_alignment"]
+    bad = tmp_path / "bad.txt"
+    bad.write_text("\n# nothing\n")
+    assert main(["eval", "imagine", "--collection", str(colour_collection.path), "--prompts", str(bad),
+                 "--generator", tiny_sd["spec"]]) == 2
+    assert "holds no prompts" in capsys.readouterr().err

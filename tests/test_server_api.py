@@ -450,3 +450,14 @@ def test_concurrent_clients_get_the_single_client_results(server, ids, skimage_p
             assert [h["id"] for h in got] == [h["id"] for h in want], q
             assert all(abs(a["score"] - b["score"]) < 1e-5 for a, b in zip(got, want)), q
     assert server.proc.poll() is None
+
+
+def test_imagine_without_generator_is_503_with_the_references(server, client):
+    with server.client() as anonymous:  # a key is configured: /imagine needs it before anything else
+        assert_error(anonymous.post("/imagine", data={"prompt": "a rocket"}), 401, "AuthError")
+    resp = client.post("/imagine", data={"prompt": "a rocket launching", "k": 3},
+                       headers={"Authorization": f"Bearer {KEY}"})
+    body = assert_error(resp, 503, "NoImageGeneratorError")
+    assert "--image-generator" in body["message"] and len(body["references"]) == 3
+    assert body["references"][0]["uri"].endswith("rocket.jpg")
+    assert client.get("/info").json()["image_generator"] is None

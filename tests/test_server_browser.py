@@ -126,3 +126,39 @@ def test_api_docs_render_offline(page, served):
     page.wait_for_selector(".swagger-ui .title", timeout=30_000)
     assert "ravl" in page.text_content(".swagger-ui .title")
     assert page.locator(".opblock-summary-path:has-text('/search')").count() >= 1
+
+
+def test_imagine_panel_shows_references_and_result(page, imagine_server, served):
+    """The Imagine panel: the key field appears when the server needs one; the result image and its
+    provenance show beside the references, the used one marked. Then, on a server without a
+    generator, the panel says so and still shows the nearest images."""
+    page.goto(imagine_server.url + "/")
+    page.wait_for_selector("#imagine-note:has-text('image generator: diffusers:')")
+    assert page.locator("#imagine-key").is_visible()
+    page.fill("#imagine-prompt", "a cup of coffee")
+    page.select_option("#imagine-mode", "init")
+    page.fill("#imagine-seed", "3")
+    page.click("#imagine-btn")
+    page.wait_for_selector("#status.error")  # no key typed yet: 401, shown on the page
+    assert "API key" in page.text_content("#status")
+    page.fill("#imagine-key", imagine_server.key)
+    page.click("#imagine-btn")
+    page.wait_for_selector("#status:has-text('imagined in')", timeout=120_000)
+    wait_js(page, "() => { const i = document.querySelector('#imagine-output'); return i.complete && i.naturalWidth > 0; }")
+    assert page.evaluate("document.querySelector('#imagine-output').naturalWidth") == 64
+    note = page.text_content("#imagine-provenance")
+    assert "init mode" in note and "seed 3" in note and "self-check: cosine" in note
+    wait_js(page, ALL_IMAGES_LOADED, "#imagine-refs .card img")
+    assert page.locator("#imagine-refs .card").count() == 4
+    assert page.locator("#imagine-refs .card.used").count() == 1
+    assert "coffee" in page.locator("#imagine-refs .card.used").get_attribute("title")
+    assert page.get_attribute("#imagine-download", "href").startswith("data:image/png;base64,")
+    page.goto(served[0].url + "/")  # no generator there
+    page.wait_for_selector("#imagine-note:has-text('no image generator')")
+    page.fill("#imagine-prompt", "a rocket")
+    page.click("#imagine-btn")
+    page.wait_for_selector("#status.error")
+    assert "--image-generator" in page.text_content("#status")
+    wait_js(page, ALL_IMAGES_LOADED, "#imagine-refs .card img")
+    assert page.locator("#imagine-refs .card").count() == 4
+    assert not page.errors, page.errors

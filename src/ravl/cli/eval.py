@@ -1,4 +1,4 @@
-"""ravl eval retrieval | caption | zeroshot | compare"""
+"""ravl eval retrieval | caption | zeroshot | imagine | compare"""
 from __future__ import annotations
 
 from .common import emit_json, log, progress_bar
@@ -64,6 +64,10 @@ def add_parser(sub) -> None:
     _common(z)
     z.set_defaults(run=run_zeroshot)
 
+    from . import eval_imagine
+
+    eval_imagine.add_parser(tasks, _common)
+
     m = tasks.add_parser("compare", help="two reports side by side", description="Prints every setting and figure "
                          "of two reports written by 'ravl eval ... --out', with differences (B - A).")
     m.add_argument("a", metavar="A.json")
@@ -93,6 +97,7 @@ def _finish(args, report: dict, extra_markdown: str = "") -> int:
         brief = copy.deepcopy(report)
         (brief.get("captioning") or {}).pop("per_image", None)
         ((brief.get("extra") or {}).get("zeroshot") or {}).pop("predictions", None)
+        ((brief.get("extra") or {}).get("imagine") or {}).pop("rows", None)
         emit_json(brief)
     else:
         print(render_markdown(report) + ("\n" + extra_markdown if extra_markdown else ""))

@@ -20,6 +20,11 @@ def add_parser(sub) -> None:
     p.add_argument("--workers", type=int, default=1, help="server processes, each loading the models (default 1)")
     p.add_argument("--generator", "-g", metavar="SPEC", action="append", default=None,
                    help="generator(s) for /caption, loaded at start-up; repeat to offer several (default consensus)")
+    p.add_argument("--image-generator", metavar="SPEC", default=None,
+                   help="image generator for POST /imagine, loaded at start-up (default $RAVL_IMAGE_GENERATOR; "
+                        "none: /imagine answers 503 with the nearest images)")
+    p.add_argument("--imagine-concurrency", type=int, default=1,
+                   help="images generated at once; more requests get 429 + Retry-After (default 1)")
     p.add_argument("--max-upload-mb", type=float, default=16.0, help="upload size cap in MiB (default 16)")
     p.add_argument("--max-k", type=int, default=100, help="largest k a request may ask for (default 100)")
     p.add_argument("--thumbnail-size", type=int, default=256, help="thumbnail side in pixels (default 256)")
@@ -51,13 +56,16 @@ def run(args) -> int:
     import uvicorn
 
     from ..collection import open_collection
+    from ..imagine import resolve_generator_spec
     from ..server.settings import SETTINGS_ENV, ServerSettings
 
     settings = ServerSettings(collection=args.collection, host=args.host, port=args.port,
                               api_key_env=args.api_key_env, allow_writes=args.allow_writes, workers=args.workers,
                               max_upload_bytes=int(args.max_upload_mb * 2**20), max_k=args.max_k,
                               thumbnail_size=args.thumbnail_size, model_threads=args.threads,
-                              generators=tuple(args.generator or ("consensus",))).check()
+                              generators=tuple(args.generator or ("consensus",)),
+                              image_generator=resolve_generator_spec(args.image_generator),
+                              imagine_concurrency=args.imagine_concurrency).check()
     with open_collection(settings.collection, readonly=True) as coll:  # fail fast, before any model loads
         counts = coll.db.counts()
     _check_port_free(settings.host, settings.port)

@@ -14,7 +14,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..errors import RavlError
-from .errors import AuthError, UploadTooLargeError, error_body, status_for
+from .errors import AuthError, BusyError, UploadTooLargeError, error_body, status_for
+from .routes_imagine import build_router as imagine_router
 from .routes_items import build_router as items_router
 from .routes_items import check_write
 from .routes_search import build_router as search_router
@@ -35,6 +36,8 @@ def _json(status: int, body: dict, headers: dict | None = None) -> JSONResponse:
 
 def _error_response(exc: BaseException) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, AuthError) else None
+    if isinstance(exc, BusyError):
+        headers = {"Retry-After": str(exc.retry_after)}
     return _json(status_for(exc), error_body(exc), headers)
 
 
@@ -66,6 +69,11 @@ class GuardMiddleware:
         if (method == "POST" and path.rstrip("/") == "/items") or (method == "DELETE" and path.startswith("/items/")):
             try:
                 check_write(self.settings.write_mode(), self.api_key, headers.get("authorization"))
+            except RavlError as exc:
+                return await _error_response(exc)(scope, receive, send)
+        if method == "POST" and path.rstrip("/") == "/imagine" and self.api_key:  # generation is costly: key first
+            try:
+                check_write("key", self.api_key, headers.get("authorization"))
             except RavlError as exc:
                 return await _error_response(exc)(scope, receive, send)
         too_big = UploadTooLargeError(f"request body over the {self.settings.max_upload_bytes / 2**20:.1f} MiB "
@@ -183,13 +191,15 @@ def create_app(settings: ServerSettings, *, state: ServerState | None = None) ->
 
     assets = _swagger_assets()
     app = FastAPI(title="ravl", version=__version__, lifespan=lifespan, docs_url=None if assets else "/docs",
-                  description="Search a ravl collection by text or image, and caption images from retrieved "
-                              "evidence. Every error is JSON {type, message}.")
+                  description="Search a ravl collection by text or image, caption images from retrieved "
+                              "evidence, and generate images guided by retrieved ones (/imagine). Every error is "
+                              "JSON {type, message}.")
     app.state.api_key = api_key
     app.add_middleware(GuardMiddleware, settings=settings, api_key=api_key)
     _install_handlers(app)
     app.include_router(search_router(settings))
     app.include_router(items_router())
+    app.include_router(imagine_router(settings))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     if assets:  # interactive docs from files shipped in a wheel: they work offline
         from fastapi.openapi.docs import get_swagger_ui_html

@@ -27,6 +27,14 @@ class NotFoundError(E.RavlError):
     """No such route or file (also the answer to any path outside the collection's image roots)."""
 
 
+class BusyError(E.RavlError):
+    """Every generation slot is taken: retry after ``retry_after`` seconds (429 + Retry-After)."""
+
+    def __init__(self, message: str, retry_after: int = 5):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 #: most specific first; the first isinstance match wins
 STATUS = (
     (UploadTooLargeError, 413),
@@ -34,6 +42,8 @@ STATUS = (
     (E.ItemNotFoundError, 404),
     (NotFoundError, 404),
     (AuthError, 401),
+    (BusyError, 429),
+    (E.NoImageGeneratorError, 503),
     (WritesDisabledError, 403),
     (E.ConfigError, 400),
     (E.InputError, 400),

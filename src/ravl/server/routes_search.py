@@ -64,7 +64,10 @@ def build_router(settings: ServerSettings) -> APIRouter:
         s = state.settings
         return {**state.collection.info(), "version": __version__, "writes": s.write_mode(),
                 "max_k": s.max_k, "max_upload_bytes": s.max_upload_bytes, "thumbnail_size": s.thumbnail_size,
-                "generators": list(state.generators), "image_roots": [str(r) for r in state.image_roots()]}
+                "generators": list(state.generators), "image_roots": [str(r) for r in state.image_roots()],
+                "image_generator": state.image_generator.spec if state.image_generator else None,
+                "imagine_modes": list(state.image_generator.modes) if state.image_generator else [],
+                "imagine_needs_key": state.settings.api_key() is not None}
 
     @router.get("/search", tags=["search"], summary="Search by text (q) or by a stored item's image (item)")
     def search_get(q: str | None = Query(None, max_length=2000, description="text query"),

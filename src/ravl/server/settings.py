@@ -47,6 +47,10 @@ class ServerSettings:
     model_threads: int | None = 1
     #: where thumbnails are cached; None: ``<collection>/thumbnails`` or, if not writable, RAVL_HOME
     thumbnail_dir: Path | None = None
+    #: image generator spec for POST /imagine (None: /imagine answers 503 with the references)
+    image_generator: str | None = None
+    #: images generated at once; further /imagine requests get 429 + Retry-After
+    imagine_concurrency: int = 1
 
     def __post_init__(self):
         object.__setattr__(self, "collection", Path(self.collection).expanduser().resolve())
@@ -73,6 +77,7 @@ class ServerSettings:
         if self.workers < 1:
             raise ConfigError(f"--workers must be at least 1, got {self.workers}")
         for name, value in (("max_upload_bytes", self.max_upload_bytes), ("max_k", self.max_k),
+                            ("imagine_concurrency", self.imagine_concurrency),
                             ("thumbnail_size", self.thumbnail_size), ("model_threads", self.model_threads or 1)):
             if value < 1:
                 raise ConfigError(f"{name} must be positive, got {value}")

@@ -108,6 +108,10 @@ class ServerState:
         self._roots: tuple[int, tuple[Path, ...]] = (-1, ())
         self.thumbnail_dir = _thumbnail_dir(settings)
         self.upload_dir = settings.collection / "uploads"
+        #: POST /imagine: the image generator (None: answer 503 with the references) and its slots
+        self.image_generator = None
+        self.imagine_slots = threading.BoundedSemaphore(settings.imagine_concurrency)
+        self.imagine_seconds: list[float] = []
 
     @classmethod
     def open(cls, settings: ServerSettings) -> ServerState:
@@ -127,12 +131,18 @@ class ServerState:
         coll = open_collection(settings.collection, encoder=encoder, readonly=readonly)
         try:
             generators = {s: LockedGenerator(load_generator(s)) for s in settings.generators}
+            image_generator = None
+            if settings.image_generator:
+                from ..generate.images.base import load_image_generator
+
+                image_generator = load_image_generator(settings.image_generator)
             coll.refresh_indexes()
             coll.encoder.encode_texts(["warm-up"])  # first call allocates; do it before the first request
         except BaseException:
             coll.close()
             raise
         state = cls(settings, coll, generators)
+        state.image_generator = image_generator
         state.image_roots()
         return state
 

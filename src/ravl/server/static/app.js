@@ -154,10 +154,62 @@ async function useImage(file) {
   });
 }
 
+function showImagine(body) {
+  $("imagine-result").hidden = false;
+  $("imagine-output").src = body.image;
+  $("imagine-download").href = body.image;
+  const a = body.alignment;
+  const check = a ? ` · self-check: cosine ${a.prompt_cosine.toFixed(3)} to the prompt, rank ${a.rank} of ${a.of}` : "";
+  const seed = body.seeded ? `seed ${body.seed}` : "not seeded";
+  $("imagine-provenance").textContent =
+    `${body.mode} mode · ${body.generator} · ${seed} · ${body.steps || "?"} steps · ${body.size}${check} · ` +
+    `${body.timings.total_s.toFixed(2)} s`;
+  showReferences(body.references);
+}
+
+function showReferences(refs) {
+  $("imagine-refs").replaceChildren(...refs.map((h) => {
+    const node = card(h, { small: true });
+    if (h.used) node.classList.add("used");
+    return node;
+  }));
+}
+
+async function imagineSubmit() {
+  const prompt = $("imagine-prompt").value.trim();
+  if (!prompt) { setStatus("describe the image to make", true); return; }
+  const form = new FormData();
+  form.append("prompt", prompt);
+  form.append("mode", $("imagine-mode").value);
+  if ($("imagine-seed").value) form.append("seed", $("imagine-seed").value);
+  const headers = {};
+  if ($("imagine-key").value) headers.Authorization = `Bearer ${$("imagine-key").value}`;
+  await run("imagining", async () => {
+    try {
+      const body = await api("/imagine", { method: "POST", body: form, headers });
+      showImagine(body);
+      setStatus(`imagined in ${body._ms} ms`);
+    } catch (e) {
+      if (e.body && e.body.references) {  // no generator: still show what it would be guided by
+        $("imagine-result").hidden = false;
+        showReferences(e.body.references);
+      }
+      throw e;
+    }
+  });
+}
+
 async function loadInfo() {
   try {
     const info = await api("/info");
     $("info").textContent = `${info.images} images · ${info.captions} captions · encoder ${info.encoder} · ravl ${info.version}`;
+    $("imagine-note").textContent = info.image_generator
+      ? `image generator: ${info.image_generator} (modes: ${info.imagine_modes.join(", ")})`
+      : "no image generator on this server (start it with --image-generator SPEC); Imagine shows the nearest images";
+    $("imagine-key").hidden = !info.imagine_needs_key;
+    [...$("imagine-mode").options].forEach((o) => {
+      o.disabled = info.image_generator ? !info.imagine_modes.includes(o.value) : false;
+    });
   } catch (e) {
     $("info").textContent = `cannot read /info: ${e.message}`;
   }
@@ -170,6 +222,10 @@ function wire() {
     if (q) searchText(q); else setStatus("type something to search for", true);
   });
   $("file").addEventListener("change", (ev) => useImage(ev.target.files[0]));
+  $("imagine-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    imagineSubmit();
+  });
   const drop = $("drop");
   ["dragenter", "dragover"].forEach((t) => drop.addEventListener(t, (ev) => {
     ev.preventDefault();
