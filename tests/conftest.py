@@ -175,7 +175,7 @@ def imagine_server(tmp_path_factory, skimage_photos, tiny_sd):
     shutil.copytree(coll, copy, ignore=shutil.ignore_patterns("thumbnails", "uploads"))
     srv = Server(copy, "--image-generator", tiny_sd["ip_spec"], "--api-key-env", "RAVL_TEST_KEY",
                  "--imagine-concurrency", "1", env={"RAVL_TEST_KEY": KEY, "RAVL_THREADS": "1"},
-                 log_dir=tmp_path_factory.mktemp("imagine-logs"))
+                 log_dir=tmp_path_factory.mktemp("imagine-logs"), wait=300)
     srv.key = KEY
     yield srv
     srv.stop()

@@ -74,7 +74,7 @@ def free_port() -> int:
 class Server:
     """A `ravl serve` process on a free loopback port, waited for until /health answers."""
 
-    def __init__(self, collection: Path, *args, env=None, log_dir: Path):
+    def __init__(self, collection: Path, *args, env=None, log_dir: Path, wait: float = 120):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log_dir / f"serve-{self.port}.log"
@@ -82,7 +82,7 @@ class Server:
                "--log-level", "warning", *map(str, args)]
         with open(self.log, "w") as fh:
             self.proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
-        self._wait()
+        self._wait(wait)
 
     def _wait(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
