@@ -81,8 +81,10 @@ def main() -> None:
                 loaded, _ = load_references(hits, 4)
                 init = loaded[0][1]
                 refs = [img for _, img in loaded]
-                sec = median_time(lambda: gen.generate(PROMPTS[1], mode=mode, params=params, init_image=init,
-                                                       references=refs), args.repeats)
+                def one(mode=mode, params=params, init=init, refs=refs):
+                    return gen.generate(PROMPTS[1], mode=mode, params=params, init_image=init, references=refs)
+
+                sec = median_time(one, args.repeats)
                 rows.append((mode, steps, sec))
         retrieval = median_time(lambda: [find_references(coll, p, 4) for p in PROMPTS], args.repeats) / len(PROMPTS)
         _, hits = find_references(coll, PROMPTS[2], 4)

@@ -145,10 +145,10 @@ COLOURS = {"red": (220, 20, 20), "green": (20, 200, 20), "blue": (20, 20, 220), 
 @pytest.fixture(scope="session")
 def colour_collection(tmp_path_factory):
     """Four coloured squares indexed with the fast fake colour encoder ('red' finds the red one)."""
+    import fakes
     from ravl import registry
     from ravl.collection import open_collection
     from ravl.ingest.pipeline import index_sources
-    import fakes
 
     registry.register("encoders", "testcolour", fakes.create)
     base = tmp_path_factory.mktemp("imagine")

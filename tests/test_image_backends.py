@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import COLOURS
 from openai_stub_server import StubHandle
 from ravl.errors import ConfigError, GenerationError
 from ravl.generate.images import ImageParams, load_image_generator

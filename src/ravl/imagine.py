@@ -9,8 +9,8 @@ from __future__ import annotations
 import io
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional
 
 import numpy as np
 from PIL import Image
@@ -56,18 +56,18 @@ class ImagineResult:
     mode: str
     generator: str
     references: list[ImageHit]
-    image: Optional[Image.Image] = None
-    seed: Optional[int] = None
+    image: Image.Image | None = None
+    seed: int | None = None
     seeded: bool = True
-    steps: Optional[int] = None
-    guidance: Optional[float] = None
-    strength: Optional[float] = None
+    steps: int | None = None
+    guidance: float | None = None
+    strength: float | None = None
     width: int = 0
     height: int = 0
     negative_prompt: str = ""
     #: which references shaped the image: the init image, or the image prompts
     used_references: list[int] = field(default_factory=list)
-    alignment: Optional[dict] = None
+    alignment: dict | None = None
     timings: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -149,14 +149,16 @@ def read_provenance(source) -> dict:
 def find_references(collection: Collection, prompt: str, k: int) -> tuple[np.ndarray, list[ImageHit]]:
     """(the prompt's vector, its k nearest images) in the shared space."""
     query = collection.encoder.encode_texts([prompt])
-    return query[0], collection.search_vectors(query, index="images", k=k)[0]
+    hits = [h for h in collection.search_vectors(query, index="images", k=k)[0] if isinstance(h, ImageHit)]
+    return query[0], hits
 
 
 def load_references(hits: list[ImageHit], limit: int) -> tuple[list[tuple[ImageHit, Image.Image]], list[str]]:
     """Decode up to ``limit`` reference files, best first; unreadable ones are skipped with a note."""
     from .ingest.images import load_image
 
-    out, notes = [], []
+    out: list[tuple[ImageHit, Image.Image]] = []
+    notes: list[str] = []
     for hit in hits:
         if len(out) >= limit:
             break
@@ -180,9 +182,9 @@ def self_check(collection: Collection, prompt_vec: np.ndarray, image: Image.Imag
             "reference_best": round(max(scores), 6) if scores else None}
 
 
-def imagine(collection: Collection, prompt: str, generator: Optional[ImageGenerator], *, mode: str = "text",
+def imagine(collection: Collection, prompt: str, generator: ImageGenerator | None, *, mode: str = "text",
             k: int = 4, params: ImageParams = ImageParams(), check: bool = True,
-            progress: Optional[Progress] = None) -> ImagineResult:
+            progress: Progress | None = None) -> ImagineResult:
     """Retrieve the ``k`` images nearest to ``prompt``, generate with ``generator`` in ``mode`` and
     self-check the result. ``generator=None`` raises :class:`NoImageGeneratorError` after
     retrieval, with the references on the exception (``exc.references``) so callers can show them."""
@@ -240,7 +242,7 @@ def takes_progress(generator: ImageGenerator) -> bool:
         return False
 
 
-def resolve_generator_spec(spec: Optional[str]) -> Optional[str]:
+def resolve_generator_spec(spec: str | None) -> str | None:
     """The image generator spec: the argument, else ``$RAVL_IMAGE_GENERATOR``, else None."""
     import os
 

@@ -59,7 +59,7 @@ def run(args) -> int:
                                    if args.out else "pass --out DIR to keep finished images and resume next time"))
             return 130
     sheet_path = None
-    if args.out:
+    if args.out and result.sheet is not None:
         sheet_path = str(Path(args.out) / "contact-sheet.png")
         result.sheet.save(sheet_path)
     else:

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -37,15 +37,15 @@ THUMB = 128
 class PromptRow:
     index: int
     prompt: str
-    seed: Optional[int]
+    seed: int | None
     cosine: float
     rank: int
     of: int
-    r_hit: Optional[bool]
+    r_hit: bool | None
     distractors: int
-    generate_s: Optional[float]
+    generate_s: float | None
     references: list[int]
-    output: Optional[str] = None
+    output: str | None = None
     cached: bool = False
 
 
@@ -54,7 +54,7 @@ class ImagineRun:
     rows: list[PromptRow]
     config: dict
     summary: dict
-    sheet: Optional[Image.Image] = None
+    sheet: Image.Image | None = None
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -67,7 +67,7 @@ def read_prompts(path: str | Path) -> list[str]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read the prompt file {path} ({exc}); give a UTF-8 text file, one prompt a line")
+        raise InputError(f"cannot read the prompt file {path} ({exc}); give a UTF-8 text file, one prompt a line") from None
     prompts = []
     for number, line in enumerate(lines, 1):
         text = line.strip()
@@ -87,7 +87,7 @@ def read_prompts(path: str | Path) -> list[str]:
     return prompts
 
 
-def _cached(path: Path, prompt: str, generator: ImageGenerator, mode: str, seed, steps) -> Optional[dict]:
+def _cached(path: Path, prompt: str, generator: ImageGenerator, mode: str, seed, steps) -> dict | None:
     if not path.is_file():
         return None
     try:
@@ -101,8 +101,8 @@ def _cached(path: Path, prompt: str, generator: ImageGenerator, mode: str, seed,
 
 def evaluate_imagine(collection: Collection, prompts: list[str], generator: ImageGenerator, *, mode: str = "text",
                      k: int = 4, params: ImageParams = ImageParams(), seed: int = 0,
-                     distractors: int = MAX_DISTRACTORS, out_dir: Optional[str | Path] = None,
-                     progress: Optional[Callable[[int, int], None]] = None) -> ImagineRun:
+                     distractors: int = MAX_DISTRACTORS, out_dir: str | Path | None = None,
+                     progress: Callable[[int, int], None] | None = None) -> ImagineRun:
     if not 0 <= distractors <= MAX_DISTRACTORS:
         raise ConfigError(f"distractors must be between 0 and {MAX_DISTRACTORS}, not {distractors}")
     generator.check_mode(mode)
@@ -119,7 +119,8 @@ def evaluate_imagine(collection: Collection, prompts: list[str], generator: Imag
         target = images_dir / f"{i:04d}.png" if images_dir else None
         prov = _cached(target, prompt, generator, mode, p_seed, params.steps) if target else None
         if prov is not None:
-            image = Image.open(target).convert("RGB")
+            with Image.open(target) as stored:
+                image = stored.convert("RGB")
             refs = [r["id"] for r in prov.get("references", [])]
             used = [r["id"] for r in prov.get("references", []) if r.get("used")]
             align, gen_s, used_seed = prov.get("alignment") or {}, None, prov.get("seed")
@@ -127,7 +128,8 @@ def evaluate_imagine(collection: Collection, prompts: list[str], generator: Imag
                 raise InputError(f"{target} has no self-check in its provenance; delete it to regenerate")
         else:
             result = imagine(collection, prompt, generator, mode=mode, k=k, params=p)
-            image, align, gen_s, used_seed = result.image, result.alignment, result.timings["generate_s"], result.seed
+            image, gen_s, used_seed = result.image, result.timings["generate_s"], result.seed
+            align = result.alignment or {}
             refs, used = [h.id for h in result.references], list(result.used_references)
             if target:
                 tmp = target.with_name(f".{target.name}.tmp")
@@ -213,7 +215,7 @@ def contact_sheet(collection: Collection, rows: list[tuple[str, list[int], Image
     return sheet
 
 
-def render_imagine_markdown(run: ImagineRun, sheet_path: Optional[str] = None) -> str:
+def render_imagine_markdown(run: ImagineRun, sheet_path: str | None = None) -> str:
     s = run.summary
     rp = "–" if s["r_precision"] is None else f"{100 * s['r_precision']:.1f} (chance {100 * s['r_precision_chance']:.1f})"
     spi = "–" if s["seconds_per_image"] is None else f"{s['seconds_per_image']:.2f}"

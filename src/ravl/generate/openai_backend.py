@@ -28,7 +28,8 @@ from PIL import Image
 from ..errors import ConfigError, GenerationError
 from ..specs import Spec
 from .base import GenerationParams, Generator
-from .http import HttpClient, number_option as _number, server_message
+from .http import HttpClient, server_message
+from .http import number_option as _number
 
 _OPTIONS = ("base_url", "api_key_env", "timeout", "retries", "backoff", "vision")
 DEFAULT_BASE_URL = "https://api.openai.com/v1"

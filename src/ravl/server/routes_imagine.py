@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import math
-from typing import Literal, Optional
+from typing import Literal
 
 from fastapi import APIRouter, Depends, Form
 from fastapi.responses import JSONResponse, Response
@@ -44,10 +44,10 @@ def build_router(settings: ServerSettings) -> APIRouter:
                                                            "(references as image prompts)"),
                      k: int = Form(4, ge=1, le=max_k, description="references to retrieve"),
                      strength: float = Form(0.6, description="init mode: how far from the reference, in (0, 1]"),
-                     steps: Optional[int] = Form(None, description="denoising steps (default: the generator's)"),
-                     guidance: Optional[float] = Form(None, description="guidance scale (default: the generator's)"),
-                     size: Optional[str] = Form(None, max_length=20, description="WxH, multiples of 8"),
-                     seed: Optional[int] = Form(None, description="seed (default: random, returned)"),
+                     steps: int | None = Form(None, description="denoising steps (default: the generator's)"),
+                     guidance: float | None = Form(None, description="guidance scale (default: the generator's)"),
+                     size: str | None = Form(None, max_length=20, description="WxH, multiples of 8"),
+                     seed: int | None = Form(None, description="seed (default: random, returned)"),
                      negative: str = Form("", max_length=2000, description="negative prompt"),
                      response: Literal["json", "png"] = Form("json", description="json: provenance + the PNG as "
                                                                                  "base64; png: the PNG itself"),
@@ -70,6 +70,7 @@ def build_router(settings: ServerSettings) -> APIRouter:
             except NoImageGeneratorError as exc:
                 refs = _reference_json(getattr(exc, "references", []))
                 return JSONResponse(error_body(NoImageGeneratorError(NO_GENERATOR), references=refs), status_code=503)
+            raise NoImageGeneratorError(NO_GENERATOR)
         generator.check_mode(mode)
         if not state.imagine_slots.acquire(blocking=False):
             wait = _retry_after(state)

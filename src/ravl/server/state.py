@@ -13,6 +13,7 @@ import numpy as np
 from ..encoders.base import Encoder, ImageVectors
 from ..errors import ConfigError, InputError
 from ..generate.base import GenerationParams, Generator
+from ..generate.images.base import ImageGenerator
 from .errors import NotFoundError, UnsupportedImageError, UploadTooLargeError
 from .settings import ServerSettings
 
@@ -109,7 +110,7 @@ class ServerState:
         self.thumbnail_dir = _thumbnail_dir(settings)
         self.upload_dir = settings.collection / "uploads"
         #: POST /imagine: the image generator (None: answer 503 with the references) and its slots
-        self.image_generator = None
+        self.image_generator: ImageGenerator | None = None
         self.imagine_slots = threading.BoundedSemaphore(settings.imagine_concurrency)
         self.imagine_seconds: list[float] = []
 

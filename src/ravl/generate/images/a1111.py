@@ -15,7 +15,8 @@ from __future__ import annotations
 import base64
 import json
 import os
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 from PIL import Image
@@ -38,8 +39,8 @@ class A1111ImageGenerator(ImageGenerator):
     seeded = True
     default_size = (512, 512)
 
-    def __init__(self, spec: Spec, *, url: str, sampler: Optional[str], timeout: float, retries: int,
-                 backoff: float, api_key_env: Optional[str]) -> None:
+    def __init__(self, spec: Spec, *, url: str, sampler: str | None, timeout: float, retries: int,
+                 backoff: float, api_key_env: str | None) -> None:
         self.spec = str(spec)
         self.url = url.rstrip("/")
         self.sampler = sampler
@@ -60,11 +61,11 @@ class A1111ImageGenerator(ImageGenerator):
         return "check the server's console"
 
     def generate(self, prompt: str, *, mode: str = "text", params: ImageParams = ImageParams(),
-                 init_image: Optional[Image.Image] = None,
+                 init_image: Image.Image | None = None,
                  references: Sequence[Image.Image] = ()) -> GeneratedImage:
         self.check_mode(mode)
         params = params.check().with_seed()
-        width, height = (params.width, params.height) if params.width else self.default_size
+        width, height = params.size_or(self.default_size)
         steps = params.steps or DEFAULT_STEPS
         cfg = DEFAULT_CFG if params.guidance is None else float(params.guidance)
         body: dict[str, Any] = {"prompt": prompt, "negative_prompt": params.negative_prompt, "steps": steps,

@@ -10,8 +10,8 @@ from __future__ import annotations
 import io
 import random
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Optional, Sequence
 
 from PIL import Image, ImageOps
 
@@ -29,19 +29,19 @@ MAX_SEED = 2**32 - 1
 class ImageParams:
     """What to generate; ``None`` means the backend's own default (recorded as used)."""
 
-    width: Optional[int] = None
-    height: Optional[int] = None
-    steps: Optional[int] = None
-    guidance: Optional[float] = None
+    width: int | None = None
+    height: int | None = None
+    steps: int | None = None
+    guidance: float | None = None
     strength: float = 0.6
-    seed: Optional[int] = None
+    seed: int | None = None
     negative_prompt: str = ""
 
-    def check(self) -> "ImageParams":
+    def check(self) -> ImageParams:
         """Raise :class:`ConfigError` for values no backend can honour."""
         if (self.width is None) != (self.height is None):
             raise ConfigError("give both width and height (--size WxH), or neither for the generator's default")
-        if self.width is not None:
+        if self.width is not None and self.height is not None:
             check_size(self.width, self.height)
         if self.steps is not None and not 1 <= self.steps <= MAX_STEPS:
             raise ConfigError(f"steps must be between 1 and {MAX_STEPS}, not {self.steps}")
@@ -54,7 +54,13 @@ class ImageParams:
             raise ConfigError(f"seed must be between 0 and {MAX_SEED}, not {self.seed}")
         return self
 
-    def with_seed(self) -> "ImageParams":
+    def size_or(self, default: tuple[int, int]) -> tuple[int, int]:
+        """(width, height) asked for, else ``default`` (the backend's native size)."""
+        if self.width is None or self.height is None:
+            return default
+        return self.width, self.height
+
+    def with_seed(self) -> ImageParams:
         """These params with a concrete seed (drawn at random when none was given), so that the
         provenance of every image says how to make it again."""
         return self if self.seed is not None else replace(self, seed=random.SystemRandom().randint(0, MAX_SEED))
@@ -74,7 +80,7 @@ def check_size(width: int, height: int) -> tuple[int, int]:
     return width, height
 
 
-def parse_size(text: Optional[str]) -> tuple[Optional[int], Optional[int]]:
+def parse_size(text: str | None) -> tuple[int | None, int | None]:
     """``"512x768"`` -> (512, 768); empty -> (None, None). Checked: multiples of 8, not too large."""
     if text is None or not str(text).strip():
         return None, None
@@ -90,9 +96,9 @@ def parse_size(text: Optional[str]) -> tuple[Optional[int], Optional[int]]:
 class GeneratedImage:
     image: Image.Image
     #: the seed the backend used (None when it cannot be seeded)
-    seed: Optional[int]
-    steps: Optional[int]
-    guidance: Optional[float]
+    seed: int | None
+    steps: int | None
+    guidance: float | None
     #: backend facts worth keeping in the provenance (pipeline class, server-reported info)
     extra: dict = field(default_factory=dict)
 
@@ -119,15 +125,15 @@ class ImageGenerator(ABC):
 
     @abstractmethod
     def generate(self, prompt: str, *, mode: str = "text", params: ImageParams = ImageParams(),
-                 init_image: Optional[Image.Image] = None,
+                 init_image: Image.Image | None = None,
                  references: Sequence[Image.Image] = ()) -> GeneratedImage:
         """Make one image. ``init_image`` is used in ``init`` mode, ``references`` in ``reference``."""
 
 
 def decode_generated(data: bytes, where: str) -> Image.Image:
     """Bytes a server sent as its image -> an RGB PIL image, or a one-line GenerationError."""
-    from ...ingest.images import decode_image
     from ...errors import ImageError
+    from ...ingest.images import decode_image
 
     if not data:
         raise GenerationError(f"{where} sent an empty image")

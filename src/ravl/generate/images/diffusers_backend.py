@@ -20,8 +20,9 @@ from __future__ import annotations
 import os
 import threading
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 from PIL import Image
 
@@ -43,7 +44,7 @@ def _one_line(exc: BaseException, limit: int = 300) -> str:
 class DiffusersImageGenerator(ImageGenerator):
     seeded = True
 
-    def __init__(self, spec: Spec, pipe: Any, *, torch: Any, device: str, ip_adapter: Optional[str],
+    def __init__(self, spec: Spec, pipe: Any, *, torch: Any, device: str, ip_adapter: str | None,
                  ip_scale: float) -> None:
         self.spec = str(spec)
         self.t2i = pipe
@@ -77,11 +78,11 @@ class DiffusersImageGenerator(ImageGenerator):
         return self._i2i
 
     def generate(self, prompt: str, *, mode: str = "text", params: ImageParams = ImageParams(),
-                 init_image: Optional[Image.Image] = None, references: Sequence[Image.Image] = (),
-                 progress: Optional[Progress] = None) -> GeneratedImage:
+                 init_image: Image.Image | None = None, references: Sequence[Image.Image] = (),
+                 progress: Progress | None = None) -> GeneratedImage:
         self.check_mode(mode)
         params = params.check().with_seed()
-        width, height = (params.width, params.height) if params.width else self.default_size
+        width, height = params.size_or(self.default_size)
         steps = params.steps or DEFAULT_STEPS
         kwargs: dict[str, Any] = {"prompt": prompt, "num_inference_steps": steps, "width": width, "height": height,
                                   "generator": self._torch.Generator("cpu").manual_seed(params.seed)}
@@ -193,8 +194,8 @@ def create(spec: Spec) -> DiffusersImageGenerator:
     if unknown:
         raise ConfigError(f"unknown option(s) {', '.join(unknown)} in {str(spec)!r}; known: {', '.join(OPTIONS)}")
     try:
-        import torch
         import diffusers
+        import torch
         from diffusers import AutoPipelineForText2Image
     except ImportError as exc:
         raise MissingDependencyError(f"{str(spec)!r} needs diffusers: pip install 'ravl[diffusers]' ({exc})") from None

@@ -17,7 +17,8 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from PIL import Image
@@ -49,7 +50,7 @@ class OpenAIImagesGenerator(ImageGenerator):
     default_size = (1024, 1024)
 
     def __init__(self, spec: Spec, *, base_url: str, api_key_env: str, timeout: float, retries: int,
-                 backoff: float, quality: Optional[str]) -> None:
+                 backoff: float, quality: str | None) -> None:
         # written as users do: the parser reads openai-images and openai_images alike
         self.spec = str(spec).replace("openai_images:", "openai-images:", 1)
         self.model = spec.name
@@ -109,11 +110,11 @@ class OpenAIImagesGenerator(ImageGenerator):
             raise GenerationError(f"{self.spec!r}: cannot fetch the image at {link} ({exc})") from None
 
     def generate(self, prompt: str, *, mode: str = "text", params: ImageParams = ImageParams(),
-                 init_image: Optional[Image.Image] = None,
+                 init_image: Image.Image | None = None,
                  references: Sequence[Image.Image] = ()) -> GeneratedImage:
         self.check_mode(mode)
         params.check()
-        width, height = (params.width, params.height) if params.width else self.default_size
+        width, height = params.size_or(self.default_size)
         fields = self._fields(prompt, width, height)
         if mode == "text":
             url = self.base_url + "/images/generations"

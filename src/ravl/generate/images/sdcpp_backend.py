@@ -9,8 +9,9 @@ CPUs), ``sampler`` (e.g. ``euler_a``), ``vae`` (a separate VAE file).
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from PIL import Image
 
@@ -31,18 +32,18 @@ class SdcppImageGenerator(ImageGenerator):
     seeded = True
     default_size = (512, 512)
 
-    def __init__(self, spec: Spec, model: Any, sampler: Optional[str]) -> None:
+    def __init__(self, spec: Spec, model: Any, sampler: str | None) -> None:
         self.spec = str(spec)
         self.model = model
         self.sampler = sampler
         self._lock = threading.Lock()
 
     def generate(self, prompt: str, *, mode: str = "text", params: ImageParams = ImageParams(),
-                 init_image: Optional[Image.Image] = None,
+                 init_image: Image.Image | None = None,
                  references: Sequence[Image.Image] = ()) -> GeneratedImage:
         self.check_mode(mode)
         params = params.check().with_seed()
-        width, height = (params.width, params.height) if params.width else self.default_size
+        width, height = params.size_or(self.default_size)
         steps = params.steps or DEFAULT_STEPS
         cfg = DEFAULT_CFG if params.guidance is None else float(params.guidance)
         kwargs: dict[str, Any] = {"prompt": prompt, "negative_prompt": params.negative_prompt, "width": width,
