@@ -239,3 +239,20 @@ def test_eval_imagine_scores_writes_a_contact_sheet_and_resumes(colour_collectio
     assert main(["eval", "imagine", "--collection", str(colour_collection.path), "--prompts", str(bad),
                  "--generator", tiny_sd["spec"]]) == 2
     assert "holds no prompts" in capsys.readouterr().err
+
+
+def test_docs_option_tables_match_the_parsers():
+    """docs/imagine.md lists every option of `ravl imagine` and `ravl eval imagine`."""
+    from pathlib import Path
+
+    from ravl.cli.main import build_parser
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "imagine.md").read_text()
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command").choices
+    evals = next(a for a in sub["eval"]._actions if a.dest == "eval_task").choices
+    for p in (sub["imagine"], evals["imagine"]):
+        for action in p._actions:
+            longs = [o for o in action.option_strings if o.startswith("--") and o != "--help"]
+            for option in longs:
+                assert f"`{option}" in doc, f"{option} of {p.prog} is not in docs/imagine.md"
