@@ -154,6 +154,7 @@ def test_spec_errors_say_how_to_fix(tmp_path, tiny_sd, monkeypatch):
 
 
 # --- the CLI, on a real collection with the default encoder ------------------------------------
+@pytest.mark.slow
 def test_cli_imagine_writes_png_with_provenance_and_json(tmp_path_factory, skimage_photos, tiny_sd, tmp_path):
     from test_server_api import build_collection, ravl_cli
 
@@ -176,6 +177,7 @@ def test_cli_imagine_writes_png_with_provenance_and_json(tmp_path_factory, skima
     assert prov["ravl"]["alignment"] == data["alignment"]
 
 
+@pytest.mark.slow
 def test_cli_without_generator_lists_neighbours_and_exits_2(tmp_path_factory, skimage_photos, monkeypatch):
     from test_server_api import build_collection, ravl_cli
 

@@ -17,6 +17,7 @@ from ravl.imagine import read_provenance
 from test_server_api import assert_error
 
 pytest.importorskip("diffusers")
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +78,7 @@ def test_past_the_slots_the_answer_is_429_with_retry_after(imagine_server, clien
 
     def long_request():
         with imagine_server.client(headers={"Authorization": f"Bearer {imagine_server.key}"}) as c:
-            slow["resp"] = c.post("/imagine", data={"prompt": "a rocket", "steps": 400, "seed": 1}, timeout=300)
+            slow["resp"] = c.post("/imagine", data={"prompt": "a rocket", "steps": 200, "seed": 1}, timeout=300)
 
     worker = threading.Thread(target=long_request)
     worker.start()
