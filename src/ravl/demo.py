@@ -64,7 +64,7 @@ def run_demo(collection_dir: Path, *, use_stamps: bool = True, k: int = 5,
              progress: Callable[[int, int], None] | None = None) -> dict:
     """Build (or update) the demo collection and run a few searches and a caption on it."""
     from .collection import open_collection
-    from .ingest.images import load_image
+    from .images import load_image
     from .ingest.pipeline import index_sources
     from .rag import caption_image
 

@@ -65,6 +65,10 @@ class ImageError(InputError):
     """A file is not a decodable, safe image."""
 
 
+class UnsupportedImageError(ImageError):
+    """A file's content is not one of the allowed image formats (JPEG, PNG, GIF, WebP, BMP, TIFF)."""
+
+
 # --- generation -------------------------------------------------------------------------------
 class GenerationError(RavlError):
     """A language-model backend failed to produce text."""

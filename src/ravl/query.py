@@ -2,31 +2,25 @@
 results in input order as plain dicts (the CLI's and the server's JSON)."""
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 from .collection import Collection, Target, check_k, check_target
 from .errors import InputError
-from .ingest.images import load_image
+from .images import load_image
+from .inputs import parse_json, read_text
 
 
 def read_queries(path: str | Path) -> list[dict]:
     """A JSONL file of ``{"text": ...}`` or ``{"image": path}`` lines; relative image paths resolve
     against the file's folder and are returned absolute."""
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise InputError(f"cannot read queries file {path}: {exc.strerror}") from None
+    lines = read_text(path, "queries file", error=InputError).splitlines()
     queries = []
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        try:
-            q = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}:{n}: invalid JSON ({exc.msg})") from None
+        q = parse_json(line, f"{path}:{n}", error=InputError)
         queries.append(_check_query(q, f"{path}:{n}", path.parent))
     if not queries:
         raise InputError(f"{path}: no queries; write one JSON object per line, e.g. {{\"text\": \"a red car\"}}")

@@ -44,7 +44,7 @@ def run(args) -> int:
     from ..errors import ConfigError
     from ..generate.base import GenerationParams, load_generator
     from ..generate.prompts import load_template
-    from ..ingest.images import load_image
+    from ..images import load_image
 
     if args.stream and args.json:
         raise ConfigError("--stream and --json cannot be combined; --json prints the whole answer at the end")

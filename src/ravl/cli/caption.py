@@ -27,7 +27,7 @@ def run(args) -> int:
     from ..collection import open_collection
     from ..generate.base import GenerationParams, load_generator
     from ..generate.prompts import load_template
-    from ..ingest.images import load_image
+    from ..images import load_image
     from ..rag import caption_image
 
     generator = load_generator(args.generator)

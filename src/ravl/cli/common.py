@@ -32,7 +32,24 @@ def progress_bar(desc: str, unit: str = "img") -> Iterator:
 
 
 def emit_json(obj) -> None:
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    """One JSON line, valid UTF-8 always: a file name that is not UTF-8 comes out as \\udcXX
+    escapes (json.loads gives back the same str, os.fsencode the original bytes)."""
+    line = json.dumps(obj, ensure_ascii=False)
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        line = json.dumps(obj)
+    sys.stdout.write(line + "\n")
+
+
+def safe_streams() -> None:
+    """Plain-text output writes a non-UTF-8 file name as its original bytes (like ls), and a
+    message about one can always be printed."""
+    for stream, errors in ((sys.stdout, "surrogateescape"), (sys.stderr, "backslashreplace")):
+        try:
+            stream.reconfigure(errors=errors)  # type: ignore[union-attr]
+        except (AttributeError, ValueError):
+            pass  # not a TextIOWrapper (captured by a test or an embedding app)
 
 
 def log(message: str) -> None:

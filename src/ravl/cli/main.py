@@ -7,6 +7,7 @@ import sys
 
 from . import ask, caption, demo, imagine, index, info, read, search, serve
 from . import eval as eval_cmd
+from .common import safe_streams
 
 COMMANDS = (index, search, caption, ask, imagine, read, info, eval_cmd, serve, demo)
 
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    safe_streams()
     args = build_parser().parse_args(argv)
     from ..errors import RavlError
 

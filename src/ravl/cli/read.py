@@ -28,7 +28,7 @@ def run(args) -> int:
 
     from ..errors import ConfigError
     from ..generate.base import GenerationParams, load_generator
-    from ..ingest.images import load_image
+    from ..images import load_image
     from ..ocr import read_image_text
 
     generator = None

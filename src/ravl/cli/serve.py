@@ -31,6 +31,10 @@ def add_parser(sub) -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="threads per model call (default 1: best under concurrent requests; sets RAVL_THREADS "
                         "for the image model unless already set)")
+    p.add_argument("--header-timeout", type=float, default=10.0, metavar="S",
+                   help="seconds a client has to send a complete request head (default 10)")
+    p.add_argument("--body-timeout", type=float, default=60.0, metavar="S",
+                   help="longest pause, in seconds, while a client sends a request body (default 60)")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"),
                    help="server log level (default info)")
     p.set_defaults(run=run)
@@ -51,21 +55,27 @@ def _check_port_free(host: str, port: int) -> None:
 
 
 def run(args) -> int:
+    import math
     import os
 
     import uvicorn
 
     from ..collection import open_collection
+    from ..errors import ConfigError
     from ..imagine import resolve_generator_spec
+    from ..server.protocol import timed_protocol
     from ..server.settings import SETTINGS_ENV, ServerSettings
 
+    if not (math.isfinite(args.max_upload_mb) and 0 < args.max_upload_mb <= 4096):
+        raise ConfigError(f"--max-upload-mb must be between 0 and 4096, got {args.max_upload_mb}")
     settings = ServerSettings(collection=args.collection, host=args.host, port=args.port,
                               api_key_env=args.api_key_env, allow_writes=args.allow_writes, workers=args.workers,
                               max_upload_bytes=int(args.max_upload_mb * 2**20), max_k=args.max_k,
                               thumbnail_size=args.thumbnail_size, model_threads=args.threads,
                               generators=tuple(args.generator or ("consensus",)),
                               image_generator=resolve_generator_spec(args.image_generator),
-                              imagine_concurrency=args.imagine_concurrency).check()
+                              imagine_concurrency=args.imagine_concurrency,
+                              header_timeout=args.header_timeout, body_timeout=args.body_timeout).check()
     with open_collection(settings.collection, readonly=True) as coll:  # fail fast, before any model loads
         counts = coll.db.counts()
     _check_port_free(settings.host, settings.port)
@@ -76,7 +86,8 @@ def run(args) -> int:
     log(f"ravl serve: {settings.collection} ({counts['images']} images, {counts['captions']} captions) at "
         f"http://{shown}:{settings.port}/  API docs /docs; writes {mode}; loading models...")
     common = dict(host=settings.host, port=settings.port, log_level=args.log_level, proxy_headers=False,
-                  server_header=False, timeout_graceful_shutdown=5)
+                  server_header=False, timeout_graceful_shutdown=5,
+                  http=timed_protocol(settings.header_timeout, settings.body_timeout))
     if settings.workers == 1:
         from ..server.app import create_app
         from ..server.state import ServerState

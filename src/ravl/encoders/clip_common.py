@@ -2,7 +2,9 @@
 detection, error wording and the base class of a two-tower text/image encoder."""
 from __future__ import annotations
 
+import functools
 import os
+import socket
 from abc import abstractmethod
 from collections.abc import Sequence
 from typing import Any
@@ -18,10 +20,35 @@ RUNTIME_OPTIONS = ("batch_size", "device")
 TEXT_BATCH = 256
 
 
-def offline() -> bool:
-    """True when the environment forbids downloads (``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE``)."""
+def _offline_env() -> bool:
     return any(os.environ.get(k, "").strip().lower() in ("1", "true", "yes", "on")
                for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+@functools.lru_cache(maxsize=1)
+def _hub_unreachable() -> str:
+    """'' when the Hub endpoint accepts a TCP connection within 3 s, else why not (checked once
+    per process, so an unreachable Hub fails at once instead of after a minute of retries)."""
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host, port = url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+        return ""
+    except Exception as exc:  # DNS failure, refused, timeout, or a sandbox that forbids sockets
+        return f"the Hugging Face Hub ({host}) is unreachable: {exc}"
+
+
+def offline() -> bool:
+    """True when nothing can be downloaded: ``HF_HUB_OFFLINE``/``TRANSFORMERS_OFFLINE`` is set,
+    or the Hub does not answer (see :func:`offline_reason`)."""
+    return _offline_env() or bool(_hub_unreachable())
+
+
+def offline_reason() -> str:
+    """Why :func:`offline` is true, for error messages."""
+    return "HF_HUB_OFFLINE is set" if _offline_env() else (_hub_unreachable() or "downloads are possible")
 
 
 def runtime_options(spec: Spec, allowed: Sequence[str] = RUNTIME_OPTIONS) -> dict[str, Any]:

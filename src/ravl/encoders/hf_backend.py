@@ -24,7 +24,7 @@ from PIL import Image
 from ..errors import ConfigError, MissingDependencyError, ModelNotAvailableError, RavlError
 from ..specs import Spec
 from .base import ImageVectors, l2_normalize
-from .clip_common import RUNTIME_OPTIONS, TowerEncoder, fingerprint_of, offline, runtime_options, short_message
+from .clip_common import RUNTIME_OPTIONS, TowerEncoder, fingerprint_of, offline, offline_reason, runtime_options, short_message
 
 SUPPORTED = ("clip", "siglip")
 # weights whose absence would silently leave a tower randomly initialised
@@ -108,7 +108,7 @@ def _source(spec: Spec) -> tuple[str, bool]:
 
 
 def _not_cached(spec: Spec, repo: str) -> ModelNotAvailableError:
-    why = "downloads are off (HF_HUB_OFFLINE)" if offline() else "the download failed"
+    why = f"downloads are off ({offline_reason()})" if offline() else "the download failed"
     return ModelNotAvailableError(
         f"{spec} is not in the local Hugging Face cache and {why}; on a "
         f"connected machine run `hf download {repo} --local-dir DIR` (older: huggingface-cli download), "

@@ -29,7 +29,7 @@ from PIL import Image
 from ..errors import ConfigError, MissingDependencyError, ModelNotAvailableError, RavlError
 from ..specs import Spec
 from .base import ImageVectors, l2_normalize
-from .clip_common import TowerEncoder, fingerprint_of, offline, runtime_options, short_message
+from .clip_common import TowerEncoder, fingerprint_of, offline, offline_reason, runtime_options, short_message
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".npz")
 LOCAL_DIR = "local-dir:"
@@ -168,7 +168,7 @@ def _plan(open_clip, spec: Spec) -> tuple[str, dict[str, Any], str]:
             from huggingface_hub import try_to_load_from_cache
 
             if not isinstance(try_to_load_from_cache(repo, "open_clip_config.json"), str):
-                raise _not_available(spec, f"Hugging Face repo {repo} is not cached and HF_HUB_OFFLINE is set")
+                raise _not_available(spec, f"Hugging Face repo {repo} is not cached and {offline_reason()}")
         return f"{HF_HUB}{repo}", {"model_name": f"{HF_HUB}{repo}"}, "remote"
 
     arch, _, weights = name.partition("/")
@@ -191,7 +191,7 @@ def _plan(open_clip, spec: Spec) -> tuple[str, dict[str, Any], str]:
                           image_resize_mode=pcfg.get("resize_mode"))
             return f"{arch}/{tag}", kwargs, "local"
         if offline():
-            raise _not_available(spec, "not in the local cache and HF_HUB_OFFLINE is set", arch)
+            raise _not_available(spec, f"not in the local cache and {offline_reason()}", arch)
         kwargs["pretrained"] = tag
         return f"{arch}/{tag}", kwargs, "remote"
     path = Path(weights).expanduser()

@@ -70,7 +70,7 @@ def evaluate_captioning(collection, records: Sequence, *, generator=None, k: int
     """
     from ..collection import check_k
     from ..generate.base import GenerationParams, load_generator
-    from ..ingest.images import load_image
+    from ..images import load_image
     from ..rag import caption_image
     from .scoring import score_captions
 

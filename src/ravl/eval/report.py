@@ -84,12 +84,12 @@ def build_report(*, config: Mapping, retrieval=None, captions=None, extra: Mappi
 def load_report(path) -> dict:
     """Read a report written by :func:`write_report`."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise InputError(f"report {path} does not exist; pass the JSON file written by `ravl eval ... --out`") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"report {path} is not readable JSON ({exc}); pass a report written by ravl eval") from exc
+    from ..inputs import parse_json, read_text
+
+    if not path.exists():
+        raise InputError(f"report {path} does not exist; pass the JSON file written by `ravl eval ... --out`")
+    where = f"report {path} (not readable JSON; pass a report written by ravl eval)"
+    data = parse_json(read_text(path, "report", error=InputError), where, error=InputError)
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise InputError(f"{path} is not a ravl evaluation report (schema {SCHEMA!r} expected)")
     return data

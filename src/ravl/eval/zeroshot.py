@@ -74,7 +74,7 @@ class ZeroShotRun:
 def evaluate_zeroshot(encoder, root: Path | str, *, template: str = DEFAULT_TEMPLATE, batch_size: int = 16,
                       progress: Progress | None = None) -> ZeroShotRun:
     """Classify every image under ``root`` (folder per class) with ``encoder``'s class prompts."""
-    from ..ingest.images import load_image
+    from ..images import load_image
 
     if "{}" not in template and "{class}" not in template:
         raise ConfigError(f"--template must contain {{}} (or {{class}}) for the class name, got {template!r}")

@@ -102,11 +102,9 @@ def load_template(path: str | Path, kind: str | None = None) -> str:
     placeholder, or when the file cannot be read.
     """
     path = Path(path).expanduser()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read prompt template {str(path)!r}: {exc}; pass a UTF-8 text file") from exc
-    text = text.rstrip()
+    from ..inputs import read_text
+
+    text = read_text(path, "prompt template", error=ConfigError).rstrip()
     if kind is None:
         kind = "question" if ("{question}" in text or "{evidence}" in text) else "caption"
     try:

@@ -83,8 +83,8 @@ def ocr_collection(collection, *, item_ids: Iterable[int] | None = None, engine:
     Raises :class:`~ravl.errors.MissingDependencyError` up front when no OCR engine is installed.
     """
     from ..errors import ImageError, InputError, MissingDependencyError
+    from ..images import load_image
     from ..ocr import available_engines, read_text
-    from .images import load_image
 
     t0 = time.perf_counter()
     report = OcrReport()

@@ -18,9 +18,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ..errors import ImageError
-from ..store.db import NewItem
-from .images import decode_image, read_file
+from ..errors import ConfigError, ImageError
+from ..images import decode_image, read_file
+from ..store.db import NewItem, translating_sqlite_errors
 from .sources import Record, read_sources
 
 Progress = Callable[[int, int], None]  # (done, total)
@@ -79,6 +79,7 @@ def _bounded_map(pool: ThreadPoolExecutor, fn, items: Iterable, ahead: int) -> I
         yield pending.popleft().result()
 
 
+@translating_sqlite_errors
 def index_sources(collection, sources: Iterable[str], *, images_root=None, split: str | None = None,
                   batch_size: int | None = None, workers: int | None = None,
                   progress: Progress | None = None, records: list[Record] | None = None) -> IngestReport:
@@ -88,6 +89,9 @@ def index_sources(collection, sources: Iterable[str], *, images_root=None, split
     ``interrupted=True``; run it again to resume. ``records`` (from :func:`read_sources`) skips
     re-reading sources the caller has already validated.
     """
+    for name, value in (("batch_size", batch_size), ("workers", workers)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4096):
+            raise ConfigError(f"{name.replace('_', '-')} must be a whole number from 1 to 4096, got {value!r}")
     t0 = time.perf_counter()
     sources = [str(s) for s in sources]
     report = IngestReport(sources=sources)
@@ -110,8 +114,9 @@ def index_sources(collection, sources: Iterable[str], *, images_root=None, split
         start = time.perf_counter()
         try:
             st = rec.path.stat()
-        except OSError:
-            return _Prepared(rec, "skip", reason="file not found")
+        except (OSError, ValueError) as exc:
+            return _Prepared(rec, "skip", reason="file not found" if isinstance(exc, FileNotFoundError)
+                             else f"cannot read ({getattr(exc, 'strerror', None) or exc})")
         state = states.get(rec.uri)
         if state and state[1] == st.st_size and state[2] == st.st_mtime_ns:
             return _Prepared(rec, "touch", item_id=state[0], size=st.st_size, mtime_ns=st.st_mtime_ns)
@@ -186,14 +191,17 @@ def index_sources(collection, sources: Iterable[str], *, images_root=None, split
             if p.kind == "touch":
                 touched.append((p.item_id, p.size, p.mtime_ns))
                 extra += [(p.item_id, c, text_vecs[c], "ingest") for pp, c in wanted if pp is p]
-        ids = db.write_batch(new_items, touched, extra)
+        ids = db.write_batch(new_items, touched, extra, on_skip=lambda uri, why: report.skipped.append((uri, why)))
         timing["write"] += time.perf_counter() - t
+        stored = {item.uri for item_id, item in zip(ids, new_items) if item_id is not None}
         for item_id, item in zip(ids, new_items):
-            known_caps.setdefault(item_id, []).extend(c for c, _ in item.captions)
-        report.captions_added += sum(len(it.captions) for it in new_items) + len(extra)
-        report.added += sum(1 for p in batch if p.item_id is None) + len(reuse)
-        report.reused += len(reuse)
-        report.updated += sum(1 for p in batch if p.item_id is not None)
+            if item_id is not None:
+                known_caps.setdefault(item_id, []).extend(c for c, _ in item.captions)
+        report.captions_added += sum(len(it.captions) for it in new_items if it.uri in stored) + len(extra)
+        reused = sum(1 for p in reuse if p.record.uri in stored)
+        report.added += sum(1 for p in batch if p.item_id is None and p.record.uri in stored) + reused
+        report.reused += reused
+        report.updated += sum(1 for p in batch if p.item_id is not None and p.record.uri in stored)
         report.unchanged += sum(1 for p in side if p.kind == "touch")
         batch, side = [], []
 

@@ -9,14 +9,33 @@ JSON (``captions_val2014.json``; needs ``images_root``) and a Karpathy split JSO
 from __future__ import annotations
 
 import csv
+import io
 import json
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import SourceError
+from ..inputs import parse_json, read_text
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
+def _image_name(value, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise SourceError(f"{where}: the image file name must be a non-empty string, got {value!r:.60}")
+    if "\0" in value:
+        raise SourceError(f"{where}: the image file name contains a NUL byte")
+    return value
+
+
+def _under_root(root: Path, name: str, where: str, confine: bool) -> Path:
+    """``root / name`` resolved; with ``confine`` (an explicit --images-root) it must stay inside
+    root (checked on the path as written, so symlinked sub-folders still work)."""
+    joined = Path(os.path.normpath(root / name))
+    if confine and not (joined == root or joined.is_relative_to(root)):
+        raise SourceError(f"{where}: image {name!r} lies outside --images-root {root}; file names in COCO and "
+                          "Karpathy files must be relative to it")
+    return joined.resolve()
 
 
 @dataclass
@@ -35,7 +54,8 @@ def _clean(captions: Iterable) -> list[str]:
     for c in captions:
         if not isinstance(c, str):
             continue
-        text = " ".join(c.split())
+        # lone surrogates (JSON "\udcff", undecodable bytes) cannot be stored as text: U+FFFD
+        text = " ".join(c.split()).encode("utf-8", "surrogatepass").decode("utf-8", "replace")
         if text and text not in out:
             out.append(text)
     return out
@@ -69,15 +89,18 @@ def _manifest_record(row: dict, base: Path, where: str) -> Record:
     image = row.get("image") or row.get("path") or row.get("file")
     if not image or not isinstance(image, str):
         raise SourceError(f"{where}: no 'image' field; each row needs \"image\" plus \"caption\" or \"captions\"")
+    _image_name(image, where)
     captions = row.get("captions", [])
     if isinstance(captions, str):
         try:
             captions = json.loads(captions) if captions.strip().startswith("[") else captions.split("|")
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON after all (or absurd): the text is the caption
             captions = [captions]
     if not isinstance(captions, list):
         raise SourceError(f"{where}: 'captions' must be a list of strings")
     if row.get("caption"):
+        if not isinstance(row["caption"], str):
+            raise SourceError(f"{where}: 'caption' must be a string")
         captions = [row["caption"], *captions]
     meta = {k: v for k, v in row.items() if k not in ("image", "path", "file", "caption", "captions") and v not in ("", None)}
     path = Path(image).expanduser()
@@ -86,40 +109,55 @@ def _manifest_record(row: dict, base: Path, where: str) -> Record:
 
 def read_jsonl(path: Path) -> list[Record]:
     records = []
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise SourceError(f"{path}:{n}: invalid JSON ({exc.msg}); fix or remove that line") from None
-            if not isinstance(row, dict):
-                raise SourceError(f"{path}:{n}: each line must be a JSON object like {{\"image\": ..., \"caption\": ...}}")
-            records.append(_manifest_record(row, path.parent, f"{path}:{n}"))
+    for n, line in enumerate(read_text(path, "manifest").splitlines(), 1):
+        if not line.strip():
+            continue
+        row = parse_json(line, f"{path}:{n}")
+        if not isinstance(row, dict):
+            raise SourceError(f"{path}:{n}: each line must be a JSON object like {{\"image\": ..., \"caption\": ...}}")
+        records.append(_manifest_record(row, path.parent, f"{path}:{n}"))
     return _merge(records)
 
 
 def read_csv(path: Path) -> list[Record]:
-    with open(path, encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(fh)
+    reader = csv.DictReader(io.StringIO(read_text(path, "manifest"), newline=""))
+    try:
         if not reader.fieldnames or "image" not in reader.fieldnames:
             raise SourceError(f"{path}: the CSV header must have an 'image' column (and 'caption' or 'captions')")
-        records = [_manifest_record(row, path.parent, f"{path}:{n}") for n, row in enumerate(reader, 2)]
+        records = [_manifest_record({k: v for k, v in row.items() if isinstance(k, str)}, path.parent, f"{path}:{n}")
+                   for n, row in enumerate(reader, 2)]
+    except csv.Error as exc:
+        raise SourceError(f"{path}:{reader.line_num}: malformed CSV ({exc})") from None
     return _merge(records)
 
 
+def _coco_id(value, where: str):
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise SourceError(f"{where}: ids must be numbers or strings, got {type(value).__name__}")
+    return value
+
+
 def read_coco(data: dict, path: Path, images_root: Path | None) -> list[Record]:
-    root = images_root or path.parent
-    captions: dict[int, list[str]] = {}
-    for ann in data.get("annotations", []):
-        captions.setdefault(ann.get("image_id"), []).append(ann.get("caption", ""))
+    root = images_root or path.parent.resolve()
+    captions: dict[int | str, list[str]] = {}
+    annotations = data.get("annotations", [])
+    if not isinstance(annotations, list):
+        raise SourceError(f"{path}: 'annotations' must be a list of {{\"image_id\", \"caption\"}} objects")
+    for n, ann in enumerate(annotations):
+        if not isinstance(ann, dict) or "image_id" not in ann:
+            raise SourceError(f"{path}: annotations[{n}] must be an object with 'image_id' and 'caption'")
+        caption = ann.get("caption", "")
+        if not isinstance(caption, str):
+            raise SourceError(f"{path}: annotations[{n}].caption must be a string")
+        captions.setdefault(_coco_id(ann["image_id"], f"{path}: annotations[{n}].image_id"), []).append(caption)
     records = []
-    for img in data["images"]:
-        if "file_name" not in img or "id" not in img:
-            raise SourceError(f"{path}: an entry of 'images' lacks 'id' or 'file_name'; is this a COCO captions file?")
-        records.append(Record((root / img["file_name"]).resolve(), _clean(captions.get(img["id"], [])),
-                              {"source": "coco", "coco_id": img["id"]}))
+    for n, img in enumerate(data["images"]):
+        if not isinstance(img, dict) or "file_name" not in img or "id" not in img:
+            raise SourceError(f"{path}: images[{n}] lacks 'id' or 'file_name'; is this a COCO captions file?")
+        where = f"{path}: images[{n}]"
+        image_id = _coco_id(img["id"], f"{where}.id")
+        file = _under_root(root, _image_name(img["file_name"], f"{where}.file_name"), where, images_root is not None)
+        records.append(Record(file, _clean(captions.get(image_id, [])), {"source": "coco", "coco_id": image_id}))
     if records and images_root is None and not any(r.path.exists() for r in records[:20]):
         raise SourceError(f"{path}: images such as {records[0].path.name} are not beside the JSON file; "
                           "pass --images-root DIR (the folder holding val2014/ or the image files)")
@@ -127,25 +165,47 @@ def read_coco(data: dict, path: Path, images_root: Path | None) -> list[Record]:
 
 
 def karpathy_splits(data: dict) -> set[str]:
-    return {img.get("split", "") for img in data.get("images", [])}
+    return {str(img.get("split", "")) for img in data.get("images", []) if isinstance(img, dict)}
+
+
+def _karpathy_captions(sentences, where: str) -> list:
+    if not isinstance(sentences, list):
+        raise SourceError(f"{where}.sentences must be a list")
+    out = []
+    for s in sentences:
+        if isinstance(s, str):  # a plain string is taken as the sentence itself
+            out.append(s)
+        elif isinstance(s, dict):
+            tokens = s.get("tokens", [])
+            out.append(s.get("raw") or (" ".join(t for t in tokens if isinstance(t, str))
+                                        if isinstance(tokens, list) else ""))
+        else:
+            raise SourceError(f"{where}.sentences holds a {type(s).__name__}; expected {{\"raw\": ...}} objects")
+    return out
 
 
 def read_karpathy(data: dict, path: Path, images_root: Path | None, split: str | None) -> list[Record]:
     splits = karpathy_splits(data)
     if split is not None and split not in splits:
         raise SourceError(f"{path}: unknown split {split!r}; this file has: {', '.join(sorted(splits))}")
-    root = images_root or path.parent
+    root = images_root or path.parent.resolve()
     records = []
-    for img in data["images"]:
+    for n, img in enumerate(data["images"]):
+        where = f"{path}: images[{n}]"
+        if not isinstance(img, dict) or "filename" not in img:
+            raise SourceError(f"{where} lacks 'filename'; is this a Karpathy split file?")
         if split is not None and img.get("split") != split:
             continue
-        rel = Path(img.get("filepath", "")) / img["filename"]
-        caps = [s.get("raw") or " ".join(s.get("tokens", [])) for s in img.get("sentences", [])]
+        folder = img.get("filepath", "")
+        if not isinstance(folder, str) or "\0" in folder:
+            raise SourceError(f"{where}.filepath must be a string")
+        rel = os.path.join(folder, _image_name(img["filename"], f"{where}.filename"))
+        caps = _karpathy_captions(img.get("sentences", []), where)
         meta = {"source": "karpathy", "split": img.get("split")}
         for key in ("cocoid", "imgid"):
             if key in img:
                 meta[key] = img[key]
-        records.append(Record((root / rel).resolve(), _clean(caps), meta))
+        records.append(Record(_under_root(root, rel, where, images_root is not None), _clean(caps), meta))
     if records and images_root is None and not any(r.path.exists() for r in records[:20]):
         raise SourceError(f"{path}: images such as {records[0].path.name} are not found under {root}; "
                           "pass --images-root DIR (the folder that holds train2014/ and val2014/)")
@@ -154,6 +214,8 @@ def read_karpathy(data: dict, path: Path, images_root: Path | None, split: str |
 
 def read_source(source: str | Path, *, images_root: str | Path | None = None, split: str | None = None) -> list[Record]:
     """Read one source of any supported kind into records (nothing is written)."""
+    if "\0" in str(source) or (images_root and "\0" in str(images_root)):
+        raise SourceError("a source path contains a NUL byte")
     path = Path(source).expanduser()
     root = Path(images_root).expanduser().resolve() if images_root else None
     if root is not None and not root.is_dir():
@@ -170,12 +232,12 @@ def read_source(source: str | Path, *, images_root: str | Path | None = None, sp
     if suffix == ".csv":
         return read_csv(path)
     if suffix == ".json":
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise SourceError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
+        data = parse_json(read_text(path, "JSON file"), str(path))
         if isinstance(data, dict) and isinstance(data.get("images"), list):
             first = data["images"][0] if data["images"] else {}
+            if not isinstance(first, dict):
+                raise SourceError(f"{path}: 'images' must hold objects (COCO: id + file_name; Karpathy: filename + "
+                                  "sentences)")
             if "sentences" in first or "filename" in first:
                 return read_karpathy(data, path, root, split)
             if "annotations" in data:

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..errors import RavlError
 from .errors import AuthError, BusyError, UploadTooLargeError, error_body, status_for
+from .responses import SafeJSONResponse
 from .routes_imagine import build_router as imagine_router
 from .routes_items import build_router as items_router
 from .routes_items import check_write
@@ -31,7 +32,7 @@ log = logging.getLogger("ravl.server")
 
 
 def _json(status: int, body: dict, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse(body, status_code=status, headers=headers)
+    return SafeJSONResponse(body, status_code=status, headers=headers)
 
 
 def _error_response(exc: BaseException) -> JSONResponse:
@@ -191,6 +192,7 @@ def create_app(settings: ServerSettings, *, state: ServerState | None = None) ->
 
     assets = _swagger_assets()
     app = FastAPI(title="ravl", version=__version__, lifespan=lifespan, docs_url=None if assets else "/docs",
+                  default_response_class=SafeJSONResponse,
                   description="Search a ravl collection by text or image, caption images from retrieved "
                               "evidence, and generate images guided by retrieved ones (/imagine). Every error is "
                               "JSON {type, message}.")

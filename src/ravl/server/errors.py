@@ -5,14 +5,11 @@ Every error response is JSON ``{"type": ..., "message": ...}`` (``/ask`` adds ``
 from __future__ import annotations
 
 from .. import errors as E
+from ..errors import UnsupportedImageError  # noqa: F401  (raised by ravl.images, 415 here)
 
 
 class UploadTooLargeError(E.InputError):
     """A request body or uploaded file is over the server's size cap."""
-
-
-class UnsupportedImageError(E.ImageError):
-    """An upload is not in one of the image formats the server decodes."""
 
 
 class AuthError(E.RavlError):

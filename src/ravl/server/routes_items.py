@@ -6,12 +6,14 @@ import hmac
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse
 
 from ..errors import InputError
+from ..images import MEDIA_TYPES, read_head, sniff_format
 from .errors import AuthError, WritesDisabledError
+from .responses import SafeJSONResponse
 from .routes_search import get_state
-from .state import MEDIA_TYPES, ServerState, sniff_format
+from .state import ServerState
 
 MAX_CAPTIONS = 50
 MAX_CAPTION_CHARS = 1000
@@ -50,8 +52,7 @@ def build_router() -> APIRouter:
                 response_class=FileResponse)
     def get_image(item_id: int, state: ServerState = Depends(get_state)):
         path = state.item_file(item_id)
-        with open(path, "rb") as fh:
-            head = fh.read(16)
+        head = read_head(path)  # a regular file (never a FIFO or device swapped in since indexing)
         try:
             media = MEDIA_TYPES[sniff_format(head, path.name)]
         except InputError:
@@ -87,8 +88,8 @@ def build_router() -> APIRouter:
             reason = report.skipped[0][1] if report.skipped else "unknown reason"
             raise InputError(f"{name}: could not be indexed ({reason})")
         status = 201 if report.added else 200
-        return JSONResponse({"item": item_json(row), "added": bool(report.added),
-                             "captions_added": report.captions_added}, status_code=status)
+        return SafeJSONResponse({"item": item_json(row), "added": bool(report.added),
+                                 "captions_added": report.captions_added}, status_code=status)
 
     @router.delete("/items/{item_id}", dependencies=[Depends(require_write)],
                    summary="Delete an item and its captions (needs write access)")

@@ -44,7 +44,7 @@ def query_image(state: ServerState, image: UploadFile | None, path: str | None, 
         real = state.allowed_file(unquote(parsed.path) if parsed.scheme == "file" else path)
         row = state.collection.db.item_by_uri(str(real))
         exclude = (row.id,) if row else ()
-    from ..ingest.images import read_file
+    from ..images import read_file
 
     data = read_file(real)
     return state.decode_upload(data, real.name), str(real), exclude

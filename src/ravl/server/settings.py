@@ -51,6 +51,9 @@ class ServerSettings:
     image_generator: str | None = None
     #: images generated at once; further /imagine requests get 429 + Retry-After
     imagine_concurrency: int = 1
+    #: seconds a client has to send a complete request head; longest pause inside a request body
+    header_timeout: float = 10.0
+    body_timeout: float = 60.0
 
     def __post_init__(self):
         object.__setattr__(self, "collection", Path(self.collection).expanduser().resolve())
@@ -81,6 +84,9 @@ class ServerSettings:
                             ("thumbnail_size", self.thumbnail_size), ("model_threads", self.model_threads or 1)):
             if value < 1:
                 raise ConfigError(f"{name} must be positive, got {value}")
+        for flag, seconds in (("--header-timeout", self.header_timeout), ("--body-timeout", self.body_timeout)):
+            if not (isinstance(seconds, (int, float)) and 0 < seconds <= 3600):  # also refuses NaN
+                raise ConfigError(f"{flag} must be between 0 and 3600 seconds, got {seconds}")
         if self.api_key_env and not self.api_key():
             raise ConfigError(f"--api-key-env {self.api_key_env} names an unset or empty environment variable; "
                               f"export {self.api_key_env}=<a long random key> or leave --api-key-env out")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -14,25 +15,10 @@ from ..encoders.base import Encoder, ImageVectors
 from ..errors import ConfigError, InputError
 from ..generate.base import GenerationParams, Generator
 from ..generate.images.base import ImageGenerator
-from .errors import NotFoundError, UnsupportedImageError, UploadTooLargeError
+from ..images import sniff_format
+from ..store.integrity import STALE_TMP_SECONDS, clean_stale_tmp
+from .errors import NotFoundError, UploadTooLargeError
 from .settings import ServerSettings
-
-#: magic bytes -> file extension; anything else is refused before Pillow sees it (no EPS/PDF/SVG)
-_MAGIC = ((b"\xff\xd8\xff", "jpg"), (b"\x89PNG\r\n\x1a\n", "png"), (b"GIF87a", "gif"), (b"GIF89a", "gif"),
-          (b"BM", "bmp"), (b"II*\x00", "tif"), (b"MM\x00*", "tif"))
-MEDIA_TYPES = {"jpg": "image/jpeg", "png": "image/png", "gif": "image/gif", "bmp": "image/bmp",
-               "tif": "image/tiff", "webp": "image/webp"}
-
-
-def sniff_format(data: bytes, name: str) -> str:
-    """The image format by content (the file name is ignored); raises UnsupportedImageError."""
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    for magic, ext in _MAGIC:
-        if data.startswith(magic):
-            return ext
-    raise UnsupportedImageError(f"{name}: content is not a JPEG, PNG, GIF, WebP, BMP or TIFF image (the file "
-                                "name's extension is not trusted); send a real image file")
 
 
 def safe_name(name: str | None) -> str:
@@ -144,8 +130,31 @@ class ServerState:
             raise
         state = cls(settings, coll, generators)
         state.image_generator = image_generator
+        state.clean_leftovers()
         state.image_roots()
         return state
+
+    def clean_leftovers(self) -> int:
+        """Remove what killed writers left: stale ``*.tmp`` files (index caches, uploads,
+        thumbnails) and uploaded files no item refers to. Only files older than
+        ``STALE_TMP_SECONDS`` go, so another worker's upload in flight is left alone."""
+        removed = clean_stale_tmp(self.collection.path / "index")
+        cutoff = time.time() - STALE_TMP_SECONDS
+        known = {os.path.realpath(uri) for uri in self.collection.db.file_states()}
+        for folder in (self.upload_dir, self.thumbnail_dir):
+            if not folder.is_dir():
+                continue
+            for path in folder.rglob("*"):
+                try:
+                    if path.is_symlink() or not path.is_file() or path.stat().st_mtime >= cutoff:
+                        continue
+                    orphan = folder == self.upload_dir and os.path.realpath(path) not in known
+                    if path.name.endswith(".tmp") or orphan:
+                        path.unlink()
+                        removed += 1
+                except OSError:
+                    pass
+        return removed
 
     def close(self) -> None:
         self.collection.close()
@@ -199,7 +208,7 @@ class ServerState:
 
     def thumbnail(self, item_id: int) -> Path:
         """A cached JPEG no larger than ``thumbnail_size`` on each side, made on first request."""
-        from ..ingest.images import decode_image, read_file
+        from ..images import decode_image, read_file
 
         row = self.collection.get_item(item_id)
         size = self.settings.thumbnail_size
@@ -231,7 +240,7 @@ class ServerState:
 
     def decode_upload(self, data: bytes, name: str):
         """Bytes -> RGB PIL image, only for real images (content sniffed, bomb guard applied)."""
-        from ..ingest.images import decode_image
+        from ..images import decode_image
 
         sniff_format(data, name)
         image, _, _ = decode_image(data, min_side=self.collection.encoder.image_size_hint, name=name)

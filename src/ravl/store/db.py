@@ -1,11 +1,13 @@
 """The collection database: items, captions and their vectors in one SQLite file (WAL mode)."""
 from __future__ import annotations
 
+import functools
 import json
+import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +49,54 @@ class NewItem:
     source: str = ""
 
 
+@contextmanager
+def sqlite_errors(path: Path) -> Iterator[None]:
+    """Turn SQLite failures into one-line CollectionErrors that say what to do."""
+    try:
+        yield
+    except (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError):
+        raise  # bugs or per-record problems: handled (or reported) by the caller
+    except sqlite3.OperationalError as exc:
+        msg = str(exc)
+        if "full" in msg:
+            raise CollectionError(f"disk full while writing {path}; free some space and run the same command "
+                                  "again (everything committed so far is kept)") from None
+        if "locked" in msg or "busy" in msg:
+            raise CollectionError(f"{path} stayed locked by another process for 30 s; try again when its "
+                                  "writer is done") from None
+        if "readonly" in msg or "read-only" in msg:
+            raise CollectionError(f"{path} is read-only here; give a collection folder you can write to") from None
+        raise CollectionError(f"cannot use the collection database {path} ({msg}); if it is damaged, restore a "
+                              "backup or index into a new --collection folder") from None
+    except sqlite3.DatabaseError as exc:  # malformed file, not a database, I/O error
+        raise CollectionError(f"the collection database {path} is damaged or unreadable ({exc}); restore a "
+                              "backup, or delete the folder and re-index") from None
+
+
+def translating_sqlite_errors(fn):
+    """Decorator for methods of objects with a ``.path`` folder holding the database."""
+    @functools.wraps(fn)
+    def wrapper(self, *args, **kwargs):
+        with sqlite_errors(Path(self.path) / DB_NAME if Path(self.path).is_dir() else Path(self.path)):
+            return fn(self, *args, **kwargs)
+    return wrapper
+
+
+def uri_param(uri: str) -> str | bytes:
+    """How a uri is stored: as text when it is valid UTF-8, else as the file name's raw bytes (a
+    BLOB in the uri column; names that are not UTF-8 are kept losslessly and stay unique)."""
+    try:
+        uri.encode("utf-8")
+        return uri
+    except UnicodeEncodeError:
+        return os.fsencode(uri)
+
+
+def uri_value(value: str | bytes) -> str:
+    """A stored uri back as the str Python uses for that path (undecodable bytes as surrogates)."""
+    return os.fsdecode(value) if isinstance(value, bytes) else value
+
+
 def _blob(vec: np.ndarray) -> bytes:
     return np.ascontiguousarray(vec, dtype=np.float32).tobytes()
 
@@ -55,22 +105,25 @@ class Database:
     """One SQLite file; each thread gets its own connection, so a reader never sees another
     thread's uncommitted transaction (WAL gives every connection a consistent snapshot)."""
 
-    def __init__(self, path: Path, *, readonly: bool = False):
+    def __init__(self, path: Path, *, readonly: bool = False, initial_meta: dict[str, object] | None = None):
+        """``initial_meta`` is written in the same transaction that creates the schema of a new
+        database: a database has its tables and its metadata, or nothing."""
         self.path = Path(path)
         self.readonly = readonly
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
         try:
-            conn = self.conn
-            if not readonly:
-                conn.execute("PRAGMA journal_mode=WAL")
-                migrate(conn)
-            elif schema_version(conn) < LATEST:
-                self._upgrade_for_reading()
-        except sqlite3.DatabaseError as exc:
-            raise CollectionError(f"cannot open collection database {self.path}: {exc}; "
-                                  "is this a ravl collection folder?") from exc
+            with sqlite_errors(self.path):
+                conn = self.conn
+                if not readonly:
+                    conn.execute("PRAGMA journal_mode=WAL")
+                    migrate(conn, initial_meta)
+                elif schema_version(conn) < LATEST:
+                    self._upgrade_for_reading()
+        except BaseException:
+            self.close()
+            raise
 
     def _upgrade_for_reading(self) -> None:
         """Apply pending forward migrations before a read-only open (reads need the current
@@ -112,15 +165,18 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception (KeyboardInterrupt included)."""
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        else:
-            self.conn.execute("COMMIT")
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception (KeyboardInterrupt included);
+        SQLite failures (disk full, locked, damaged) become CollectionErrors."""
+        with sqlite_errors(self.path):
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+            else:
+                self.conn.execute("COMMIT")
 
     # --- meta ---------------------------------------------------------------------------------
     def get_meta(self) -> dict[str, str]:
@@ -176,7 +232,7 @@ class Database:
     def file_states(self) -> dict[str, tuple[int, int, int, str]]:
         """uri -> (id, size, mtime_ns, sha256) for the incremental fast path."""
         rows = self.conn.execute("SELECT uri, id, size, mtime_ns, sha256 FROM items")
-        return {uri: (i, size, mt, sha) for uri, i, size, mt, sha in rows}
+        return {uri_value(uri): (i, size, mt, sha) for uri, i, size, mt, sha in rows}
 
     def captions_by_item(self, item_ids: Iterable[int] | None = None) -> dict[int, list[str]]:
         if item_ids is None:
@@ -199,11 +255,11 @@ class Database:
         rows = self.conn.execute(
             f"SELECT id, uri, sha256, size, mtime_ns, width, height, metadata FROM items WHERE id IN ({marks})", list(ids))
         caps = self.captions_by_item(ids)
-        return {r[0]: ItemRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], metadata=json.loads(r[7]),
+        return {r[0]: ItemRow(r[0], uri_value(r[1]), r[2], r[3], r[4], r[5], r[6], metadata=json.loads(r[7]),
                                captions=tuple(caps.get(r[0], ()))) for r in rows}
 
     def item_by_uri(self, uri: str) -> ItemRow | None:
-        row = self.conn.execute("SELECT id FROM items WHERE uri=?", (uri,)).fetchone()
+        row = self.conn.execute("SELECT id FROM items WHERE uri=?", (uri_param(uri),)).fetchone()
         return self.items([row[0]])[row[0]] if row else None
 
     def caption_rows(self, caption_ids: Sequence[int]) -> dict[int, tuple[str, int, str]]:
@@ -214,7 +270,7 @@ class Database:
         rows = self.conn.execute(
             f"SELECT c.id, c.text, c.item_id, i.uri FROM captions c JOIN items i ON i.id=c.item_id WHERE c.id IN ({marks})",
             list(caption_ids))
-        return {cid: (text, item_id, uri) for cid, text, item_id, uri in rows}
+        return {cid: (text, item_id, uri_value(uri)) for cid, text, item_id, uri in rows}
 
     def item_vectors(self, item_ids: Sequence[int] | None = None, which: str = "emb") -> tuple[np.ndarray, np.ndarray]:
         """(ids, vectors) for ``which`` in {'emb', 'feat'}; all items when ``item_ids`` is None."""
@@ -249,36 +305,53 @@ class Database:
 
     # --- writes -------------------------------------------------------------------------------
     def write_batch(self, new_items: Sequence[NewItem], touched: Sequence[tuple[int, int, int]] = (),
-                    extra_captions: Sequence[tuple[int, str, np.ndarray, str]] = ()) -> list[int]:
+                    extra_captions: Sequence[tuple[int, str, np.ndarray, str]] = (),
+                    on_skip: Callable[[str, str], None] | None = None) -> list[int | None]:
         """Upsert ``new_items`` (by uri), refresh (id, size, mtime_ns) of unchanged files, and add
-        captions to existing items — all in ONE transaction. Returns the ids of ``new_items``."""
-        ids: list[int] = []
+        captions to existing items — all in ONE transaction. Returns the ids of ``new_items``;
+        an item that cannot be stored is left out (``None``, reason to ``on_skip(uri, reason)``)
+        without losing the rest of the batch."""
+        ids: list[int | None] = []
         now = time.time()
         with self.transaction() as c:
             for it in new_items:
-                row = c.execute("SELECT id FROM items WHERE uri=?", (it.uri,)).fetchone()
-                if row:  # changed file: replace vectors, keep id and captions
-                    item_id = row[0]
-                    c.execute("UPDATE items SET sha256=?, size=?, mtime_ns=?, width=?, height=?, metadata=? WHERE id=?",
-                              (it.sha256, it.size, it.mtime_ns, it.width, it.height, json.dumps(it.metadata), item_id))
-                    c.execute("UPDATE item_vectors SET emb=?, feat=? WHERE item_id=?",
-                              (_blob(it.embedding), _blob(it.features), item_id))
-                else:
-                    cur = c.execute("INSERT INTO items(uri, sha256, size, mtime_ns, width, height, metadata, added_at) "
-                                    "VALUES(?,?,?,?,?,?,?,?)", (it.uri, it.sha256, it.size, it.mtime_ns, it.width,
-                                                                it.height, json.dumps(it.metadata), now))
-                    item_id = cur.lastrowid
-                    c.execute("INSERT INTO item_vectors(item_id, emb, feat) VALUES(?,?,?)",
-                              (item_id, _blob(it.embedding), _blob(it.features)))
-                ids.append(item_id)
-                c.executemany("INSERT OR IGNORE INTO captions(item_id, text, source, emb) VALUES(?,?,?,?)",
-                              [(item_id, text, it.source, _blob(vec)) for text, vec in it.captions])
+                c.execute("SAVEPOINT item")
+                try:
+                    ids.append(self._upsert(c, it, now))
+                except (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError,
+                        ValueError, OverflowError, TypeError) as exc:  # this record only; disk full etc. abort
+                    c.execute("ROLLBACK TO item")
+                    ids.append(None)
+                    if on_skip:
+                        on_skip(it.uri, f"cannot be stored ({type(exc).__name__}: {exc})"[:300])
+                c.execute("RELEASE item")
             c.executemany("UPDATE items SET size=?, mtime_ns=? WHERE id=?", [(s, m, i) for i, s, m in touched])
             c.executemany("INSERT OR IGNORE INTO captions(item_id, text, source, emb) VALUES(?,?,?,?)",
                           [(i, text, src, _blob(vec)) for i, text, vec, src in extra_captions])
-            if new_items or extra_captions:
+            if any(i is not None for i in ids) or extra_captions:
                 self.bump_generation(c)
         return ids
+
+    @staticmethod
+    def _upsert(c: sqlite3.Connection, it: NewItem, now: float) -> int:
+        uri = uri_param(it.uri)
+        row = c.execute("SELECT id FROM items WHERE uri=?", (uri,)).fetchone()
+        if row:  # changed file: replace vectors, keep id and captions
+            item_id = row[0]
+            c.execute("UPDATE items SET sha256=?, size=?, mtime_ns=?, width=?, height=?, metadata=? WHERE id=?",
+                      (it.sha256, it.size, it.mtime_ns, it.width, it.height, json.dumps(it.metadata), item_id))
+            c.execute("UPDATE item_vectors SET emb=?, feat=? WHERE item_id=?",
+                      (_blob(it.embedding), _blob(it.features), item_id))
+        else:
+            cur = c.execute("INSERT INTO items(uri, sha256, size, mtime_ns, width, height, metadata, added_at) "
+                            "VALUES(?,?,?,?,?,?,?,?)", (uri, it.sha256, it.size, it.mtime_ns, it.width,
+                                                        it.height, json.dumps(it.metadata), now))
+            item_id = cur.lastrowid
+            c.execute("INSERT INTO item_vectors(item_id, emb, feat) VALUES(?,?,?)",
+                      (item_id, _blob(it.embedding), _blob(it.features)))
+        c.executemany("INSERT OR IGNORE INTO captions(item_id, text, source, emb) VALUES(?,?,?,?)",
+                      [(item_id, text, it.source, _blob(vec)) for text, vec in it.captions])
+        return item_id
 
     def delete_items(self, item_ids: Sequence[int]) -> int:
         if not item_ids:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fsutil import atomic_write_bytes
+from ..fsutil import atomic_write_bytes, read_regular
 
 SEAL_SUFFIX = ".seal.json"
 SEAL_FORMAT = 1
@@ -63,9 +63,8 @@ def write_sealed(path: Path, data, binding: Mapping[str, object]) -> None:
 
 def _read_seal(path: Path) -> dict | None:
     try:
-        with open(seal_path(path), "rb") as fh:
-            seal = json.loads(fh.read(64 * 1024))
-    except (OSError, ValueError):
+        seal = json.loads(read_regular(seal_path(path), 64 * 1024))
+    except (OSError, ValueError, RecursionError):
         return None
     if not isinstance(seal, dict) or seal.get("format") != SEAL_FORMAT:
         return None

@@ -79,17 +79,22 @@ def _statements(script: str) -> list[str]:
     return out
 
 
-def migrate(conn: sqlite3.Connection) -> int:
+def migrate(conn: sqlite3.Connection, initial_meta: dict[str, object] | None = None) -> int:
     """Apply every pending forward migration in ONE transaction (a process killed part-way leaves
     the database as it was); refuse databases newer than this code. Two processes migrating at
-    once serialise on the write lock, and the second finds nothing left to do."""
+    once serialise on the write lock, and the second finds nothing left to do. ``initial_meta``
+    goes into ``meta`` in the same transaction when this call creates the schema."""
     if schema_version(conn) >= LATEST:
         return LATEST
     conn.execute("BEGIN IMMEDIATE")
     try:
-        for version in range(schema_version(conn) + 1, LATEST + 1):
+        start = schema_version(conn)
+        for version in range(start + 1, LATEST + 1):
             for statement in _statements(MIGRATIONS[version]):
                 conn.execute(statement)
+        if start == 0 and initial_meta:
+            conn.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)",
+                             [(k, str(v)) for k, v in initial_meta.items()])
         conn.execute(f"PRAGMA user_version = {LATEST}")
     except BaseException:
         conn.execute("ROLLBACK")

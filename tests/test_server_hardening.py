@@ -1,0 +1,78 @@
+"""`ravl serve` against hostile clients: ids past int64 are 404s, a client that stalls in its
+request head or body is disconnected, and leftovers of killed writers are cleaned at start."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+
+import pytest
+
+from test_server_api import Server, assert_error, build_collection
+
+HUGE = "99999999999999999999"
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, skimage_photos):
+    _, built = build_collection(tmp_path_factory, skimage_photos)
+    coll = tmp_path_factory.mktemp("hard") / "coll"
+    shutil.copytree(built, coll)
+    old = time.time() - 3600
+    leftovers = [coll / "uploads" / "ab" / "orphan.png", coll / "uploads" / "ab" / ".x.png.123.tmp",
+                 coll / "index" / "images.faiss.abc.tmp"]
+    fresh = coll / "uploads" / "cd" / "in-flight.png"
+    for path in [*leftovers, fresh]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"\x89PNG\r\n\x1a\n")
+    for path in leftovers:
+        os.utime(path, (old, old))
+    srv = Server(coll, "--allow-writes", "--header-timeout", "1", "--body-timeout", "1",
+                 log_dir=tmp_path_factory.mktemp("logs"))
+    yield srv, leftovers, fresh
+    srv.stop()
+
+
+def test_ids_past_int64_are_not_found(served):
+    srv = served[0]
+    with srv.client() as c:
+        for path in (f"/items/{HUGE}", f"/items/{HUGE}/image", f"/items/{HUGE}/thumbnail", f"/items/-{HUGE}"):
+            assert_error(c.get(path), 404)
+        assert_error(c.get("/search", params={"item": HUGE, "k": 1}), 404)
+        assert_error(c.delete(f"/items/{HUGE}"), 404)
+        assert c.get("/health").status_code == 200
+
+
+def closed_within(sock: socket.socket, seconds: float) -> bool:
+    sock.settimeout(seconds)
+    try:
+        while True:
+            data = sock.recv(4096)
+            if not data:
+                return True
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+def test_stalled_request_head_and_body_are_disconnected(served):
+    srv = served[0]
+    with socket.create_connection(("127.0.0.1", srv.port)) as slow_head:
+        slow_head.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # never finishes its head
+        assert closed_within(slow_head, 10)
+    with socket.create_connection(("127.0.0.1", srv.port)) as slow_body:
+        slow_body.sendall(b"POST /search HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                          b"Content-Length: 1000\r\n\r\n{\"text\": ")  # stalls inside its body
+        assert closed_within(slow_body, 10)
+    with socket.create_connection(("127.0.0.1", srv.port)) as idle:  # connects and says nothing
+        assert closed_within(idle, 10)
+    with srv.client() as c:  # the server itself is fine
+        assert c.get("/health").status_code == 200
+
+
+def test_leftovers_of_killed_writers_are_cleaned_at_start(served):
+    _, leftovers, fresh = served
+    assert not any(p.exists() for p in leftovers)
+    assert fresh.exists()  # young: maybe another worker's upload in flight
