@@ -7,7 +7,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -64,19 +63,20 @@ def test_concurrent_first_runs_wait_for_each_other(tmp_path):
     coll_dir = tmp_path / "c"
     holder = subprocess.Popen(
         [sys.executable, "-c", SUBPROCESS + f"c = open_collection({str(coll_dir)!r}, encoder='testcolour', "
-         "create=True); print('open', flush=True); time.sleep(3); c.close()"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+         "create=True); print('open', flush=True); sys.stdin.readline(); c.close()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
     assert holder.stdout.readline().strip() == "open"
-    start = time.monotonic()
-    waiter = subprocess.run(
+    waiter = subprocess.Popen(
         [sys.executable, "-c", SUBPROCESS + f"c = open_collection({str(coll_dir)!r}, encoder='testcolour', "
          "create=True); print(c.db.get_meta()['encoder_spec']); c.close()"],
-        capture_output=True, text=True, env=env(), timeout=120)
-    holder.wait(30)
-    assert waiter.returncode == 0, waiter.stderr
-    assert "another process is writing to" in waiter.stderr and "waiting" in waiter.stderr
-    assert waiter.stdout.strip() == "testcolour"
-    assert holder.returncode == 0 and time.monotonic() - start > 1
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+    message = waiter.stderr.readline()  # blocks until the waiter says it waits
+    assert "another process is writing to" in message and "waiting" in message
+    assert waiter.poll() is None  # still waiting
+    holder.communicate("release\n", timeout=60)
+    out, _ = waiter.communicate(timeout=120)
+    assert waiter.returncode == 0 and out.strip() == "testcolour"
+    assert holder.returncode == 0
 
 
 def test_same_process_opens_do_not_deadlock(tmp_path, colour_spec):
