@@ -151,3 +151,20 @@ def test_a_sample_as_real_processes(world, argv, rc, expect):
     assert "Traceback" not in err and expect in err
     assert len([ln for ln in err.splitlines() if "error" in ln]) == (rc == 2)
     assert answers(coll) == before
+
+
+@pytest.mark.parametrize("spec", ["open_clip:ViT-B-32/openai", "hf:openai/clip-vit-base-patch32"])
+def test_uncached_models_fail_at_once_when_the_hub_is_unreachable(monkeypatch, spec):
+    from ravl.encoders import clip_common
+    from ravl.encoders.base import load_encoder
+    from ravl.errors import ModelNotAvailableError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "0")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: refused at once
+    clip_common._hub_unreachable.cache_clear()
+    try:
+        with pytest.raises(ModelNotAvailableError, match="unreachable"):
+            load_encoder(spec)
+    finally:
+        clip_common._hub_unreachable.cache_clear()

@@ -3,22 +3,52 @@ request head or body is disconnected, and leftovers of killed writers are cleane
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import time
 
 import pytest
 
-from test_server_api import Server, assert_error, build_collection
+from conftest import make_image
+from ravl.collection import open_collection
+from ravl.ingest.pipeline import index_sources
+from test_server_api import Server, assert_error
 
 HUGE = "99999999999999999999"
+#: `ravl serve` with the fast fake encoder registered (no model export: quick on busy cores)
+BOOT = ("import sys, fakes; from ravl import registry; registry.register('encoders', 'testcolour', fakes.create); "
+        "from ravl.cli.main import main; sys.exit(main(sys.argv[1:]))")
+
+
+class FakeServer(Server):
+    def __init__(self, collection, *args, log_dir):
+        import subprocess
+        import sys
+
+        from test_server_api import free_port
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log_dir / f"serve-{self.port}.log"
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), *sys.path])}
+        cmd = [sys.executable, "-c", BOOT, "serve", "--collection", str(collection), "--port", str(self.port),
+               "--log-level", "warning", *map(str, args)]
+        with open(self.log, "w") as fh:
+            self.proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
+        self._wait()
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory, skimage_photos):
-    _, built = build_collection(tmp_path_factory, skimage_photos)
-    coll = tmp_path_factory.mktemp("hard") / "coll"
-    shutil.copytree(built, coll)
+def served(tmp_path_factory):
+    import fakes
+    from ravl import registry
+
+    registry.register("encoders", "testcolour", fakes.create)
+    base = tmp_path_factory.mktemp("hard")
+    for word, rgb in {"red": (250, 0, 0), "blue": (0, 0, 250)}.items():
+        make_image(base / "photos" / f"{word}.png", rgb)
+    coll = base / "coll"
+    with open_collection(coll, encoder="testcolour", create=True) as c:
+        index_sources(c, [base / "photos"])
     old = time.time() - 3600
     leftovers = [coll / "uploads" / "ab" / "orphan.png", coll / "uploads" / "ab" / ".x.png.123.tmp",
                  coll / "index" / "images.faiss.abc.tmp"]
@@ -28,8 +58,8 @@ def served(tmp_path_factory, skimage_photos):
         path.write_bytes(b"\x89PNG\r\n\x1a\n")
     for path in leftovers:
         os.utime(path, (old, old))
-    srv = Server(coll, "--allow-writes", "--header-timeout", "1", "--body-timeout", "1",
-                 log_dir=tmp_path_factory.mktemp("logs"))
+    srv = FakeServer(coll, "--allow-writes", "--header-timeout", "1", "--body-timeout", "1",
+                     log_dir=base)
     yield srv, leftovers, fresh
     srv.stop()
 
