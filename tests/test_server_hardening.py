@@ -106,3 +106,26 @@ def test_leftovers_of_killed_writers_are_cleaned_at_start(served):
     _, leftovers, fresh = served
     assert not any(p.exists() for p in leftovers)
     assert fresh.exists()  # young: maybe another worker's upload in flight
+
+
+def test_uploads_images_and_thumbnails_go_through_the_safe_path(served):
+    import io
+
+    from PIL import Image
+
+    srv = served[0]
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 30), (0, 200, 0)).save(buf, format="PNG")
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n"
+    with srv.client() as c:
+        assert_error(c.post("/search", files={"image": ("x.jpg", eps, "image/jpeg")}), 415)
+        assert_error(c.post("/items", files={"image": ("x.jpg", eps, "image/jpeg")}), 415)
+        added = c.post("/items", files={"image": ("g.png", buf.getvalue(), "image/png")}, data={"captions": "green"})
+        assert added.status_code == 201, added.text
+        item = added.json()["item"]["id"]
+        image = c.get(f"/items/{item}/image")
+        assert image.status_code == 200 and image.headers["content-type"] == "image/png"
+        thumb = c.get(f"/items/{item}/thumbnail")
+        assert thumb.status_code == 200 and thumb.content[:3] == b"\xff\xd8\xff"
+        hits = c.post("/search", files={"image": ("q.png", buf.getvalue(), "image/png")}, data={"k": "1"})
+        assert hits.status_code == 200, hits.text
