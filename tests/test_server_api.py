@@ -74,11 +74,12 @@ def free_port() -> int:
 class Server:
     """A `ravl serve` process on a free loopback port, waited for until /health answers."""
 
-    def __init__(self, collection: Path, *args, env=None, log_dir: Path, wait: float = 120):
+    def __init__(self, collection: Path, *args, env=None, log_dir: Path, wait: float = 120,
+                 launcher: list[str] | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log_dir / f"serve-{self.port}.log"
-        cmd = [sys.executable, "-m", "ravl.cli.main", "serve", "--collection", str(collection), "--port", str(self.port),
+        cmd = [*(launcher or [sys.executable, "-m", "ravl.cli.main"]), "serve", "--collection", str(collection), "--port", str(self.port),
                "--log-level", "warning", *map(str, args)]
         with open(self.log, "w") as fh:
             self.proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from . import __version__
-from .encoders.base import Encoder, load_encoder
+from .encoders.base import Encoder, ImageVectors, load_encoder
 from .errors import CollectionError, CollectionNotFoundError, ConfigError, EncoderMismatchError, ItemNotFoundError
 from .fsutil import WriterLock
 from .store.db import DB_NAME, Database, ItemRow, sqlite_errors, translating_sqlite_errors
@@ -54,6 +54,16 @@ def check_k(k: int) -> int:
     if not isinstance(k, int) or k < 1 or k > MAX_K:
         raise ConfigError(f"k must be an integer between 1 and {MAX_K}, got {k!r}")
     return k
+
+
+def check_texts(texts: Sequence[str]) -> None:
+    if not texts or any(not isinstance(t, str) or not t.strip() for t in texts):
+        raise ConfigError("a text query must be a non-empty string")
+    for t in texts:
+        try:
+            t.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ConfigError("a text query holds bytes that are not UTF-8; pass UTF-8 text") from None
 
 
 def check_target(target: str) -> str:
@@ -170,13 +180,7 @@ class Collection:
     def search_text(self, texts: Sequence[str], *, target: Target = "images", k: int = 10):
         """Text -> images (shared space) or text -> captions."""
         check_target(target)
-        if not texts or any(not isinstance(t, str) or not t.strip() for t in texts):
-            raise ConfigError("a text query must be a non-empty string")
-        for t in texts:
-            try:
-                t.encode("utf-8")
-            except UnicodeEncodeError:
-                raise ConfigError("a text query holds bytes that are not UTF-8; pass UTF-8 text") from None
+        check_texts(texts)
         queries = self.encoder.encode_texts(list(texts))
         return self.search_vectors(queries, index=target, k=k)
 
@@ -185,6 +189,12 @@ class Collection:
         """Image -> similar images (image features) or image -> captions (shared space)."""
         check_target(target)
         vecs = self.encoder.embed_images([im.convert("RGB") for im in images])
+        return self.search_image_vectors(vecs, target=target, k=k, exclude_items=exclude_items)
+
+    def search_image_vectors(self, vecs: ImageVectors, *, target: Target = "images", k: int = 10,
+                             exclude_items: Iterable[int] = ()):
+        """:meth:`search_image` with the images' vectors already computed (e.g. by a batcher)."""
+        check_target(target)
         if target == "images":
             return self.search_vectors(vecs.features, index="features", k=k, exclude_items=exclude_items)
         return self.search_vectors(vecs.embedding, index="captions", k=k, exclude_items=exclude_items)

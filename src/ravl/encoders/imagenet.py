@@ -43,6 +43,12 @@ def data_dir() -> Path:
     return folder
 
 
+def data_files() -> list[Path]:
+    """The three class-data files, in a fixed order."""
+    folder = data_dir()
+    return [folder / f for f in _FILES]
+
+
 def _table(path: Path) -> dict[str, str]:
     out = {}
     for line in path.read_text(encoding="utf-8").splitlines():

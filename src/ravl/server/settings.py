@@ -45,6 +45,10 @@ class ServerSettings:
     #: torch intra-op threads in the server process (None leaves torch's default). One thread per
     #: model call is much faster under concurrent load: spinning thread teams fight over the cores.
     model_threads: int | None = 1
+    #: dynamic batching: a model call serves up to this many queued requests (1: no batching) ...
+    batch_size: int = 32
+    #: ... collected for at most this long after the first one (requests queued during a call join the next)
+    batch_wait_ms: float = 2.0
     #: where thumbnails are cached; None: ``<collection>/thumbnails`` or, if not writable, RAVL_HOME
     thumbnail_dir: Path | None = None
     #: image generator spec for POST /imagine (None: /imagine answers 503 with the references)
@@ -81,12 +85,15 @@ class ServerSettings:
             raise ConfigError(f"--workers must be at least 1, got {self.workers}")
         for name, value in (("max_upload_bytes", self.max_upload_bytes), ("max_k", self.max_k),
                             ("imagine_concurrency", self.imagine_concurrency),
-                            ("thumbnail_size", self.thumbnail_size), ("model_threads", self.model_threads or 1)):
+                            ("thumbnail_size", self.thumbnail_size), ("model_threads", self.model_threads or 1),
+                            ("--batch-size", self.batch_size)):
             if value < 1:
                 raise ConfigError(f"{name} must be positive, got {value}")
         for flag, seconds in (("--header-timeout", self.header_timeout), ("--body-timeout", self.body_timeout)):
             if not (isinstance(seconds, (int, float)) and 0 < seconds <= 3600):  # also refuses NaN
                 raise ConfigError(f"{flag} must be between 0 and 3600 seconds, got {seconds}")
+        if not 0 <= self.batch_wait_ms <= 1000:
+            raise ConfigError(f"--batch-wait-ms must be between 0 and 1000, got {self.batch_wait_ms:g}")
         if self.api_key_env and not self.api_key():
             raise ConfigError(f"--api-key-env {self.api_key_env} names an unset or empty environment variable; "
                               f"export {self.api_key_env}=<a long random key> or leave --api-key-env out")

@@ -1,5 +1,6 @@
-"""What the server holds while it runs: the open collection, thread-safe model wrappers, the
-collection's image roots, and the helpers that turn uploads and paths into safe images."""
+"""What the server holds while it runs: the open collection, its encoder behind dynamic batchers,
+locked generators, the collection's image roots, and the helpers that turn uploads and paths
+into safe images."""
 from __future__ import annotations
 
 import hashlib
@@ -9,14 +10,12 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import numpy as np
-
-from ..encoders.base import Encoder, ImageVectors
 from ..errors import ConfigError, InputError
 from ..generate.base import GenerationParams, Generator
 from ..generate.images.base import ImageGenerator
 from ..images import sniff_format
 from ..store.integrity import STALE_TMP_SECONDS, clean_stale_tmp
+from .batcher import BatchedEncoder
 from .errors import NotFoundError, UploadTooLargeError
 from .settings import ServerSettings
 
@@ -24,49 +23,6 @@ from .settings import ServerSettings
 def safe_name(name: str | None) -> str:
     base = os.path.basename((name or "upload").replace("\\", "/")) or "upload"
     return "".join(c for c in base if c.isprintable())[:100] or "upload"
-
-
-class LockedEncoder(Encoder):
-    """Serialises model calls of a shared encoder (tokenizers and sessions are not all re-entrant;
-    on a few cores parallel calls only oversubscribe). Preprocessing stays parallel."""
-
-    def __init__(self, inner: Encoder):
-        self.inner = inner
-        self._lock = threading.Lock()
-        self.spec, self.dim, self.feature_dim = inner.spec, inner.dim, inner.feature_dim
-        self.batch_size, self.image_size_hint = inner.batch_size, inner.image_size_hint
-
-    @property
-    def fingerprint(self) -> str:
-        return self.inner.fingerprint
-
-    def preprocess(self, image) -> np.ndarray:
-        return self.inner.preprocess(image)
-
-    def embed_pixels(self, pixels: np.ndarray) -> ImageVectors:
-        with self._lock:
-            return self.inner.embed_pixels(pixels)
-
-    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
-        with self._lock:
-            return self.inner.encode_texts(texts)
-
-    def describe(self) -> dict:
-        return self.inner.describe()
-
-    def __getattr__(self, name: str):
-        """Optional capabilities of the inner encoder (e.g. ``top_labels``), called under the lock."""
-        if name == "inner":
-            raise AttributeError(name)
-        attr = getattr(self.inner, name)
-        if not callable(attr):
-            return attr
-
-        def locked(*args, **kwargs):
-            with self._lock:
-                return attr(*args, **kwargs)
-
-        return locked
 
 
 class LockedGenerator(Generator):
@@ -108,12 +64,13 @@ class ServerState:
         from ..generate.base import load_generator
 
         settings.check()
-        if settings.model_threads:
-            _set_torch_threads(settings.model_threads)
         probe = open_collection(settings.collection, readonly=True)
         spec = settings.encoder or probe.encoder_spec
         probe.close()
-        encoder = LockedEncoder(load_encoder(spec))
+        inner = load_encoder(spec)
+        if settings.model_threads:
+            _set_torch_threads(settings.model_threads)
+        encoder = BatchedEncoder(inner, max_batch=settings.batch_size, wait_ms=settings.batch_wait_ms)
         readonly = settings.write_mode() == "disabled"
         coll = open_collection(settings.collection, encoder=encoder, readonly=readonly)
         try:
@@ -127,6 +84,7 @@ class ServerState:
             coll.encoder.encode_texts(["warm-up"])  # first call allocates; do it before the first request
         except BaseException:
             coll.close()
+            encoder.close()
             raise
         state = cls(settings, coll, generators)
         state.image_generator = image_generator
@@ -158,6 +116,9 @@ class ServerState:
 
     def close(self) -> None:
         self.collection.close()
+        encoder = self.collection._encoder
+        if isinstance(encoder, BatchedEncoder):
+            encoder.close()
 
     # --- generators ---------------------------------------------------------------------------
     def generator(self, spec: str | None) -> Generator:
@@ -260,11 +221,11 @@ class ServerState:
 
 
 def _set_torch_threads(n: int) -> None:
-    import importlib.util
+    """For torch-based encoders (loaded by now); never imports torch for onnxruntime ones."""
+    import sys
 
-    if importlib.util.find_spec("torch") is not None:
-        import torch
-
+    torch = sys.modules.get("torch")
+    if torch is not None:
         torch.set_num_threads(n)
 
 
