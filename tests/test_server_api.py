@@ -79,7 +79,8 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log_dir / f"serve-{self.port}.log"
-        cmd = [*(launcher or [sys.executable, "-m", "ravl.cli.main"]), "serve", "--collection", str(collection), "--port", str(self.port),
+        cmd = [*(launcher or [sys.executable, "-m", "ravl.cli.main"]), "serve", "--collection", str(collection),
+               "--port", str(self.port),
                "--log-level", "warning", *map(str, args)]
         with open(self.log, "w") as fh:
             self.proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})

@@ -6,9 +6,9 @@ import pytest
 
 from ravl.encoders import load_encoder
 from ravl.encoders.default import FallbackTower, text_tower
+from ravl.encoders.onnx_cache import data_path, sidecar
 from ravl.encoders.text_minilm import MiniLMTextEncoder, model_path
 from ravl.encoders.text_onnx import CHECK_SENTENCES, OnnxTextTower
-from ravl.encoders.onnx_cache import data_path, sidecar
 
 TEXTS = [*CHECK_SENTENCES, "", "A Dog", "a dog", "emoji 🐶 and symbols ©®", "tabs\tand\nnewlines",
          *(f"a photo of item number {i} on a {c} table" for i in range(70) for c in ("red",))]

@@ -12,8 +12,8 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from .config import cache_dir
 from .fsutil import atomic_write_bytes

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..config import cache_dir, env_int
+from ..config import env_int
 from ..errors import ConfigError, SpecError
 from ..specs import Spec
 from . import conse, onnx_cache

@@ -13,8 +13,8 @@ keys the caches by their source weights.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..config import cache_dir
 from ..digests import file_sha256
@@ -79,7 +79,10 @@ def load_or_export(path: Path, export: Callable[[], bytes | tuple[bytes, bytes]]
         except Exception:  # unreadable despite the digest: export again
             pass
     out = export()
-    for f, data in reversed(list(zip(files, out if external_data else (out,)))):  # the graph last
+    parts: tuple[bytes, ...] = out if isinstance(out, tuple) else (out,)
+    if len(parts) != len(files):
+        raise ValueError(f"export of {path.name} returned {len(parts)} file(s), expected {len(files)}")
+    for f, data in reversed(list(zip(files, parts))):  # the graph last: a reader never sees it without its data
         write_verified(f, data)
     try:
         sess = session(str(path), threads)

@@ -17,8 +17,9 @@ from __future__ import annotations
 import json
 import math
 import threading
+from collections.abc import Callable, Sequence
+from typing import Any
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -94,12 +95,9 @@ def build_bert_onnx(folder: Path, weights_location: str) -> tuple[bytes, bytes]:
     for i in range(layers):
         p = f"encoder.layer.{i}."
 
-        def heads_of(name: str, perm: list[int]) -> str:
-            return op("Transpose", op("Reshape", linear(x, p + name), split_shape), perm=perm)
-
-        q = heads_of("attention.self.query", [0, 2, 1, 3])
-        k = heads_of("attention.self.key", [0, 2, 3, 1])
-        v = heads_of("attention.self.value", [0, 2, 1, 3])
+        q, k, v = (op("Transpose", op("Reshape", linear(x, p + name), split_shape), perm=perm)
+                   for name, perm in (("attention.self.query", [0, 2, 1, 3]), ("attention.self.key", [0, 2, 3, 1]),
+                                      ("attention.self.value", [0, 2, 1, 3])))
         att = op("Softmax", op("Add", op("Mul", op("MatMul", q, k), scale), bias), axis=-1)
         ctx = op("Reshape", op("Transpose", op("MatMul", att, v), perm=[0, 2, 1, 3]), merge_shape)
         x = layer_norm(op("Add", linear(ctx, p + "attention.output.dense"), x), p + "attention.output.LayerNorm")
@@ -151,7 +149,7 @@ class OnnxTextTower:
 
     runtime = "onnx"
 
-    def __init__(self, folder: Callable[[], Path], reference: Callable[[], object], *, name: str,
+    def __init__(self, folder: Callable[[], Path], reference: Callable[[], Any], *, name: str,
                  dim: int, max_length: int = 128, batch_size: int = 64, threads: int = 1):
         self._folder, self._reference = folder, reference
         self.name, self.dim = name, dim

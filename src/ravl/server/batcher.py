@@ -14,8 +14,8 @@ import asyncio
 import queue
 import threading
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -27,7 +27,7 @@ _STOP = object()
 class Batcher:
     """``submit(item) -> Future`` of ``fn([item, ...])[i]``; one worker thread per batcher."""
 
-    def __init__(self, fn: Callable[[list], Sequence], *, max_batch: int = 32, wait_ms: float = 2.0,
+    def __init__(self, fn: Callable[[list], Sequence | np.ndarray], *, max_batch: int = 32, wait_ms: float = 2.0,
                  name: str = "batch", lock: threading.Lock | None = None):
         if max_batch < 1 or wait_ms < 0:
             raise ValueError("max_batch must be >= 1 and wait_ms >= 0")

@@ -84,8 +84,9 @@ def build_router(settings: ServerSettings) -> APIRouter:
         if item is not None:
             hits = await run_in_threadpool(coll.search_item, item, target=target, k=k)
             return {"query": {"item": item}, "target": target, "results": hits_json(hits)}
-        check_texts([q])
-        vector = await state.encoder.encode_text_async(q)
+        text = q or ""
+        check_texts([text])
+        vector = await state.encoder.encode_text_async(text)
         hits = (await run_in_threadpool(coll.search_vectors, vector, index=target, k=k))[0]
         return {"query": {"text": q}, "target": target, "results": hits_json(hits)}
 
