@@ -18,8 +18,8 @@ import json
 import math
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
