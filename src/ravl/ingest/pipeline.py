@@ -1,8 +1,9 @@
-"""Ingest: records -> (threads) read, hash, decode, preprocess -> (main) batched encode -> one
-SQLite transaction per batch.
+"""Ingest: records -> (threads) read, hash, decode, preprocess -> (main) batched image encode,
+with captions encoded in their own thread (:mod:`.text_stage`) -> one SQLite transaction per batch.
 
-Decoding overlaps the model: worker threads prepare the next images while the encoder runs
-(both PIL and onnxruntime/torch release the GIL). Each batch commits atomically, so an
+Decoding and caption encoding overlap the image model: worker threads prepare the next images and
+the text stage encodes captions (each distinct caption once per run) while the encoder runs
+(PIL, onnxruntime and torch release the GIL). Each batch commits atomically, so an
 interrupted run keeps every committed batch, and a re-run skips files whose size and mtime are
 unchanged (or whose content hash is already stored), resuming where it stopped.
 """
@@ -22,6 +23,7 @@ from ..errors import ConfigError, ImageError
 from ..images import decode_image, read_file
 from ..store.db import NewItem, translating_sqlite_errors
 from .sources import Record, read_sources
+from .text_stage import TextStage
 
 Progress = Callable[[int, int], None]  # (done, total)
 #: caption texts whose vectors are kept for the rest of a run (datasets often repeat captions)
@@ -138,8 +140,13 @@ def index_sources(collection, sources: Iterable[str], *, images_root=None, split
                          size=len(data), mtime_ns=st.st_mtime_ns, width=width, height=height,
                          seconds=time.perf_counter() - start)
 
-    timing = {"decode": 0.0, "encode_images": 0.0, "encode_texts": 0.0, "write": 0.0}
-    text_cache: dict[str, np.ndarray] = {}
+    timing = {"decode": 0.0, "encode_images": 0.0, "encode_texts": 0.0, "wait_texts": 0.0, "write": 0.0}
+    stage = TextStage(encoder.encode_texts, cache_size=TEXT_CACHE_SIZE)
+
+    def captions_wanted(p: _Prepared) -> list[str]:
+        """All of a new item's captions; the unseen ones of an existing item."""
+        have = set(known_caps.get(p.item_id, ())) if p.kind != "reuse" and p.item_id else set()
+        return [c for c in p.record.captions if c not in have]
     batch: list[_Prepared] = []
     side: list[_Prepared] = []  # touch / reuse entries committed with the next batch
     done = 0
@@ -148,23 +155,12 @@ def index_sources(collection, sources: Iterable[str], *, images_root=None, split
         nonlocal batch, side
         if not batch and not side:
             return
+        wanted = [(p, c) for p in batch + side for c in captions_wanted(p)]
+        handle = stage.request([c for _, c in wanted], start=True)  # encodes while the images do
         t = time.perf_counter()
         vecs = encoder.embed_pixels(np.stack([p.pixels for p in batch if p.pixels is not None])) if batch else None
         timing["encode_images"] += time.perf_counter() - t
-        # captions to add: all of a new item's, and the unseen ones of existing items
-        wanted: list[tuple[_Prepared, str]] = []
-        for p in batch + side:
-            have = set(known_caps.get(p.item_id, ())) if p.kind != "reuse" and p.item_id else set()
-            wanted += [(p, c) for c in p.record.captions if c not in have]
-        t = time.perf_counter()
-        needed = {c for _, c in wanted}
-        if len(text_cache) + len(needed) > TEXT_CACHE_SIZE:
-            text_cache.clear()
-        texts = sorted(needed - text_cache.keys())
-        if texts:
-            text_cache.update(zip(texts, encoder.encode_texts(texts)))
-        text_vecs = text_cache
-        timing["encode_texts"] += time.perf_counter() - t
+        text_vecs = stage.vectors(handle)
         t = time.perf_counter()
         new_items, touched, extra = [], [], []
         for i, p in enumerate(batch):
@@ -209,6 +205,8 @@ def index_sources(collection, sources: Iterable[str], *, images_root=None, split
     try:
         for prepared in _bounded_map(pool, prepare, records, ahead=batch_size * 2 + workers):
             timing["decode"] += prepared.seconds
+            if prepared.kind != "skip":
+                stage.request(captions_wanted(prepared))  # queued now, encoded in the text thread
             if prepared.kind == "skip":
                 report.skipped.append((prepared.record.uri, prepared.reason))
             elif prepared.kind == "new":
@@ -225,6 +223,8 @@ def index_sources(collection, sources: Iterable[str], *, images_root=None, split
         report.interrupted = True
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        stage.close()
+        timing["encode_texts"], timing["wait_texts"] = stage.seconds, stage.wait_seconds
     if not report.interrupted:
         t = time.perf_counter()
         collection.refresh_indexes()
