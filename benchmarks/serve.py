@@ -7,6 +7,12 @@ process on loopback and drives it with N client threads (one HTTP keep-alive con
     .venv/bin/python benchmarks/serve.py                      # 10,000 images under $RAVL_HOME/bench-serve
     .venv/bin/python benchmarks/serve.py --collection DIR     # an existing collection
     .venv/bin/python benchmarks/serve.py --images 2000 --seconds 5
+    .venv/bin/python benchmarks/serve.py --synthetic --baseline-src /path/to/old/src   # same-run ratio
+
+--synthetic uses benchmarks/startup.py's collection (10k items with random vectors: text search
+cost does not depend on their values, and it builds in seconds); --baseline-src also runs every
+level against a server importing ravl from another source tree (e.g. a checkout of an older
+commit), so the two are compared in one run on the same machine.
 
 The load generator runs on the same machine as the server, so on a small machine both compete
 for the cores; the figures are end-to-end (HTTP + text encoder + FAISS + JSON).
@@ -84,13 +90,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(collection: Path, extra: list[str]) -> tuple[subprocess.Popen, str]:
+def start_server(collection: Path, extra: list[str], src: str | None = None) -> tuple[subprocess.Popen, str]:
     import httpx
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "PYTHONPATH": src} if src else None
     proc = subprocess.Popen([sys.executable, "-m", "ravl.cli.main", "serve", "--collection", str(collection), "--port",
-                             str(port), "--log-level", "warning", *extra], stderr=subprocess.DEVNULL)
+                             str(port), "--log-level", "warning", *extra], stderr=subprocess.DEVNULL, env=env)
     t = time.perf_counter()
     while time.perf_counter() - t < 300:
         if proc.poll() is not None:
@@ -167,36 +174,60 @@ def main() -> int:
     ap.add_argument("--clients", default="1,4,16", help="concurrency levels (default 1,4,16)")
     ap.add_argument("--k", type=int, default=10, help="results per query (default 10)")
     ap.add_argument("--serve-args", default="", help="extra arguments for 'ravl serve', e.g. '--threads 2'")
+    ap.add_argument("--synthetic", action="store_true", help="use a synthetic 10k-item collection (see above)")
+    ap.add_argument("--baseline-src", default=None, help="also measure a server importing ravl from this folder")
+    ap.add_argument("--baseline-args", default="", help="extra 'ravl serve' arguments for the baseline server")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON too")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.synthetic and args.collection is None:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from startup import build_synthetic
+
+        from ravl.config import ravl_home
+
+        args.collection = build_synthetic(ravl_home() / f"bench-startup-{args.images}", args.images)
     if args.collection is None:
         from ravl.config import ravl_home
 
         args.collection = ravl_home() / f"bench-serve-{args.images}"
         if not (args.collection / "ravl.sqlite").exists():
             build(args.collection, args.images)
-    proc, url = start_server(args.collection, args.serve_args.split())
-    try:
-        import httpx
+    texts = queries()
+    runs = [("this", args.serve_args, None)]
+    if args.baseline_src:
+        runs.append(("baseline", args.baseline_args, args.baseline_src))
+    results, info = {}, {}
+    for label, extra, src in runs:
+        proc, url = start_server(args.collection, extra.split(), src)
+        try:
+            import httpx
 
-        info = httpx.get(url + "/info").json()
-        texts = queries()
-        with httpx.Client(base_url=url) as c:  # warm-up: every query once
-            for q in texts[:50]:
-                c.get("/search", params={"q": q, "k": args.k}).raise_for_status()
-        rows = [run_level(url, int(n), args.seconds, args.k, texts) for n in args.clients.split(",")]
-    finally:
-        proc.terminate()
-        proc.wait(15)
+            info = httpx.get(url + "/info").json()
+            with httpx.Client(base_url=url) as c:  # warm-up
+                for q in texts[:50]:
+                    c.get("/search", params={"q": q, "k": args.k}).raise_for_status()
+            results[label] = [run_level(url, int(n), args.seconds, args.k, texts) for n in args.clients.split(",")]
+        finally:
+            proc.terminate()
+            proc.wait(15)
+    load = os.getloadavg()
     print(f"ravl serve text search: {info['images']} images, {info['captions']} captions, encoder {info['encoder']}, "
-          f"k={args.k}, {args.seconds:.0f}s per level, {os.cpu_count()} CPUs, load avg {os.getloadavg()[0]:.1f}")
-    print(f"{'clients':>7} {'requests':>8} {'errors':>6} {'q/s':>7} {'p50 ms':>7} {'p99 ms':>7}")
-    for r in rows:
-        print(f"{r['clients']:>7} {r['requests']:>8} {r['errors']:>6} {r['qps']:>7.1f} {r['p50_ms']:>7.1f} "
-              f"{r['p99_ms']:>7.1f}")
+          f"k={args.k}, {args.seconds:.0f}s per level, {os.cpu_count()} CPUs, load avg "
+          f"{load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}")
+    print(f"{'server':>8} {'clients':>7} {'requests':>8} {'errors':>6} {'q/s':>7} {'p50 ms':>7} {'p99 ms':>7}"
+          + (f" {'q/s x base':>10}" if "baseline" in results else ""))
+    for label, rows in results.items():
+        for i, r in enumerate(rows):
+            ratio = ""
+            if "baseline" in results:
+                ratio = f" {r['qps'] / results['baseline'][i]['qps']:>10.2f}"
+            print(f"{label:>8} {r['clients']:>7} {r['requests']:>8} {r['errors']:>6} {r['qps']:>7.1f} "
+                  f"{r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f}{ratio}")
+    rows = results["this"]
     if args.json:
-        print(json.dumps({"info": {k: info[k] for k in ("images", "captions", "encoder")}, "levels": rows}))
+        print(json.dumps({"info": {k: info[k] for k in ("images", "captions", "encoder")}, "levels": rows,
+                          "runs": results, "loadavg": load}))
     return 0
 
 
