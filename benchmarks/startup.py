@@ -77,6 +77,8 @@ def main() -> int:
     ap.add_argument("--collection", type=Path, default=None, help="existing collection (default: synthetic)")
     ap.add_argument("--images", type=int, default=10_000, help="items in the synthetic collection (default 10000)")
     ap.add_argument("--runs", type=int, default=7, help="runs of each command (median reported; default 7)")
+    ap.add_argument("--baseline-src", default=None,
+                    help="also time `ravl search --text` importing ravl from this folder (e.g. an older checkout)")
     ap.add_argument("--skip-fresh", action="store_true", help="skip the fresh-RAVL_HOME first search")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON too")
     args = ap.parse_args()
@@ -95,12 +97,17 @@ def main() -> int:
     }
     if image.exists():
         cmds["ravl search --image"] = ravl + ["search", "--collection", str(coll), "--image", str(image), "--k", "5"]
-    for cmd in cmds.values():  # warm-up: exports (once per RAVL_HOME), page cache, .pyc files
-        timed(cmd, env)
+    envs = {name: env for name in cmds}
+    if args.baseline_src:
+        name = f"ravl search --text, ravl from {args.baseline_src}"
+        cmds[name] = cmds["ravl search --text"]
+        envs[name] = {**env, "PYTHONPATH": args.baseline_src}
+    for name, cmd in cmds.items():  # warm-up: exports (once per RAVL_HOME), page cache, .pyc files
+        timed(cmd, envs[name])
     times: dict[str, list[float]] = {name: [] for name in cmds}
     for _ in range(args.runs):  # interleaved, so load changes hit every command alike
         for name, cmd in cmds.items():
-            times[name].append(timed(cmd, env))
+            times[name].append(timed(cmd, envs[name]))
     med = {name: statistics.median(v) for name, v in times.items()}
     floor = med[next(iter(cmds))]
     fresh = None
