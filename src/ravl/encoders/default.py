@@ -21,6 +21,7 @@ onnxruntime fails; see ``describe()['onnx_fallback']``), ``topk=`` and
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 import tempfile
@@ -32,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..config import env_int
+from ..config import cache_dir, env_int
 from ..errors import ConfigError, SpecError
 from ..specs import Spec
 from . import conse, onnx_cache
@@ -138,10 +139,23 @@ def _versions() -> str:
 
 
 def onnx_cache_path() -> Path:
-    """Cache file for the exported CNN, keyed by the weights, the exporter versions and EXPORT_VERSION."""
+    """Cache file for the exported CNN, keyed by the weights, the exporter versions and EXPORT_VERSION
+    (the same name as before the cache moved to :mod:`.onnx_cache`, so existing exports stay valid;
+    the key is memoised by the weights file's identity instead of re-hashing 18 MB per image query)."""
+    from ..digests import memoised
     from .packaged import weights_path
 
-    return onnx_cache.cache_path(IMAGE_MODEL, weights_path(), f"{EXPORT_VERSION};{_versions()}")
+    weights, settings = weights_path(), f"{EXPORT_VERSION};{_versions()}"
+
+    def key() -> str:
+        h = hashlib.sha256()
+        with open(weights, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        h.update(settings.encode())
+        return h.hexdigest()[:16]
+
+    return cache_dir("onnx") / f"{IMAGE_MODEL}-{memoised(f'cnn-onnx-key:{settings}', [weights], key)}.onnx"
 
 
 def export_onnx() -> bytes:
