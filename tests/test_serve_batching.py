@@ -19,26 +19,27 @@ TESTS = Path(__file__).resolve().parent
 
 
 def test_batcher_batches_and_fans_results_back():
-    gate = threading.Event()
+    gate, entered = threading.Event(), threading.Event()
     calls = []
 
     def model(items):
-        gate.wait(10)
+        entered.set()
+        gate.wait(30)
         calls.append(len(items))
         return [x * 2 for x in items]
 
     b = Batcher(model, max_batch=8, wait_ms=0)
     try:
         first = b.submit(0)  # occupies the model while the others queue up
-        time.sleep(0.05)
+        assert entered.wait(30)
         rest = [b.submit(i) for i in range(1, 20)]
         gate.set()
-        assert first.result(10) == 0 and [f.result(10) for f in rest] == [2 * i for i in range(1, 20)]
-        assert calls[0] == 1 and max(calls) == 8 and sum(calls) == 20
-        assert b.stats()["largest_batch"] == 8
+        assert first.result(30) == 0 and [f.result(30) for f in rest] == [2 * i for i in range(1, 20)]
+        assert calls == [1, 8, 8, 3]
+        assert b.stats()["largest_batch"] == 8 and b.stats()["items"] == 20
         failing = Batcher(lambda items: 1 / 0, max_batch=4, wait_ms=0)
         with pytest.raises(ZeroDivisionError):
-            failing.submit(1).result(10)
+            failing.submit(1).result(30)
         failing.close()
     finally:
         b.close()
