@@ -7,7 +7,7 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 from ..errors import ConfigError, InputError
@@ -113,6 +113,11 @@ class ServerState:
                 except OSError:
                     pass
         return removed
+
+    @property
+    def encoder(self) -> BatchedEncoder:
+        """The collection's encoder behind the server's batchers (fingerprint checked at open)."""
+        return self.collection.encoder  # type: ignore[return-value]
 
     def close(self) -> None:
         self.collection.close()
