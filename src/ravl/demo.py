@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -60,10 +61,22 @@ def write_stamps_manifest(path: Path) -> int:
     return len(stamps)
 
 
-def run_demo(collection_dir: Path, *, use_stamps: bool = True, k: int = 5,
-             progress: Callable[[int, int], None] | None = None) -> dict:
-    """Build (or update) the demo collection and run a few searches and a caption on it."""
+#: the question the demo asks about its first held-out photo
+DEMO_QUESTION = "What is in the picture?"
+
+
+def run_demo(collection_dir: Path, *, use_stamps: bool = True, k: int = 5, generator: str | None = None,
+             progress: Callable[[int, int], None] | None = None,
+             on_status: Callable[[str], None] | None = None) -> dict:
+    """Build (or update) the demo collection and run a few searches, captions and a question on it.
+
+    ``generator``: the language model that captions the held-out photos and answers
+    :data:`DEMO_QUESTION` (default: the bundled SmolLM2 when installed, else consensus only).
+    ``on_status`` hears one line before each slow step."""
+    from .ask import ask_image
     from .collection import open_collection
+    from .generate.base import load_generator
+    from .generate.defaults import default_generator
     from .images import load_image
     from .ingest.pipeline import index_sources
     from .rag import caption_image
@@ -100,6 +113,25 @@ def run_demo(collection_dir: Path, *, use_stamps: bool = True, k: int = 5,
             image = load_image(first).image
             result["image_search"] = {"query": str(first),
                                       "results": [h.to_dict() for h in coll.search_image([image], k=k)[0]]}
-            result["captions"] = [caption_image(coll, load_image(p).image, k=k, name=str(p)).to_dict()
-                                  for p in held.values()]
+            spec = generator or default_generator("demo")
+            if spec != "consensus" and on_status:
+                on_status(f"loading the language model {spec} (first use builds its cache, about a minute)")
+            t = time.perf_counter()
+            gen = load_generator(spec)
+            result["generator"] = {"spec": gen.spec, "load_seconds": round(time.perf_counter() - t, 2)}
+            captions = []
+            for path in held.values():
+                image = load_image(path).image
+                t = time.perf_counter()
+                row = caption_image(coll, image, k=k, generator=gen, name=str(path)).to_dict()
+                row["seconds"] = round(time.perf_counter() - t, 2)
+                if gen.is_language_model:  # the consensus pick beside the model's words
+                    row["consensus"] = row["candidates"][0]["caption"] if row["candidates"] else ""
+                captions.append(row)
+            result["captions"] = captions
+            if gen.is_language_model:
+                question_image = next(iter(held.values()))
+                answer = ask_image(coll, load_image(question_image).image, DEMO_QUESTION, k=k, generator=gen,
+                                   ocr=False, name=str(question_image))
+                result["ask"] = answer.to_dict()
     return result

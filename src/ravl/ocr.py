@@ -238,6 +238,29 @@ def parse_translation(answer: str, n: int) -> list[str | None]:
     return out
 
 
+#: spec families known to be too small to translate (checked before loading them)
+NO_TRANSLATION_FAMILIES = ("smollm2",)
+
+
+def check_can_translate(generator: "Generator | str", *, force: bool = False) -> None:
+    """Raise :class:`ConfigError` for a model that declares it cannot translate, unless ``force``."""
+    if force:
+        return
+    if isinstance(generator, str):
+        from .specs import parse_spec
+
+        refused = parse_spec(generator).family in NO_TRANSLATION_FAMILIES
+        name = generator
+    else:
+        refused = not getattr(generator, "can_translate", True)
+        name = generator.spec
+    if refused:
+        raise ConfigError(
+            f"{name!r} is too small to translate (SmolLM2-135M turned '停车', 'stop', into nonsense; see "
+            "docs/generation.md); use a larger model, e.g. --generator 'openai:llama3.2?base_url="
+            "http://localhost:11434/v1', or pass --force to try anyway")
+
+
 def translate_lines(lines: Sequence[TextLine | str], target_lang: str, generator: Generator, *,
                     params: GenerationParams | None = None) -> list[str | None]:
     """Translate each line through ``generator``; one model call for all lines.

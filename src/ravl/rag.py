@@ -3,7 +3,7 @@ always returning the evidence (provenance) with the text."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from PIL import Image
@@ -12,6 +12,7 @@ from .collection import Collection, ImageHit
 from .errors import GenerationError
 from .generate.base import GenerationParams, Generator, load_generator
 from .generate.consensus import consensus_select
+from .generate.fit import fit_prompt
 from .generate.prompts import caption_prompt
 
 #: how many consensus-ranked captions go into a language model's prompt (SmallCap uses 4)
@@ -28,11 +29,12 @@ class CaptionResult:
     candidates: list[dict] = field(default_factory=list)  # caption, image_id, consensus score
     prompt: str | None = None
     error: str | None = None
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {"image": self.image, "caption": self.caption, "method": self.method, "generator": self.generator,
                 "neighbours": [n.to_dict() for n in self.neighbours], "candidates": self.candidates,
-                "prompt": self.prompt, "error": self.error}
+                "prompt": self.prompt, "error": self.error, "notes": self.notes}
 
 
 def _resolve_generator(generator: str | Generator | None) -> Generator:
@@ -78,10 +80,17 @@ def caption_image(collection: Collection, image: Image.Image, *, k: int = 5,
     result = CaptionResult(name, texts[order[0]], "consensus", gen.spec, neighbours, candidates)
     if not gen.is_language_model:
         return result
-    prompt = caption_prompt([c["caption"] for c in candidates[:PROMPT_CAPTIONS]], template)
+    prompt, _, note = fit_prompt(gen, lambda caps: caption_prompt(caps, template),
+                                 [c["caption"] for c in candidates[:PROMPT_CAPTIONS]],
+                                 answer_tokens=params.max_tokens, shorten=lambda cap, n: cap[:n])
+    if note:
+        result.notes.append(note)
     result.prompt = prompt
+    if not params.stop:  # a caption is one line: stop there rather than write on
+        params = replace(params, stop=("\n",))
     try:
         text = gen.generate(prompt, params=params, image=image if gen.supports_images else None).strip()
+        text = _strip_echo(text.split("\n")[0].strip(), prompt)
     except GenerationError as exc:
         result.error = f"generator {gen.spec} failed, consensus caption returned instead: {exc}"
         return result
@@ -90,3 +99,13 @@ def caption_image(collection: Collection, image: Image.Image, *, k: int = 5,
     else:
         result.error = f"generator {gen.spec} returned no text; consensus caption returned instead"
     return result
+
+
+def _strip_echo(text: str, prompt: str) -> str:
+    """Drop the prompt's last words when the model repeats them ("This image shows a frog." ->
+    "A frog."), so a chat model's caption reads like a caption."""
+    tail = prompt.rstrip().splitlines()[-1].strip() if prompt.strip() else ""
+    if len(tail) < 4 or not text.lower().startswith(tail.lower()):
+        return text
+    rest = text[len(tail):].lstrip(" :,-")
+    return rest[:1].upper() + rest[1:] if rest else text

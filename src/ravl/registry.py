@@ -33,6 +33,7 @@ _BUILTIN: dict[str, dict[str, str]] = {
         "hf": "ravl.generate.hf_backend:create",
         "openai": "ravl.generate.openai_backend:create",
         "llamacpp": "ravl.generate.llamacpp_backend:create",
+        "smollm2": "ravl.generate.smollm2:create",
     },
     "image_generators": {
         "diffusers": "ravl.generate.images.diffusers_backend:create",

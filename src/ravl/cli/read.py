@@ -17,6 +17,8 @@ def add_parser(sub) -> None:
     p.add_argument("--translate-to", metavar="LANG", help="translate the lines into LANG through --generator")
     p.add_argument("--generator", "-g", metavar="SPEC", default=None,
                    help="language model for --translate-to, e.g. 'openai:llama3.2?base_url=http://localhost:11434/v1'")
+    p.add_argument("--force", action="store_true",
+                   help="translate even with a model that declares it cannot (the bundled 'smollm2' is too small)")
     p.add_argument("--max-tokens", type=int, default=None, help="translation length limit (default: from the text)")
     p.add_argument("--seed", type=int, default=None, help="seed for sampling")
     p.add_argument("--json", action="store_true", help="one JSON object per image: lines with boxes and confidences")
@@ -36,7 +38,11 @@ def run(args) -> int:
         if not args.generator:
             raise ConfigError("--translate-to needs a language model: add --generator SPEC, e.g. "
                               "'openai:llama3.2?base_url=http://localhost:11434/v1'")
+        from ..ocr import check_can_translate
+
+        check_can_translate(args.generator, force=args.force)  # before a slow model load
         generator = load_generator(args.generator)
+        check_can_translate(generator, force=args.force)
     elif args.generator:
         raise ConfigError("--generator is only used with --translate-to LANG")
     params = None

@@ -17,6 +17,9 @@ class GenerationParams:
     max_tokens: int = 48
     temperature: float = 0.0  # 0 means greedy decoding
     seed: int | None = None
+    #: generation ends at the first of these strings (not included); backends that cannot stop
+    #: early may ignore it, so callers still cut the text themselves
+    stop: tuple[str, ...] = ()
 
 
 class Generator(ABC):
@@ -28,6 +31,8 @@ class Generator(ABC):
     is_language_model: bool = True
     #: True when :meth:`generate` accepts ``on_text=callback`` and streams chunks to it
     supports_streaming: bool = False
+    #: False for models too small to translate (``ravl read --translate-to`` refuses them unless forced)
+    can_translate: bool = True
 
     @abstractmethod
     def generate(self, prompt: str, *, params: GenerationParams = GenerationParams(),

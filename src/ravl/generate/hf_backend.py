@@ -128,10 +128,33 @@ def _sampling(params: GenerationParams, model: Any, tokenizer: Any) -> dict[str,
         kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
     else:
         kwargs.update(do_sample=True, temperature=float(params.temperature))
+    if params.stop:
+        kwargs["stopping_criteria"] = _stop_after_text(tokenizer, params.stop)
     gen_config = model.generation_config
     if gen_config.pad_token_id is None and getattr(tokenizer, "pad_token_id", None) is None:
         kwargs["pad_token_id"] = _first(gen_config.eos_token_id)
     return kwargs
+
+
+def _stop_after_text(tokenizer: Any, stop: tuple[str, ...]) -> Any:
+    """Stop once the new text, leading whitespace aside, contains a stop string (so a caption that
+    starts with a blank line is not cut to nothing, as ``stop_strings`` would)."""
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class _Stop(StoppingCriteria):
+        def __init__(self) -> None:
+            self.start: int | None = None
+
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            import torch
+
+            if self.start is None:  # the first call comes after one new token
+                self.start = input_ids.shape[1] - 1
+            text = tokenizer.decode(input_ids[0, self.start:], skip_special_tokens=True).lstrip()
+            done = any(s and s in text for s in stop)
+            return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([_Stop()])
 
 
 def _streamer(tokenizer: Any, on_text: Callable[[str], None] | None) -> Any:
@@ -194,6 +217,16 @@ class HFCausalLMGenerator(Generator):
         return self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
                                                   add_generation_prompt=True)
 
+    @property
+    def context_tokens(self) -> int | None:
+        """How many tokens (prompt + answer) the model can attend to, from its config."""
+        value = getattr(self.model.config, "max_position_embeddings", None)
+        return int(value) if value else None
+
+    def count_tokens(self, prompt: str) -> int:
+        """Tokens the model sees for ``prompt`` (chat template included)."""
+        return int(self._encode(prompt)["input_ids"].shape[1])
+
     def _encode(self, prompt: str) -> Any:
         if self.use_chat:  # the template already holds any BOS/special tokens it wants
             return self.tokenizer(self.render_prompt(prompt), return_tensors="pt", add_special_tokens=False)
@@ -209,8 +242,23 @@ class HFCausalLMGenerator(Generator):
         kwargs = _sampling(params, self.model, self.tokenizer)
         kwargs["streamer"] = _streamer(self.tokenizer, on_text)
         n_in = inputs["input_ids"].shape[1]
+        limit = self.context_tokens
+        if limit and n_in >= limit:
+            raise GenerationError(f"{self.spec!r}: the prompt is {n_in} tokens, more than the model's context of "
+                                  f"{limit}; shorten the question or the template")
+        if limit and n_in + kwargs["max_new_tokens"] > limit:
+            kwargs["max_new_tokens"] = limit - n_in  # the answer gets what room is left
         output = _run_generate(self, inputs, kwargs, params)
-        return self.tokenizer.decode(output[0, n_in:], skip_special_tokens=True).strip()
+        return _cut(self.tokenizer.decode(output[0, n_in:], skip_special_tokens=True), params.stop)
+
+
+def _cut(text: str, stop: tuple[str, ...]) -> str:
+    """``text`` (leading whitespace aside) up to the first stop string."""
+    text = text.lstrip()
+    for s in stop:
+        if s and s in text:
+            text = text[: text.index(s)]
+    return text.strip()
 
 
 class HFVisionGenerator(Generator):

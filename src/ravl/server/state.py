@@ -34,6 +34,13 @@ class LockedGenerator(Generator):
         self.spec, self.supports_images = inner.spec, inner.supports_images
         self.is_language_model = inner.is_language_model
 
+    def __getattr__(self, name: str):
+        """Everything else (``count_tokens``, ``context_tokens``, ``can_translate``) from the model."""
+        inner = self.__dict__.get("inner")
+        if inner is None:
+            raise AttributeError(name)
+        return getattr(inner, name)
+
     def generate(self, prompt: str, *, params: GenerationParams = GenerationParams(), image=None) -> str:
         with self._lock:
             return self.inner.generate(prompt, params=params, image=image)

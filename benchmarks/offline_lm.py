@@ -1,0 +1,224 @@
+"""Consensus vs the bundled SmolLM2 for retrieval-augmented captioning, and ``ravl ask`` accuracy.
+
+    python benchmarks/offline_lm.py --workdir /tmp/ravl-lm-bench [--n 150] [--emoji DIR] [--skip-ask]
+
+Captioning: leave-one-out on a fixed subset (every k-th item, sorted by path) of the Tux Paint
+stamps (Debian ``tuxpaint-stamps-default``) and, with ``--emoji``, of an npm
+``emoji-datasource-google`` / ``-twitter`` folder (the emoji's Unicode name as its caption). The
+whole set is the retrieval datastore; each evaluated image is excluded from its own retrieval.
+Scores are BLEU-4, METEOR, ROUGE-L and CIDEr-D as pycocoevalcap computes them (Java backend when
+present), and seconds per caption measured in the same run.
+
+Prompts compared (all with k=5 neighbours, the 4 best consensus-ranked captions in the prompt):
+
+* ``smallcap-plain`` — SmallCap's template continued as plain text (``smollm2?chat=0``);
+* ``smallcap-chat`` — the same text inside SmolLM2's chat template;
+* ``instruct`` — an instruction in the chat template: "write one short caption in the same style".
+
+``ask``: questions with known answers written from the stamps' descriptions; an answer is right
+when it contains one of the accepted words, and a citation is valid when it names evidence whose
+text contains the answer word.
+
+The emoji reader here is minimal (issue 12 adds a proper one): ``emoji.json`` gives each image's
+file name and Unicode name; flags are left out.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+INSTRUCT = ("Here are captions of images similar to a new image:\n\n{captions}\n\n"
+            "Write one short caption for the new image, in the same style. Reply with the caption only.")
+PROMPTS = {"smallcap-plain": ("smollm2?chat=0", None), "smallcap-chat": ("smollm2", None),
+           "instruct": ("smollm2", INSTRUCT)}
+
+# (stamp file stem, question, accepted answer words) written from the stamps' descriptions
+QUESTIONS = [
+    ("animals/birds/crow", "What animal is this?", ("crow", "bird")),
+    ("animals/birds/magpie", "What animal is this?", ("magpie", "bird")),
+    ("animals/mammals/camel/camel", "What animal is this?", ("camel",)),
+    ("animals/mammals/giraffe", "What animal is this?", ("giraffe",)),
+    ("food/fruit/strawberry", "What fruit is this?", ("strawberr",)),
+    ("food/fruit/lemon", "What fruit is this?", ("lemon",)),
+    ("food/vegetables/carrot", "What vegetable is this?", ("carrot",)),
+    ("food/vegetables/garlic", "What vegetable is this?", ("garlic",)),
+    ("plants/flowers/rose", "What flower is this?", ("rose",)),
+    ("hobbies/music/string/guitar_electric", "What musical instrument is this?", ("guitar",)),
+    ("household/dishes/coffeecup", "What drink is this?", ("coffee",)),
+    ("household/tools/wrench", "What tool is this?", ("wrench", "spanner")),
+    ("vehicles/auto/beetle", "What kind of vehicle is this?", ("car", "beetle")),
+    ("vehicles/construction/cartoon/terex", "What kind of vehicle is this?", ("truck",)),
+    ("vehicles/flight/cartoon/eddieCopter", "What kind of vehicle is this?", ("helicopter",)),
+]
+
+
+STOP = {"this", "that", "image", "shows", "evidence", "there", "with", "from", "what", "which", "cannot", "tell"}
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def emoji_manifest(folder: Path, out: Path) -> int:
+    """A JSONL manifest of an emoji-datasource-* folder: 64px PNG + lower-cased Unicode name."""
+    data = json.loads((folder / "emoji.json").read_text(encoding="utf-8"))
+    vendor = folder.name.split("-")[-1]
+    n = 0
+    with open(out, "w", encoding="utf-8") as fh:
+        for e in data:
+            img = folder / "img" / vendor / "64" / e["image"]
+            if e.get("category") == "Flags" or not img.is_file() or not e.get("name"):
+                continue
+            fh.write(json.dumps({"image": str(img), "caption": e["name"].lower()}) + "\n")
+            n += 1
+    return n
+
+
+def stamps_manifest(out: Path) -> int:
+    from ravl.demo import write_stamps_manifest
+
+    return write_stamps_manifest(out)
+
+
+def collection_for(workdir: Path, name: str, manifest: Path):
+    from ravl.collection import open_collection
+    from ravl.ingest.pipeline import index_sources
+
+    coll = open_collection(workdir / name, create=True)
+    t = time.perf_counter()
+    report = index_sources(coll, [str(manifest)])
+    log(f"{name}: indexed in {time.perf_counter() - t:.0f} s ({report.to_dict().get('added', '?')} added)")
+    return coll
+
+
+def subset(records, n: int):
+    records = sorted(records, key=lambda r: r.uri)
+    step = max(1, len(records) // n)
+    return records[::step][:n]
+
+
+def caption_runs(coll, records, workdir: Path, name: str, prompts: list[str]) -> list[dict]:
+    from ravl.eval.captioning import evaluate_captioning
+    from ravl.generate.base import GenerationParams, load_generator
+
+    rows = []
+    params = GenerationParams(max_tokens=24)
+    loaded: dict[str, object] = {}
+    for label in ["consensus", *prompts]:
+        spec, template = ("consensus", None) if label == "consensus" else PROMPTS[label]
+        if spec not in loaded:
+            t = time.perf_counter()
+            loaded[spec] = load_generator(spec)
+            log(f"loaded {spec} in {time.perf_counter() - t:.1f} s")
+        t = time.perf_counter()
+        run = evaluate_captioning(coll, records, generator=loaded[spec], k=5, leave_one_out=True, params=params,
+                                  template=template, cache_dir=workdir / f"cache-{name}-{label}")
+        seconds = time.perf_counter() - t
+        metrics = dict(run.scores.corpus)
+        gen_s = run.seconds.get("generate", 0.0)
+        row = {"dataset": name, "prompt": label, "n": len(records), "computed": run.computed,
+               "s_per_caption": round(gen_s / max(1, run.computed), 3), "wall_s": round(seconds, 1),
+               "errors": run.n_errors, "metrics": metrics,
+               "examples": [(u.rsplit("/", 1)[-1], row["caption"], run.references[u][0])
+                            for u, row in list(run.captions.items())[:6]]}
+        rows.append(row)
+        log(json.dumps({k: v for k, v in row.items() if k != "examples"}))
+    return rows
+
+
+def ask_runs(coll, questions, spec: str = "smollm2") -> dict:
+    from ravl.ask import ask_image
+    from ravl.generate.base import load_generator
+    from ravl.ingest.images import load_image
+
+    items = {Path(u).with_suffix("").as_posix(): (item_id, u) for u, (item_id, *_rest) in coll.db.file_states().items()}
+    gen = load_generator(spec)
+    results: list[dict] = []
+    stats = dict.fromkeys(("correct", "cited", "citations", "supporting", "reachable"), 0)
+    for stem, question, accepted in questions:
+        match = [key for key in items if key.endswith(stem)]
+        if not match:
+            log(f"ask: no stamp {stem}, skipped")
+            continue
+        item_id, uri = items[match[0]]
+        t = time.perf_counter()
+        res = ask_image(coll, load_image(uri).image, question, k=5, generator=gen, ocr=False, labels=3,
+                        exclude_items=[item_id])
+        answer = res.answer.lower()
+        ok = any(a in answer for a in accepted)
+        words = {w for w in re.findall(r"[a-z]{4,}", answer)} - STOP
+        good = [c for c in res.citations if words & set(re.findall(r"[a-z]{4,}", res.evidence[c - 1]["text"].lower()))]
+        reachable = any(a in ev["text"].lower() for ev in res.evidence for a in accepted)
+        stats["correct"] += ok
+        stats["cited"] += bool(res.citations)
+        stats["citations"] += len(res.citations)
+        stats["supporting"] += len(good)
+        stats["reachable"] += reachable
+        results.append({"stamp": stem, "question": question, "answer": res.answer, "correct": ok,
+                        "answer_in_evidence": reachable, "citations": res.citations, "supporting_citations": good,
+                        "seconds": round(time.perf_counter() - t, 2)})
+        log(json.dumps(results[-1], ensure_ascii=False))
+    n = len(results)
+    return {"n": n, "accuracy": stats["correct"] / n, "answer_in_evidence": stats["reachable"] / n,
+            "answers_citing": stats["cited"] / n,
+            "citations_supporting": stats["supporting"] / stats["citations"] if stats["citations"] else None,
+            "rows": results}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--workdir", required=True, type=Path)
+    ap.add_argument("--n", type=int, default=150, help="evaluated images per dataset (fixed subset)")
+    ap.add_argument("--stride", type=int, default=1, help="then keep every STRIDE-th of those (a smaller run "
+                                                          "whose captions are a subset of the full run's)")
+    ap.add_argument("--questions", type=int, default=len(QUESTIONS), help="ask only the first N questions")
+    ap.add_argument("--emoji", type=Path, help="an emoji-datasource-google (or -twitter) folder from npm")
+    ap.add_argument("--prompts", default=",".join(PROMPTS), help="comma-separated prompt labels")
+    ap.add_argument("--skip-ask", action="store_true")
+    ap.add_argument("--skip-stamps", action="store_true")
+    args = ap.parse_args()
+    from ravl.ingest.sources import read_sources
+
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    prompts = [p for p in args.prompts.split(",") if p]
+    out: dict = {"captioning": [], "ask": None}
+    datasets = []
+    if not args.skip_stamps:
+        m = args.workdir / "stamps.jsonl"
+        if stamps_manifest(m):
+            datasets.append(("stamps", m))
+    if args.emoji:
+        m = args.workdir / "emoji.jsonl"
+        emoji_manifest(args.emoji, m)
+        datasets.append((f"emoji-{args.emoji.name.split('-')[-1]}", m))
+    for name, manifest in datasets:
+        coll = collection_for(args.workdir, name, manifest)
+        records = subset(read_sources([str(manifest)]), args.n)[::args.stride]
+        out["captioning"] += caption_runs(coll, records, args.workdir, name, prompts)
+        if name == "stamps" and not args.skip_ask:
+            out["ask"] = ask_runs(coll, QUESTIONS[:args.questions])
+        coll.close()
+    (args.workdir / "results.json").write_text(json.dumps(out, indent=1, ensure_ascii=False))
+    print(f"{'dataset':14s} {'prompt':15s} {'n':>4s} {'BLEU-4':>7s} {'METEOR':>7s} {'ROUGE-L':>7s} {'CIDEr-D':>7s} {'s/cap':>6s}")
+    for r in out["captioning"]:
+        m = r["metrics"]
+        get = lambda *keys: next((m[k] for k in keys if k in m and m[k] is not None), float("nan"))
+        print(f"{r['dataset']:14s} {r['prompt']:15s} {r['n']:4d} {get('Bleu_4', 'BLEU-4', 'bleu4'):7.3f} "
+              f"{get('METEOR', 'meteor'):7.3f} {get('ROUGE_L', 'ROUGE-L', 'rouge_l'):7.3f} "
+              f"{get('CIDEr', 'CIDEr-D', 'cider'):7.3f} {r['s_per_caption']:6.2f}")
+    if out["ask"]:
+        a = out["ask"]
+        print(f"ask (smollm2, {a['n']} questions): accuracy {a['accuracy']:.2f} (answer word in the evidence: "
+              f"{a['answer_in_evidence']:.2f}), answers citing evidence {a['answers_citing']:.2f}, citations whose "
+              f"evidence shares a word with the answer {a['citations_supporting']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

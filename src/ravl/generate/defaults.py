@@ -1,0 +1,28 @@
+"""Which generator a command uses when the user names none.
+
+``ravl ask`` answers with the bundled SmolLM2 (``smollm2``) whenever it is installed: without a
+language model it can only show the evidence. ``ravl caption`` uses whichever scored higher in
+the leave-one-out captioning benchmark (``benchmarks/offline_lm.py``, figures in
+docs/generation.md). Both fall back to ``consensus`` when SmolLM2 is not installed.
+"""
+from __future__ import annotations
+
+#: the winner of the measured comparison (docs/generation.md): "consensus" or "smollm2"
+CAPTION_CHOICE = "consensus"
+TASKS = ("caption", "ask", "demo")
+
+
+def smollm2_installed() -> bool:
+    from .smollm2 import is_installed
+
+    return is_installed()
+
+
+def default_generator(task: str) -> str:
+    """The generator spec for ``task`` ('caption', 'ask' or 'demo') on this machine."""
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}")
+    wanted = {"caption": CAPTION_CHOICE, "ask": "smollm2", "demo": "smollm2"}[task]
+    if wanted == "smollm2" and not smollm2_installed():
+        return "consensus"
+    return wanted

