@@ -134,7 +134,7 @@ def caption_runs(coll, records, workdir: Path, name: str, prompts: list[str]) ->
 
 def ask_runs(coll, questions, spec: str = "smollm2") -> dict:
     from ravl.ask import ask_image
-    from ravl.generate.base import load_generator
+    from ravl.generate.base import GenerationParams, load_generator
     from ravl.ingest.images import load_image
 
     items = {Path(u).with_suffix("").as_posix(): (item_id, u) for u, (item_id, *_rest) in coll.db.file_states().items()}
@@ -149,7 +149,7 @@ def ask_runs(coll, questions, spec: str = "smollm2") -> dict:
         item_id, uri = items[match[0]]
         t = time.perf_counter()
         res = ask_image(coll, load_image(uri).image, question, k=5, generator=gen, ocr=False, labels=3,
-                        exclude_items=[item_id])
+                        exclude_items=[item_id], params=GenerationParams(max_tokens=48))
         answer = res.answer.lower()
         ok = any(a in answer for a in accepted)
         words = {w for w in re.findall(r"[a-z]{4,}", answer)} - STOP
