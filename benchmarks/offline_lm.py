@@ -171,6 +171,11 @@ def ask_runs(coll, questions, spec: str = "smollm2") -> dict:
             "rows": results}
 
 
+def _metric(metrics: dict, name: str) -> float:
+    value = metrics.get(name)
+    return float("nan") if value is None else float(value)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--workdir", required=True, type=Path)
@@ -208,10 +213,9 @@ def main() -> int:
     print(f"{'dataset':14s} {'prompt':15s} {'n':>4s} {'BLEU-4':>7s} {'METEOR':>7s} {'ROUGE-L':>7s} {'CIDEr-D':>7s} {'s/cap':>6s}")
     for r in out["captioning"]:
         m = r["metrics"]
-        get = lambda *keys: next((m[k] for k in keys if k in m and m[k] is not None), float("nan"))
-        print(f"{r['dataset']:14s} {r['prompt']:15s} {r['n']:4d} {get('Bleu_4', 'BLEU-4', 'bleu4'):7.3f} "
-              f"{get('METEOR', 'meteor'):7.3f} {get('ROUGE_L', 'ROUGE-L', 'rouge_l'):7.3f} "
-              f"{get('CIDEr', 'CIDEr-D', 'cider'):7.3f} {r['s_per_caption']:6.2f}")
+        print(f"{r['dataset']:14s} {r['prompt']:15s} {r['n']:4d} {_metric(m, 'BLEU-4'):7.3f} "
+              f"{_metric(m, 'METEOR'):7.3f} {_metric(m, 'ROUGE-L'):7.3f} "
+              f"{_metric(m, 'CIDEr-D'):7.3f} {r['s_per_caption']:6.2f}")
     if out["ask"]:
         a = out["ask"]
         print(f"ask (smollm2, {a['n']} questions): accuracy {a['accuracy']:.2f} (answer word in the evidence: "

@@ -94,7 +94,8 @@ class WordCounter:
 
 
 def test_fit_prompt_drops_evidence_from_the_end_then_shortens():
-    build = lambda items: "question " + " ".join(items)
+    def build(items):
+        return "question " + " ".join(items)
     items = ["one two three"] * 30
     prompt, kept, note = fit_prompt(WordCounter(), build, items, answer_tokens=10)
     assert len(prompt.split()) <= 50 and 0 < len(kept) < 30 and kept == items[:len(kept)]

@@ -242,7 +242,7 @@ def parse_translation(answer: str, n: int) -> list[str | None]:
 NO_TRANSLATION_FAMILIES = ("smollm2",)
 
 
-def check_can_translate(generator: "Generator | str", *, force: bool = False) -> None:
+def check_can_translate(generator: Generator | str, *, force: bool = False) -> None:
     """Raise :class:`ConfigError` for a model that declares it cannot translate, unless ``force``."""
     if force:
         return

@@ -28,11 +28,10 @@ def run(args) -> int:
 
     from ..collection import open_collection
     from ..generate.base import GenerationParams, load_generator
+    from ..generate.defaults import default_generator
     from ..generate.prompts import load_template
     from ..images import load_image
     from ..rag import caption_image
-
-    from ..generate.defaults import default_generator
 
     generator = load_generator(args.generator or default_generator("caption"))
     template = load_template(args.template, "caption") if args.template else None

@@ -8,12 +8,13 @@ The caller reports the returned note, so the user knows what the model did not s
 """
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 T = TypeVar("T")
 
 
-def _limits(generator) -> tuple[Optional[int], Optional[Callable[[str], int]]]:
+def _limits(generator) -> tuple[int | None, Callable[[str], int] | None]:
     count = getattr(generator, "count_tokens", None)
     try:
         context = getattr(generator, "context_tokens", None)
@@ -23,7 +24,7 @@ def _limits(generator) -> tuple[Optional[int], Optional[Callable[[str], int]]]:
 
 
 def fit_prompt(generator, build: Callable[[list], str], items: Sequence[T], *, answer_tokens: int,
-               shorten: Optional[Callable[[T, int], T]] = None) -> tuple[str, list, Optional[str]]:
+               shorten: Callable[[T, int], T] | None = None) -> tuple[str, list, str | None]:
     """``(prompt, kept_items, note)``: the prompt from as many leading ``items`` as fit.
 
     ``build(items)`` makes the prompt; ``shorten(item, n_chars)`` returns the item with its text
@@ -49,7 +50,7 @@ def fit_prompt(generator, build: Callable[[list], str], items: Sequence[T], *, a
     cut_note = ""
     if not kept and items and shorten is not None:
         first = items[0]
-        text = getattr(first, "text", first)
+        text = str(getattr(first, "text", first))
         lo_c, hi_c = 0, len(text)
         while lo_c < hi_c:
             mid = (lo_c + hi_c + 1) // 2

