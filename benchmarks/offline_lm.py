@@ -171,6 +171,32 @@ def ask_runs(coll, questions, spec: str = "smollm2") -> dict:
             "rows": results}
 
 
+def score_caches(workdir: Path, name: str, manifest: Path, labels: list[str], backend: str) -> list[dict]:
+    """Score what an interrupted run left in its per-image caches, on the images every prompt reached
+    (each cache line is one finished caption, so the comparison stays paired)."""
+    from ravl.eval.scoring import score_captions
+    from ravl.ingest.sources import read_sources
+
+    refs = {r.uri: list(r.captions) for r in read_sources([str(manifest)])}
+    got = {}
+    for label in labels:
+        rows = {}
+        for f in (workdir / f"cache-{name}-{label}").glob("*.jsonl"):
+            for line in f.read_text(encoding="utf-8").splitlines():
+                row = json.loads(line)
+                rows[row["key"]] = row["value"]
+        got[label] = rows
+    common = sorted(set.intersection(*(set(rows) for rows in got.values())))
+    out = []
+    for label in labels:
+        scores = score_captions({u: refs[u] for u in common}, {u: got[label][u]["caption"] for u in common},
+                                backend=backend)
+        out.append({"dataset": name, "prompt": label, "n": len(common), "s_per_caption": float("nan"),
+                    "metrics": dict(scores.corpus),
+                    "fell_back": sum(1 for u in common if got[label][u].get("method") == "consensus")})
+    return out
+
+
 def _metric(metrics: dict, name: str) -> float:
     value = metrics.get(name)
     return float("nan") if value is None else float(value)
@@ -186,7 +212,11 @@ def main() -> int:
     ap.add_argument("--emoji", type=Path, help="an emoji-datasource-google (or -twitter) folder from npm")
     ap.add_argument("--prompts", default=",".join(PROMPTS), help="comma-separated prompt labels")
     ap.add_argument("--skip-ask", action="store_true")
+    ap.add_argument("--skip-captions", action="store_true", help="only the ask questions")
     ap.add_argument("--skip-stamps", action="store_true")
+    ap.add_argument("--from-caches", action="store_true", help="only score the captions the caches hold, on the "
+                                                               "images every prompt reached")
+    ap.add_argument("--backend", default="auto", choices=("auto", "java", "python"))
     args = ap.parse_args()
     from ravl.ingest.sources import read_sources
 
@@ -203,9 +233,13 @@ def main() -> int:
         emoji_manifest(args.emoji, m)
         datasets.append((f"emoji-{args.emoji.name.split('-')[-1]}", m))
     for name, manifest in datasets:
+        if args.from_caches:
+            out["captioning"] += score_caches(args.workdir, name, manifest, ["consensus", *prompts], args.backend)
+            continue
         coll = collection_for(args.workdir, name, manifest)
         records = subset(read_sources([str(manifest)]), args.n)[::args.stride]
-        out["captioning"] += caption_runs(coll, records, args.workdir, name, prompts)
+        if not args.skip_captions:
+            out["captioning"] += caption_runs(coll, records, args.workdir, name, prompts)
         if name == "stamps" and not args.skip_ask:
             out["ask"] = ask_runs(coll, QUESTIONS[:args.questions])
         coll.close()

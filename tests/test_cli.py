@@ -82,7 +82,7 @@ def test_queries_file_in_order_one_model_load(collection, photo_dir, tmp_path):
 def test_caption_and_info(collection, skimage_photos, tmp_path):
     new = tmp_path / "cat2.png"
     skimage_photos["chelsea"].resize((300, 200)).save(new)
-    out = json.loads(ravl("caption", "-c", collection, new, "--k", "3", "--json").stdout)
+    out = json.loads(ravl("caption", "-c", collection, new, "--k", "3", "--generator", "consensus", "--json").stdout)
     assert out["caption"] == PHOTOS["chelsea"] and out["method"] == "consensus"
     assert out["neighbours"][0]["uri"].endswith("chelsea.jpg") and len(out["neighbours"]) == 3
     assert all({"caption", "image_id", "score"} <= set(c) for c in out["candidates"])

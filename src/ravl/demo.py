@@ -3,6 +3,7 @@
 ``tuxpaint-stamps-default`` is installed, ~1,000 stamps with their human-written descriptions."""
 from __future__ import annotations
 
+import copy
 import json
 import time
 from collections.abc import Callable
@@ -118,12 +119,18 @@ def run_demo(collection_dir: Path, *, use_stamps: bool = True, k: int = 5, gener
                 on_status(f"loading the language model {spec} (first use builds its cache, about a minute)")
             t = time.perf_counter()
             gen = load_generator(spec)
-            result["generator"] = {"spec": gen.spec, "load_seconds": round(time.perf_counter() - t, 2)}
+            gen_info: dict = {"spec": gen.spec, "load_seconds": round(time.perf_counter() - t, 2)}
+            result["generator"] = gen_info
+            cap_gen = gen
+            if generator is None and gen.spec == "smollm2" and default_generator("caption") == "smollm2?chat=0":
+                cap_gen = copy.copy(gen)  # the same loaded model, continuing the caption prompt as plain text
+                cap_gen.use_chat, cap_gen.spec = False, "smollm2?chat=0"  # type: ignore[attr-defined]
+            gen_info["caption_spec"] = cap_gen.spec
             captions = []
             for path in held.values():
                 image = load_image(path).image
                 t = time.perf_counter()
-                row = caption_image(coll, image, k=k, generator=gen, name=str(path)).to_dict()
+                row = caption_image(coll, image, k=k, generator=cap_gen, name=str(path)).to_dict()
                 row["seconds"] = round(time.perf_counter() - t, 2)
                 if gen.is_language_model:  # the consensus pick beside the model's words
                     row["consensus"] = row["candidates"][0]["caption"] if row["candidates"] else ""

@@ -54,8 +54,9 @@ def run(args) -> int:
         for r in result["image_search"]["results"]:
             print(f"  {r['score']:.3f}  {_short(r['uri']):50s}  {(r['captions'] or [''])[0]}")
     gen = result.get("generator", {}).get("spec", "consensus")
+    cap_gen = result.get("generator", {}).get("caption_spec", gen)
     for cap in result.get("captions", []):
-        print(f"\n== caption for {_short(cap['image'])} (not in the collection) by {gen}: {cap['caption']!r}"
+        print(f"\n== caption for {_short(cap['image'])} (not in the collection) by {cap_gen}: {cap['caption']!r}"
               f"  [{cap.get('seconds', 0):.1f} s]")
         if "consensus" in cap:
             print(f"   consensus pick among the neighbours' captions: {cap['consensus']!r}")
