@@ -135,7 +135,7 @@ def caption_runs(coll, records, workdir: Path, name: str, prompts: list[str]) ->
 def ask_runs(coll, questions, spec: str = "smollm2") -> dict:
     from ravl.ask import ask_image
     from ravl.generate.base import GenerationParams, load_generator
-    from ravl.ingest.images import load_image
+    from ravl.images import load_image
 
     items = {Path(u).with_suffix("").as_posix(): (item_id, u) for u, (item_id, *_rest) in coll.db.file_states().items()}
     gen = load_generator(spec)
