@@ -1,7 +1,8 @@
 """ravl eval retrieval | caption | zeroshot | imagine | compare"""
 from __future__ import annotations
 
-from .common import emit_json, log, progress_bar
+from .common import log, progress_bar
+from .eval_output import finish_report
 
 _OUT_HELP = "write report.json, report.md and PNG plots here (caption runs also keep their resumable cache here)"
 
@@ -81,29 +82,6 @@ def _common(p) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON (per-image rows left out)")
 
 
-def _finish(args, report: dict, extra_markdown: str = "") -> int:
-    """Write the report files when --out is given; print JSON or Markdown to stdout."""
-    import copy
-
-    from ..eval.report import render_markdown, write_report
-
-    if args.out:
-        paths = write_report(args.out, report)
-        if extra_markdown:
-            with open(paths["markdown"], "a", encoding="utf-8") as fh:
-                fh.write("\n" + extra_markdown)
-        log("report: " + ", ".join(str(p) for p in paths.values()))
-    if args.json:
-        brief = copy.deepcopy(report)
-        (brief.get("captioning") or {}).pop("per_image", None)
-        ((brief.get("extra") or {}).get("zeroshot") or {}).pop("predictions", None)
-        ((brief.get("extra") or {}).get("imagine") or {}).pop("rows", None)
-        emit_json(brief)
-    else:
-        print(render_markdown(report) + ("\n" + extra_markdown if extra_markdown else ""))
-    return 0
-
-
 def run_retrieval(args) -> int:
     import shutil
     import tempfile
@@ -145,7 +123,7 @@ def run_retrieval(args) -> int:
         config["collection"] = None  # it no longer exists
     report = build_report(config=config, retrieval=run.scores, curve_max_k=max(max(ks), 20),
                           extra={"chance": run.details})
-    return _finish(args, report)
+    return finish_report(args, report)
 
 
 def run_caption(args) -> int:
@@ -179,7 +157,7 @@ def run_caption(args) -> int:
     if cache_path:
         log(f"captions: {run.cache_hits} from the cache, {run.computed} generated now ({cache_path})")
     report = build_report(config=run.config, captions=run.scores, extra=caption_extra(run, cache_path))
-    return _finish(args, report)
+    return finish_report(args, report)
 
 
 def run_zeroshot(args) -> int:
@@ -192,7 +170,7 @@ def run_zeroshot(args) -> int:
         run = evaluate_zeroshot(encoder, args.data, template=args.template, progress=bar)
     report = build_report(config=zeroshot_config(encoder, run, args.data, args.template),
                           extra={"zeroshot": run.to_dict()})
-    return _finish(args, report, render_zeroshot_markdown(report))
+    return finish_report(args, report, render_zeroshot_markdown(report))
 
 
 def run_compare(args) -> int:

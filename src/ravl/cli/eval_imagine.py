@@ -38,7 +38,7 @@ def run(args) -> int:
     from ..eval.report import build_report
     from ..generate.images.base import ImageParams, load_image_generator, parse_size
     from ..imagine import NO_GENERATOR, resolve_generator_spec
-    from .eval import _finish
+    from .eval_output import finish_report
 
     width, height = parse_size(args.size)
     params = ImageParams(width=width, height=height, steps=args.steps, guidance=args.guidance,
@@ -65,4 +65,4 @@ def run(args) -> int:
     else:
         log("no --out: the contact sheet and the images are not saved")
     report = build_report(config=result.config, extra={"imagine": {**result.to_dict(), "contact_sheet": sheet_path}})
-    return _finish(args, report, render_imagine_markdown(result, sheet_path))
+    return finish_report(args, report, render_imagine_markdown(result, sheet_path))
