@@ -283,8 +283,9 @@ def test_cli_ask_json_and_stream(coll, cli, stub, tmp_path, capsys):
     text = capsys.readouterr().out
     assert text.startswith("Answer: It is a red square [1].\nEvidence:\n  [1] caption (")
     assert stub.requests()[-1]["body"]["stream"] is True
-    # consensus: the evidence and an honest answer; an unknown backend lists the known ones
-    assert cli(["ask", "-c", str(coll.path), str(image), "What is it?", "--no-ocr"]) == 0
+    # consensus (asked for: the default is the bundled LM when installed): the evidence and an honest
+    # answer; an unknown backend lists the known ones
+    assert cli(["ask", "-c", str(coll.path), str(image), "What is it?", "--no-ocr", "-g", "consensus"]) == 0
     assert "cannot answer without a language model" in capsys.readouterr().out
     assert cli(["ask", "-c", str(coll.path), str(image), "What is it?", "-g", "nosuch:x"]) == 2
     err = capsys.readouterr().err
