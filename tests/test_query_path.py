@@ -38,7 +38,8 @@ PROBE = textwrap.dedent('''
     from ravl.cli.main import main
     for i, argv in enumerate((["search", "--collection", coll_dir, "--text", "a cat", "--json"],
                  ["search", "--collection", coll_dir, "--image", photo, "--json"],
-                 ["caption", "--collection", coll_dir, photo, "--json"],
+                 # consensus: the bundled LM (caption's default when installed) is a torch model by nature
+                 ["caption", "--collection", coll_dir, photo, "--json", "--generator", "consensus"],
                  ["info", "--collection", coll_dir, "--json"])):
         assert main(argv) == 0, argv
         note(f"ravl {argv[0]} #{i}")
