@@ -18,7 +18,7 @@ class Recording(Generator):
     def __init__(self, answer="", fail=False):
         self.answer, self.fail, self.prompts = answer, fail, []
 
-    def generate(self, prompt, *, params=GenerationParams(), image=None):
+    def execute(self, prompt, *, params, image, on_text):
         self.prompts.append(prompt)
         if self.fail:
             raise GenerationError("backend timed out")

@@ -15,7 +15,7 @@ from PIL import Image
 from . import __version__
 from .encoders.base import Encoder, load_encoder
 from .errors import CollectionNotFoundError, ConfigError, EncoderMismatchError, ItemNotFoundError
-from .store.db import DB_NAME, Database, ItemRow
+from .store.db import DB_NAME, OCR_SOURCE, Database, ItemRow
 from .store.vectors import VectorIndex, load_or_build
 
 Target = Literal["images", "captions"]
@@ -46,6 +46,19 @@ class CaptionHit:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class CaptionSet:
+    """Captions of some items, aligned: caption ids, their item ids, texts and (n, dim) vectors."""
+
+    ids: list[int]
+    item_ids: list[int]
+    texts: list[str]
+    vectors: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
 
 
 def check_k(k: int) -> int:
@@ -138,6 +151,20 @@ class Collection:
         """Bring every index cache file up to date (called at the end of ingest)."""
         for name in ("images", "features", "captions"):
             self._index(name)
+
+    # --- captions -----------------------------------------------------------------------------
+    def scene_captions(self, item_ids: Sequence[int]) -> CaptionSet:
+        """The captions of ``item_ids`` (in that order, then by caption id) that describe the scene:
+        text that ``ravl index --ocr`` read from an image is left out."""
+        cap_ids = self.db.caption_ids_for_items(list(item_ids), exclude_source=OCR_SOURCE)
+        pairs = [(cid, item) for item in item_ids for cid in cap_ids.get(item, [])]
+        if not pairs:
+            return CaptionSet([], [], [], np.zeros((0, self.dim), np.float32))
+        ids, vecs = self.db.caption_vectors([cid for cid, _ in pairs])
+        by_id = dict(zip(ids.tolist(), vecs))
+        rows = self.db.caption_rows([cid for cid, _ in pairs])
+        return CaptionSet([cid for cid, _ in pairs], [item for _, item in pairs], [rows[cid][0] for cid, _ in pairs],
+                          np.stack([by_id[cid] for cid, _ in pairs]))
 
     # --- search -------------------------------------------------------------------------------
     def search_vectors(self, queries: np.ndarray, *, index: str, k: int,

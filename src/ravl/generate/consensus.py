@@ -18,7 +18,7 @@ from PIL import Image
 
 from ..errors import ConfigError, GenerationError, InputError
 from ..specs import Spec
-from .base import GenerationParams, Generator
+from .base import GenerationParams, Generator, OnText
 
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 _MAX_N = 4
@@ -107,8 +107,8 @@ class ConsensusGenerator(Generator):
         """Same as :func:`consensus_select`."""
         return consensus_select(candidates, vectors)
 
-    def generate(self, prompt: str, *, params: GenerationParams = GenerationParams(),
-                 image: Image.Image | None = None) -> str:
+    def execute(self, prompt: str, *, params: GenerationParams, image: Image.Image | None,
+                on_text: OnText | None) -> str:
         raise GenerationError(
             "the 'consensus' generator selects one of the retrieved captions and cannot write "
             "answers or new text; pass a language model with --generator (e.g. 'hf:/path/to/model')"

@@ -27,7 +27,7 @@ from PIL import Image
 
 from ..errors import ConfigError, GenerationError, MissingDependencyError, ModelNotAvailableError
 from ..specs import Spec
-from .base import GenerationParams, Generator
+from .base import GenerationParams, Generator, OnText
 
 _OPTIONS = ("chat", "dtype", "device", "download")
 _DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -199,8 +199,8 @@ class HFCausalLMGenerator(Generator):
             return self.tokenizer(self.render_prompt(prompt), return_tensors="pt", add_special_tokens=False)
         return self.tokenizer(prompt, return_tensors="pt")
 
-    def generate(self, prompt: str, *, params: GenerationParams = GenerationParams(),
-                 image: Image.Image | None = None, on_text: Callable[[str], None] | None = None) -> str:
+    def execute(self, prompt: str, *, params: GenerationParams, image: Image.Image | None,
+                on_text: OnText | None) -> str:
         """Continue ``prompt`` (wrapped in the chat template when used); returns only the new text."""
         _check(params)
         encoded = self._encode(prompt)
@@ -269,8 +269,8 @@ class HFVisionGenerator(Generator):
             inputs[key] = value
         return inputs
 
-    def generate(self, prompt: str, *, params: GenerationParams = GenerationParams(),
-                 image: Image.Image | None = None, on_text: Callable[[str], None] | None = None) -> str:
+    def execute(self, prompt: str, *, params: GenerationParams, image: Image.Image | None,
+                on_text: OnText | None) -> str:
         """Answer ``prompt`` looking at ``image`` (when given); returns only the new text."""
         _check(params)
         inputs = self.build_inputs(prompt, image)

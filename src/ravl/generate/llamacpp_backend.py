@@ -14,7 +14,6 @@ The model loads once, when the generator is created; a seed makes sampling repea
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from PIL import Image
 
 from ..errors import ConfigError, GenerationError, MissingDependencyError, ModelNotAvailableError
 from ..specs import Spec
-from .base import GenerationParams, Generator
+from .base import GenerationParams, Generator, OnText
 
 _OPTIONS = ("n_ctx", "n_threads", "n_gpu_layers", "chat", "mmproj")
 INSTALL_HINT = "pip install 'ravl[llamacpp]'"
@@ -72,8 +71,8 @@ class LlamaCppGenerator(Generator):
         return [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": image_data_url(image)}},
                                              {"type": "text", "text": prompt}]}]
 
-    def generate(self, prompt: str, *, params: GenerationParams = GenerationParams(),
-                 image: Image.Image | None = None, on_text: Callable[[str], None] | None = None) -> str:
+    def execute(self, prompt: str, *, params: GenerationParams, image: Image.Image | None,
+                on_text: OnText | None) -> str:
         """Complete ``prompt``; with ``on_text`` each piece is passed on as it is produced."""
         if params.max_tokens < 1:
             raise ConfigError(f"max_tokens must be at least 1, not {params.max_tokens}")

@@ -19,7 +19,7 @@ import base64
 import io
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,7 +27,7 @@ from PIL import Image
 
 from ..errors import ConfigError, GenerationError
 from ..specs import Spec
-from .base import GenerationParams, Generator
+from .base import GenerationParams, Generator, OnText
 from .http import HttpClient, server_message
 from .http import number_option as _number
 
@@ -36,7 +36,6 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 #: longest side of an image sent to a vision model; larger ones are downscaled first
 MAX_IMAGE_SIDE = 1024
 
-OnText = Callable[[str], None]
 
 
 def image_data_url(image: Image.Image, max_side: int = MAX_IMAGE_SIDE) -> str:
@@ -154,8 +153,8 @@ class OpenAIGenerator(Generator):
                 yield event
 
     # --- the contract ----------------------------------------------------------------------------
-    def generate(self, prompt: str, *, params: GenerationParams = GenerationParams(),
-                 image: Image.Image | None = None, on_text: OnText | None = None) -> str:
+    def execute(self, prompt: str, *, params: GenerationParams, image: Image.Image | None,
+                on_text: OnText | None) -> str:
         """Ask the server for a chat completion; with ``on_text`` the answer is streamed to it
         chunk by chunk as it arrives, and the whole answer is still returned."""
         body = self.payload(prompt, params, image, stream=on_text is not None)

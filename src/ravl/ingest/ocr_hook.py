@@ -17,7 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-OCR_SOURCE = "ocr"
+from ..store.db import OCR_SOURCE
+
 #: item metadata key marking that the image was read
 MARK = "ravl_ocr"
 #: longest OCR caption stored (characters)

@@ -129,14 +129,14 @@ def build_router(settings: ServerSettings) -> APIRouter:
                  state: ServerState = Depends(get_state)) -> dict:
         """Same JSON as ``ravl ask --json``: answer, numbered evidence with ids/uris/scores, prompt,
         generator. Without a language model the answer says so and the evidence is still returned."""
-        from ..ask import ask_image
         from ..generate.base import GenerationParams
+        from ..rag.ask import AskOptions, ask_image
 
         if not question.strip():
             raise InputError("'question' must not be blank")
         img, name, exclude = query_image(state, image, path, item)
         params = GenerationParams(max_tokens=max_tokens, temperature=temperature, seed=seed)
-        return ask_image(state.collection, img, question, k=k, generator=state.generator(generator), params=params,
-                         ocr=ocr, exclude_items=exclude, name=name).to_dict()
+        return ask_image(state.collection, img, question, generator=state.generator(generator),
+                         options=AskOptions(k=k, params=params, ocr=ocr), exclude_items=exclude, name=name).to_dict()
 
     return router

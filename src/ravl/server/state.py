@@ -68,6 +68,10 @@ class LockedEncoder(Encoder):
     def describe(self) -> dict:
         return self.inner.describe()
 
+    def top_labels(self, images, k: int = 5) -> list[list[tuple[str, float]]]:
+        with self._lock:
+            return self.inner.top_labels(images, k=k)
+
     def __getattr__(self, name: str):
         """Optional capabilities of the inner encoder (e.g. ``top_labels``), called under the lock."""
         if name == "inner":
@@ -90,11 +94,11 @@ class LockedGenerator(Generator):
         self.inner = inner
         self._lock = threading.Lock()
         self.spec, self.supports_images = inner.spec, inner.supports_images
-        self.is_language_model = inner.is_language_model
+        self.is_language_model, self.supports_streaming = inner.is_language_model, inner.supports_streaming
 
-    def generate(self, prompt: str, *, params: GenerationParams = GenerationParams(), image=None) -> str:
+    def execute(self, prompt: str, *, params: GenerationParams, image, on_text) -> str:
         with self._lock:
-            return self.inner.generate(prompt, params=params, image=image)
+            return self.inner.generate(prompt, params=params, image=image, on_text=on_text)
 
 
 class ServerState:

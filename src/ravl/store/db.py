@@ -47,6 +47,11 @@ class NewItem:
     source: str = ""
 
 
+#: caption source of text read from the image (``ravl index --ocr``): it describes the image's print,
+#: not its scene, so it is never used as a caption of a neighbour
+OCR_SOURCE = "ocr"
+
+
 def _blob(vec: np.ndarray) -> bytes:
     return np.ascontiguousarray(vec, dtype=np.float32).tobytes()
 
@@ -240,10 +245,10 @@ class Database:
         if not item_ids:
             return {}
         marks = ",".join("?" * len(item_ids))
+        where, args = (" AND source != ?", [*item_ids, exclude_source]) if exclude_source else ("", list(item_ids))
         out: dict[int, list[int]] = {}
         for cid, item_id in self.conn.execute(
-                f"SELECT id, item_id FROM captions WHERE item_id IN ({marks}) AND source != ? ORDER BY id",
-                [*item_ids, exclude_source or ""]):
+                f"SELECT id, item_id FROM captions WHERE item_id IN ({marks}){where} ORDER BY id", args):
             out.setdefault(item_id, []).append(cid)
         return out
 
