@@ -211,6 +211,22 @@ class Collection:
         return self.search_vectors(vecs, index=index, k=k, exclude_items=exclude)[0]
 
 
+def _same_vectors(a: str, b: str) -> bool:
+    """True when specs ``a`` and ``b`` differ only in options their family declares runtime-only."""
+    from . import registry
+    from .errors import RavlError
+    from .specs import fingerprint_spec, parse_spec
+
+    try:
+        pa, pb = parse_spec(a), parse_spec(b)
+        if pa.family != pb.family:
+            return False
+        options = registry.declaration(registry.factory_for("encoders", pa)).options
+    except (RavlError, ImportError, AttributeError):
+        return False
+    return bool(options) and fingerprint_spec(pa, options) == fingerprint_spec(pb, options)
+
+
 def _check_fingerprint(path: Path, stored: str, encoder: Encoder) -> None:
     if encoder.fingerprint != stored:
         raise EncoderMismatchError(
@@ -252,6 +268,8 @@ def open_collection(path: str | Path, *, encoder: str | Encoder | None = None, c
     enc_obj = None
     if isinstance(encoder, Encoder):
         enc_obj = encoder
+    elif encoder is not None and encoder.strip() != meta["encoder_spec"] and _same_vectors(encoder, meta["encoder_spec"]):
+        enc_obj = load_encoder(encoder)  # differs only in runtime options (device, threads, ...)
     elif encoder is not None and encoder.strip() != meta["encoder_spec"]:
         db.close()
         raise EncoderMismatchError(

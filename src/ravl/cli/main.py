@@ -5,10 +5,10 @@ import argparse
 import os
 import sys
 
-from . import ask, caption, demo, imagine, index, info, read, search, serve
+from . import ask, backends, caption, demo, imagine, index, info, read, search, serve
 from . import eval as eval_cmd
 
-COMMANDS = (index, search, caption, ask, imagine, read, info, eval_cmd, serve, demo)
+COMMANDS = (index, search, caption, ask, imagine, read, info, eval_cmd, serve, demo, backends)
 
 
 def build_parser() -> argparse.ArgumentParser:

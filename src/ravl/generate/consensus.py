@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ConfigError, GenerationError, InputError
-from ..specs import Spec
+from ..specs import Spec, declare
 from .base import GenerationParams, Generator, OnText
 
 _TOKEN = re.compile(r"\w+", re.UNICODE)
@@ -118,8 +118,9 @@ class ConsensusGenerator(Generator):
         return "ConsensusGenerator()"
 
 
+@declare()
 def create(spec: Spec) -> ConsensusGenerator:
-    """Factory for the ``consensus`` spec (no model name, no options)."""
+    """No model: picks the retrieved caption the others agree with most (answers no questions)."""
     if spec.name or spec.options:
         raise ConfigError(f"the consensus generator takes no model or options; use plain 'consensus', not {str(spec)!r}")
     return ConsensusGenerator()

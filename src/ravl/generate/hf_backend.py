@@ -26,23 +26,16 @@ from typing import Any
 from PIL import Image
 
 from ..errors import ConfigError, GenerationError, MissingDependencyError, ModelNotAvailableError
-from ..specs import Spec
+from ..specs import Option, Spec, declare, parse_options
 from .base import GenerationParams, Generator, OnText
 
-_OPTIONS = ("chat", "dtype", "device", "download")
 _DTYPES = ("auto", "float32", "float16", "bfloat16")
-_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
-
-
-def _flag(spec: Spec, key: str, default: bool) -> bool:
-    value = spec.opts.get(key)
-    if value is None or value == "":
-        return default
-    if value.lower() in _TRUE:
-        return True
-    if value.lower() in _FALSE:
-        return False
-    raise ConfigError(f"option {key}={value!r} in {str(spec)!r} must be 1 or 0")
+OPTIONS = (
+    Option("chat", bool, True, "wrap the prompt in the model's chat template when it has one"),
+    Option("dtype", str, None, "weights dtype (default float32 on cpu, auto elsewhere)", choices=_DTYPES),
+    Option("device", str, "cpu", "torch device: cpu, cuda, cuda:N, mps or auto"),
+    Option("download", bool, False, "allow downloading a Hub repo id (ravl is offline by default)"),
+)
 
 
 def _imports() -> tuple[Any, Any]:
@@ -57,8 +50,7 @@ def _imports() -> tuple[Any, Any]:
     return torch, transformers
 
 
-def _device(torch: Any, spec: Spec) -> str:
-    device = spec.opts.get("device") or "cpu"
+def _device(torch: Any, spec: Spec, device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -68,10 +60,8 @@ def _device(torch: Any, spec: Spec) -> str:
     return device
 
 
-def _dtype(torch: Any, spec: Spec, device: str) -> Any:
-    name = spec.opts.get("dtype") or ("float32" if device == "cpu" else "auto")
-    if name not in _DTYPES:
-        raise ConfigError(f"unknown dtype {name!r} in {str(spec)!r}; choose one of {', '.join(_DTYPES)}")
+def _dtype(torch: Any, name: str | None, device: str) -> Any:
+    name = name or ("float32" if device == "cpu" else "auto")
     return "auto" if name == "auto" else getattr(torch, name)
 
 
@@ -290,19 +280,16 @@ def _is_vision(transformers: Any, source: str, local_only: bool) -> bool:
     return type(config) in transformers.MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING
 
 
+@declare(*OPTIONS, requires=("torch", "transformers"), install="pip install ravl")
 def create(spec: Spec) -> HFCausalLMGenerator | HFVisionGenerator:
-    """Load the model named by ``spec`` (a local folder or a cached repo id): a vision-language
-    model with its processor when the config says so, else a causal LM with its tokenizer."""
+    """A transformers causal LM or vision-language model from a local folder (or a cached repo id)."""
     if not spec.name:
         raise ConfigError("the hf generator needs a model: 'hf:/path/to/model' or 'hf:Qwen/Qwen2.5-0.5B-Instruct'")
-    unknown = sorted(set(spec.opts) - set(_OPTIONS))
-    if unknown:
-        raise ConfigError(f"unknown option(s) {', '.join(unknown)} in {str(spec)!r}; known: {', '.join(_OPTIONS)}")
+    opts = parse_options(spec, OPTIONS)
     torch, transformers = _imports()
-    use_chat = _flag(spec, "chat", True)
-    download = _flag(spec, "download", False)
-    device = _device(torch, spec)
-    dtype = _dtype(torch, spec, device)
+    use_chat, download = opts["chat"], opts["download"]
+    device = _device(torch, spec, opts["device"])
+    dtype = _dtype(torch, opts["dtype"], device)
     local = Path(spec.name).expanduser()
     source = str(local) if local.exists() else spec.name
     local_only = local.exists() or not download

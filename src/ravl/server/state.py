@@ -128,9 +128,13 @@ class ServerState:
         settings.check()
         if settings.model_threads:
             _set_torch_threads(settings.model_threads)
+        from .. import registry
+
         probe = open_collection(settings.collection, readonly=True)
         spec = settings.encoder or probe.encoder_spec
         probe.close()
+        if settings.model_threads:  # a runtime-only option: the vectors (and fingerprint) stay the same
+            spec = registry.with_option("encoders", spec, "threads", settings.model_threads)
         encoder = LockedEncoder(load_encoder(spec))
         readonly = settings.write_mode() == "disabled"
         coll = open_collection(settings.collection, encoder=encoder, readonly=readonly)
