@@ -49,7 +49,7 @@ def test_consensus_caption_with_provenance(tmp_path, colour_spec):
     d = result.to_dict()
     assert d["neighbours"][0]["captions"] and d["prompt"] is None
     # leave-one-out: excluding an item keeps it out of the neighbours
-    red1 = coll.db.item_by_uri(str((tmp_path / "imgs" / "red1.png").resolve())).id
+    red1 = coll.item_by_uri(str((tmp_path / "imgs" / "red1.png").resolve())).id
     again = caption_image(coll, Image.new("RGB", (8, 8), (245, 5, 5)), k=3, exclude_items=[red1])
     assert red1 not in [n.id for n in again.neighbours]
 

@@ -15,7 +15,7 @@ from PIL import Image
 from . import __version__
 from .encoders.base import Encoder, load_encoder
 from .errors import CollectionNotFoundError, ConfigError, EncoderMismatchError, ItemNotFoundError
-from .store.db import DB_NAME, OCR_SOURCE, Database, ItemRow
+from .store.db import DB_NAME, OCR_SOURCE, Database, ItemRow, NewItem
 from .store.vectors import VectorIndex, load_or_build
 
 Target = Literal["images", "captions"]
@@ -78,7 +78,7 @@ class Collection:
 
     def __init__(self, path: Path, db: Database, *, encoder: Encoder | None = None):
         self.path = path
-        self.db = db
+        self._db = db  # private: everything outside store/ goes through the methods below
         meta = db.get_meta()
         self.encoder_spec = meta["encoder_spec"]
         self.fingerprint = meta["encoder_fingerprint"]
@@ -90,7 +90,7 @@ class Collection:
 
     # --- lifecycle ----------------------------------------------------------------------------
     def close(self) -> None:
-        self.db.close()
+        self._db.close()
 
     def __enter__(self) -> Collection:
         return self
@@ -110,42 +110,99 @@ class Collection:
     # --- facts --------------------------------------------------------------------------------
     def info(self) -> dict:
         size = sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
-        meta = self.db.get_meta()
-        return {"path": str(self.path), **self.db.counts(), "encoder": self.encoder_spec,
+        meta = self._db.get_meta()
+        return {"path": str(self.path), **self._db.counts(), "encoder": self.encoder_spec,
                 "fingerprint": self.fingerprint, "dim": self.dim, "feature_dim": self.feature_dim,
                 "created_at": meta.get("created_at"), "ravl_version": meta.get("ravl_version"),
-                "generation": self.db.generation(), "size_bytes": size}
+                "generation": self._db.generation(), "size_bytes": size}
 
     def get_item(self, item_id: int) -> ItemRow:
-        row = self.db.items([item_id]).get(item_id)
+        row = self._db.items([item_id]).get(item_id)
         if row is None:
             raise ItemNotFoundError(f"no item with id {item_id} in {self.path}; list ids with 'ravl search'")
         return row
 
     def delete(self, item_ids: Sequence[int]) -> int:
-        return self.db.delete_items(list(item_ids))
+        return self._db.delete_items(list(item_ids))
+
+    # --- store access: the one door (the SQL lives in store/) ---------------------------------
+    def counts(self) -> dict[str, int]:
+        """``{"images": n, "captions": m}``."""
+        return self._db.counts()
+
+    def generation(self) -> int:
+        """Bumped by every write; caches keyed on it are valid while it is unchanged."""
+        return self._db.generation()
+
+    def file_states(self) -> dict[str, tuple[int, int, int, str]]:
+        """uri -> (item id, size, mtime_ns, sha256) of every item."""
+        return self._db.file_states()
+
+    def item_by_uri(self, uri: str) -> ItemRow | None:
+        return self._db.item_by_uri(uri)
+
+    def items(self, item_ids: Sequence[int]) -> dict[int, ItemRow]:
+        """item id -> row (uri, hashes, size, metadata, captions) for the ids that exist."""
+        return self._db.items(item_ids)
+
+    def item_metadata(self, item_ids: Iterable[int] | None = None) -> list[tuple[int, str, dict]]:
+        """(id, uri, metadata) of every item, or of ``item_ids``, by id."""
+        return self._db.item_metadata(item_ids)
+
+    def captions_by_item(self, item_ids: Iterable[int] | None = None) -> dict[int, list[str]]:
+        """item id -> caption texts (all items when ``item_ids`` is None)."""
+        return self._db.captions_by_item(item_ids)
+
+    def caption_rows(self, caption_ids: Sequence[int]) -> dict[int, tuple[str, int, str]]:
+        """caption id -> (text, item id, item uri)."""
+        return self._db.caption_rows(caption_ids)
+
+    def item_vectors(self, item_ids: Sequence[int] | None = None, which: str = "emb") -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) of items' shared-space embeddings (``emb``) or image features (``feat``)."""
+        return self._db.item_vectors(item_ids, which)
+
+    def caption_vectors(self, caption_ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) of captions (all when ``caption_ids`` is None)."""
+        return self._db.caption_vectors(caption_ids)
+
+    def add_batch(self, new_items: Sequence[NewItem], touched: Sequence[tuple[int, int, int]] = (),
+                  extra_captions: Sequence[tuple[int, str, np.ndarray, str]] = ()) -> list[int]:
+        """Write one ingest batch in one transaction (see :meth:`Database.write_batch`); the ids of
+        ``new_items``."""
+        return self._db.write_batch(new_items, touched, extra_captions)
+
+    def replace_captions(self, source: str, batch: Sequence[tuple[int, Sequence[tuple[str, np.ndarray]], dict]]) -> int:
+        """Replace the captions of one ``source`` (e.g. ``'ocr'``) and the metadata of some items in
+        one transaction; returns how many captions were added."""
+        return self._db.replace_captions(source, batch)
 
     # --- indexes ------------------------------------------------------------------------------
     def _index(self, name: str) -> VectorIndex:
-        generation = self.db.generation()
+        generation = self._db.generation()
         with self._lock:
             cached = self._indexes.get(name)
             if cached and cached[0] == generation:
                 return cached[1]
             if name == "captions":
                 fetch: Callable[[], tuple[np.ndarray, np.ndarray]]
-                fetch, dim = self.db.caption_vectors, self.dim
+                fetch, dim = self._db.caption_vectors, self.dim
             elif name == "features":
-                fetch, dim = (lambda: self.db.item_vectors(which="feat")), self.feature_dim
+                fetch, dim = (lambda: self._db.item_vectors(which="feat")), self.feature_dim
             else:
-                fetch, dim = (lambda: self.db.item_vectors(which="emb")), self.dim
-            with self.db.snapshot():  # the binding and a rebuild see the same database state
-                binding = {**self.db.index_binding(name), "dim": dim}
+                fetch, dim = (lambda: self._db.item_vectors(which="emb")), self.dim
+            with self._db.snapshot():  # the binding and a rebuild see the same database state
+                binding = {**self._db.index_binding(name), "dim": dim}
                 index = load_or_build(self.path / "index", name, binding, dim, fetch)
             built_at = binding["generation"]
             assert isinstance(built_at, int)
             self._indexes[name] = (built_at, index)
             return index
+
+    def index_binding(self, name: str) -> dict:
+        """What the ``name`` index cache must be sealed to now (collection id, generation, count, dim)."""
+        dim = self.feature_dim if name == "features" else self.dim
+        with self._db.snapshot():
+            return {**self._db.index_binding(name), "dim": dim}
 
     def refresh_indexes(self) -> None:
         """Bring every index cache file up to date (called at the end of ingest)."""
@@ -156,13 +213,13 @@ class Collection:
     def scene_captions(self, item_ids: Sequence[int]) -> CaptionSet:
         """The captions of ``item_ids`` (in that order, then by caption id) that describe the scene:
         text that ``ravl index --ocr`` read from an image is left out."""
-        cap_ids = self.db.caption_ids_for_items(list(item_ids), exclude_source=OCR_SOURCE)
+        cap_ids = self._db.caption_ids_for_items(list(item_ids), exclude_source=OCR_SOURCE)
         pairs = [(cid, item) for item in item_ids for cid in cap_ids.get(item, [])]
         if not pairs:
             return CaptionSet([], [], [], np.zeros((0, self.dim), np.float32))
-        ids, vecs = self.db.caption_vectors([cid for cid, _ in pairs])
+        ids, vecs = self._db.caption_vectors([cid for cid, _ in pairs])
         by_id = dict(zip(ids.tolist(), vecs))
-        rows = self.db.caption_rows([cid for cid, _ in pairs])
+        rows = self._db.caption_rows([cid for cid, _ in pairs])
         return CaptionSet([cid for cid, _ in pairs], [item for _, item in pairs], [rows[cid][0] for cid, _ in pairs],
                           np.stack([by_id[cid] for cid, _ in pairs]))
 
@@ -173,13 +230,13 @@ class Collection:
         check_k(k)
         excluded = list(exclude_items)
         if index == "captions":
-            excl = [c for ids in self.db.caption_ids_for_items(excluded).values() for c in ids]
+            excl = [c for ids in self._db.caption_ids_for_items(excluded).values() for c in ids]
             raw = self._index("captions").search(queries, k, excl)
-            rows = self.db.caption_rows(sorted({i for hits in raw for i, _ in hits}))
+            rows = self._db.caption_rows(sorted({i for hits in raw for i, _ in hits}))
             return [[CaptionHit(cid, rows[cid][0], rows[cid][1], rows[cid][2], score) for cid, score in hits
                      if cid in rows] for hits in raw]
         raw = self._index(index).search(queries, k, excluded)
-        items = self.db.items(sorted({i for hits in raw for i, _ in hits}))
+        items = self._db.items(sorted({i for hits in raw for i, _ in hits}))
         return [[ImageHit(i, items[i].uri, score, items[i].captions) for i, score in hits if i in items]
                 for hits in raw]
 
@@ -205,7 +262,7 @@ class Collection:
         check_target(target)
         self.get_item(item_id)
         which = "feat" if target == "images" else "emb"
-        _, vecs = self.db.item_vectors([item_id], which=which)
+        _, vecs = self._db.item_vectors([item_id], which=which)
         exclude = () if include_self else (item_id,)
         index = "features" if target == "images" else "captions"
         return self.search_vectors(vecs, index=index, k=k, exclude_items=exclude)[0]

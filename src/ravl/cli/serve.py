@@ -67,7 +67,7 @@ def run(args) -> int:
                               image_generator=resolve_generator_spec(args.image_generator),
                               imagine_concurrency=args.imagine_concurrency).check()
     with open_collection(settings.collection, readonly=True) as coll:  # fail fast, before any model loads
-        counts = coll.db.counts()
+        counts = coll.counts()
     _check_port_free(settings.host, settings.port)
     mode = {"key": f"need 'Authorization: Bearer' with ${settings.api_key_env}", "open": "open (loopback only)",
             "disabled": "disabled"}[settings.write_mode()]

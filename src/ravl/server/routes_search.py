@@ -42,7 +42,7 @@ def query_image(state: ServerState, image: UploadFile | None, path: str | None, 
             raise InputError("this server does not fetch URLs; upload the image in 'image', or give a path inside "
                              "the collection's image roots")
         real = state.allowed_file(unquote(parsed.path) if parsed.scheme == "file" else path)
-        row = state.collection.db.item_by_uri(str(real))
+        row = state.collection.item_by_uri(str(real))
         exclude = (row.id,) if row else ()
     from ..ingest.images import read_file
 

@@ -169,11 +169,11 @@ class ServerState:
     # --- files --------------------------------------------------------------------------------
     def image_roots(self) -> tuple[Path, ...]:
         """The folders the collection's items live in (smallest covering set), per db generation."""
-        gen = self.collection.db.generation()
+        gen = self.collection.generation()
         with self._roots_lock:
             if self._roots[0] == gen:
                 return self._roots[1]
-            uris = self.collection.db.file_states()
+            uris = self.collection.file_states()
             parents = sorted({Path(uri).parent.resolve() for uri in uris}, key=lambda p: len(p.parts))
             roots: list[Path] = []
             for p in parents:

@@ -50,6 +50,7 @@ class NewItem:
 #: caption source of text read from the image (``ravl index --ocr``): it describes the image's print,
 #: not its scene, so it is never used as a caption of a neighbour
 OCR_SOURCE = "ocr"
+_SQL_CHUNK = 5000  # ids per SQL "IN (...)" query, well under SQLite's variable limit
 
 
 def _blob(vec: np.ndarray) -> bytes:
@@ -198,14 +199,21 @@ class Database:
         return out
 
     def items(self, ids: Sequence[int]) -> dict[int, ItemRow]:
-        if not ids:
-            return {}
-        marks = ",".join("?" * len(ids))
-        rows = self.conn.execute(
-            f"SELECT id, uri, sha256, size, mtime_ns, width, height, metadata FROM items WHERE id IN ({marks})", list(ids))
-        caps = self.captions_by_item(ids)
-        return {r[0]: ItemRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], metadata=json.loads(r[7]),
-                               captions=tuple(caps.get(r[0], ()))) for r in rows}
+        out: dict[int, ItemRow] = {}
+        for chunk in _chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(
+                f"SELECT id, uri, sha256, size, mtime_ns, width, height, metadata FROM items WHERE id IN ({marks})", chunk)
+            caps = self.captions_by_item(chunk)
+            out.update({r[0]: ItemRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], metadata=json.loads(r[7]),
+                                      captions=tuple(caps.get(r[0], ()))) for r in rows})
+        return out
+
+    def item_metadata(self, item_ids: Iterable[int] | None = None) -> list[tuple[int, str, dict]]:
+        """(id, uri, metadata) of every item (or of ``item_ids``), by id."""
+        rows = self.conn.execute("SELECT id, uri, metadata FROM items ORDER BY id").fetchall()
+        wanted = None if item_ids is None else set(item_ids)
+        return [(i, uri, json.loads(meta or "{}")) for i, uri, meta in rows if wanted is None or i in wanted]
 
     def item_by_uri(self, uri: str) -> ItemRow | None:
         row = self.conn.execute("SELECT id FROM items WHERE uri=?", (uri,)).fetchone()
@@ -213,13 +221,14 @@ class Database:
 
     def caption_rows(self, caption_ids: Sequence[int]) -> dict[int, tuple[str, int, str]]:
         """caption id -> (text, item_id, item uri)."""
-        if not caption_ids:
-            return {}
-        marks = ",".join("?" * len(caption_ids))
-        rows = self.conn.execute(
-            f"SELECT c.id, c.text, c.item_id, i.uri FROM captions c JOIN items i ON i.id=c.item_id WHERE c.id IN ({marks})",
-            list(caption_ids))
-        return {cid: (text, item_id, uri) for cid, text, item_id, uri in rows}
+        out: dict[int, tuple[str, int, str]] = {}
+        for chunk in _chunks(caption_ids):
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(
+                f"SELECT c.id, c.text, c.item_id, i.uri FROM captions c JOIN items i ON i.id=c.item_id "
+                f"WHERE c.id IN ({marks})", chunk)
+            out.update({cid: (text, item_id, uri) for cid, text, item_id, uri in rows})
+        return out
 
     def item_vectors(self, item_ids: Sequence[int] | None = None, which: str = "emb") -> tuple[np.ndarray, np.ndarray]:
         """(ids, vectors) for ``which`` in {'emb', 'feat'}; all items when ``item_ids`` is None."""
@@ -285,6 +294,22 @@ class Database:
                 self.bump_generation(c)
         return ids
 
+    def replace_captions(self, source: str, batch: Sequence[tuple[int, Sequence[tuple[str, np.ndarray]], dict]]) -> int:
+        """For each ``(item_id, [(text, vector), ...], metadata)``: drop the item's captions of
+        ``source``, add the given ones and set its metadata — all in ONE transaction. Returns the
+        number of captions added."""
+        added = 0
+        with self.transaction() as c:
+            for item_id, captions, metadata in batch:
+                c.execute("DELETE FROM captions WHERE item_id=? AND source=?", (item_id, source))
+                rows = [(item_id, text, source, _blob(vec)) for text, vec in captions]
+                added += max(c.executemany("INSERT OR IGNORE INTO captions(item_id, text, source, emb) VALUES(?,?,?,?)",
+                                           rows).rowcount, 0)
+                c.execute("UPDATE items SET metadata=? WHERE id=?", (json.dumps(metadata), item_id))
+            if batch:
+                self.bump_generation(c)  # the caption index cache is rebuilt on next use
+        return added
+
     def delete_items(self, item_ids: Sequence[int]) -> int:
         if not item_ids:
             return 0
@@ -294,6 +319,12 @@ class Database:
             if n:
                 self.bump_generation(c)
         return n
+
+
+def _chunks(ids: Sequence[int]) -> list[list[int]]:
+    """``ids`` in pieces small enough for one ``IN (...)`` query (SQLite limits its variables)."""
+    ids = [int(i) for i in ids]
+    return [ids[start:start + _SQL_CHUNK] for start in range(0, len(ids), _SQL_CHUNK)]
 
 
 def _stack(rows: list) -> tuple[np.ndarray, np.ndarray]:
