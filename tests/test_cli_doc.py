@@ -1,0 +1,37 @@
+"""The generated reference docs match the code: docs/cli.md is what argparse defines and
+docs/backends.md is what the backends declare (regenerate both with `python -m ravl.cli.doc`)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from ravl.cli import doc
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def test_generated_docs_are_up_to_date():
+    for name, text in doc.outputs().items():
+        on_disk = (DOCS / name).read_text(encoding="utf-8")
+        assert on_disk == text, f"docs/{name} differs from the code: run python -m ravl.cli.doc"
+
+
+def test_every_command_and_option_is_documented():
+    from ravl.cli.main import COMMANDS, build_parser
+
+    text = doc.render()
+    assert len(COMMANDS) == text.count("\n## `ravl ")
+    for action in build_parser()._actions:
+        for name in getattr(action, "choices", None) or {}:
+            assert f"## `ravl {name}`" in text
+    assert "`--log-level {critical,error,warning,info,debug}` | `info`" in text  # serve's, once missing from the README
+
+
+def test_check_mode_reports_a_stale_file(tmp_path):
+    (tmp_path / "cli.md").write_text("old\n")
+    proc = subprocess.run([sys.executable, "-m", "ravl.cli.doc", "--check", "--docs", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "out of date" in proc.stderr
+    assert subprocess.run([sys.executable, "-m", "ravl.cli.doc", "--docs", str(tmp_path)], timeout=120).returncode == 0
+    assert (tmp_path / "cli.md").read_text() == doc.render()
