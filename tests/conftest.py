@@ -179,3 +179,19 @@ def imagine_server(tmp_path_factory, skimage_photos, tiny_sd):
     srv.key = KEY
     yield srv
     srv.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_open_clip(tmp_path_factory):
+    """A registered tiny open_clip architecture, its model, and its weights saved as a file and as a folder."""
+    from tiny_models import build_tiny_open_clip
+
+    return build_tiny_open_clip(tmp_path_factory.mktemp("open_clip"))
+
+
+@pytest.fixture(scope="session")
+def tiny_hf(tmp_path_factory):
+    """Tiny CLIP and SigLIP folders as save_pretrained writes them, with the MiniLM BERT tokenizer."""
+    from tiny_models import build_tiny_hf
+
+    return build_tiny_hf(tmp_path_factory.mktemp("hf"))

@@ -134,6 +134,7 @@ def test_failing_generator_still_returns_the_evidence(coll):
     assert len(result.evidence) == 2 and result.prompt and result.neighbours
 
 
+@pytest.mark.slow
 def test_ask_with_a_real_tiny_language_model(coll, tiny_lm):
     gen = load_generator("hf:" + tiny_lm["plain"])
     params = GenerationParams(max_tokens=6)
@@ -191,6 +192,7 @@ def tiny_vlm(tmp_path_factory):
     return str(path)
 
 
+@pytest.mark.slow
 def test_tiny_vlm_sees_the_image(coll, tiny_vlm):
     gen = load_generator("hf:" + tiny_vlm)
     assert type(gen).__name__ == "HFVisionGenerator" and gen.supports_images and gen.use_chat
@@ -242,6 +244,7 @@ def test_translation_prompt_and_parsing():
         translate_lines(["Sortie"], "English", load_generator("consensus"))
 
 
+@pytest.mark.slow
 def test_translate_through_the_openai_server(stub):
     stub.reset()
     stub.control(reply="1. LAIT FRAIS\n2. Ouvert tous les jours de 9 à 5")
@@ -266,6 +269,7 @@ def cli():
     return cli_main.main
 
 
+@pytest.mark.slow
 def test_cli_ask_json_and_stream(coll, cli, stub, tmp_path, capsys):
     image = make_image(tmp_path / "q.png", (245, 5, 5), size=(8, 8))
     spec = f"openai:stub?base_url={stub.url}"
@@ -291,6 +295,7 @@ def test_cli_ask_json_and_stream(coll, cli, stub, tmp_path, capsys):
     assert "unknown generator backend 'nosuch'" in err and "openai" in err and "llamacpp" in err
 
 
+@pytest.mark.slow
 def test_cli_read_and_translate(cli, stub, tmp_path, capsys):
     path = tmp_path / "sign.png"
     render(["FRESH MILK"]).save(path)
@@ -308,6 +313,7 @@ def test_cli_read_and_translate(cli, stub, tmp_path, capsys):
 
 
 # --- index --ocr ---------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_ocr_captions_make_printed_words_searchable(tmp_path, colour_spec):
     root = tmp_path / "imgs"
     root.mkdir()

@@ -229,6 +229,7 @@ def java_scores():
 
 
 @needs_java
+@pytest.mark.slow
 def test_java_backend_gives_sane_values(java_scores):
     scores, stages = java_scores
     assert scores.backend == "java" and scores.tokenizer == "ptb"
@@ -245,6 +246,7 @@ def test_java_backend_gives_sane_values(java_scores):
 
 
 @needs_java
+@pytest.mark.slow
 def test_python_path_matches_java_backend_on_ptb_tokens(java_scores):
     from ravl.eval.cocoeval import ptb_tokenize
 
@@ -265,6 +267,7 @@ def test_python_path_matches_java_backend_on_ptb_tokens(java_scores):
 
 
 @needs_java
+@pytest.mark.slow
 def test_ptb_wrapper_matches_pycocoevalcap_tokenizer():
     from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 

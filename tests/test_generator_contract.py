@@ -37,7 +37,8 @@ def stub():
     handle.stop()
 
 
-@pytest.fixture(params=["plain", "openai", "hf", "locked-hf"])
+@pytest.fixture(params=["plain", "openai", pytest.param("hf", marks=pytest.mark.slow),
+                        pytest.param("locked-hf", marks=pytest.mark.slow)])
 def language_model(request, stub) -> Generator:
     if request.param == "plain":
         return Plain()

@@ -1,6 +1,7 @@
 """Retrieval-augmented captioning around the generator contract (fake colour encoder, real LMs)."""
 from __future__ import annotations
 
+import pytest
 from PIL import Image
 
 from conftest import make_image
@@ -65,6 +66,7 @@ def test_generator_gets_smallcap_prompt_and_failure_keeps_evidence(tmp_path, col
     assert failing.caption == "a red square" and "timed out" in failing.error and failing.neighbours
 
 
+@pytest.mark.slow
 def test_caption_with_a_real_tiny_language_model(tmp_path, colour_spec, tiny_lm):
     coll = _collection(tmp_path, colour_spec)
     gen = load_generator("hf:" + tiny_lm["plain"])
