@@ -144,6 +144,7 @@ def test_ask_with_a_real_tiny_language_model(coll, tiny_lm):
     assert a.evidence and "Question: What colour is it?" in a.prompt
 
 
+@pytest.mark.slow
 def test_ask_reads_text_in_the_image(coll):
     sign = render(["FRESH MILK"])
     result = ask_image(coll, sign, "What does the sign say?", options=AskOptions(k=1, ocr=True))

@@ -2,8 +2,6 @@
 docs/backends.md is what the backends declare (regenerate both with `python -m ravl.cli.doc`)."""
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 from ravl.cli import doc
@@ -28,10 +26,10 @@ def test_every_command_and_option_is_documented():
     assert "`--log-level {critical,error,warning,info,debug}` | `info`" in text  # serve's, once missing from the README
 
 
-def test_check_mode_reports_a_stale_file(tmp_path):
+def test_check_mode_reports_a_stale_file(tmp_path, capsys):
     (tmp_path / "cli.md").write_text("old\n")
-    proc = subprocess.run([sys.executable, "-m", "ravl.cli.doc", "--check", "--docs", str(tmp_path)],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1 and "out of date" in proc.stderr
-    assert subprocess.run([sys.executable, "-m", "ravl.cli.doc", "--docs", str(tmp_path)], timeout=120).returncode == 0
+    assert doc.main(["--check", "--docs", str(tmp_path)]) == 1
+    assert "out of date" in capsys.readouterr().err
+    assert doc.main(["--docs", str(tmp_path)]) == 0
     assert (tmp_path / "cli.md").read_text() == doc.render()
+    assert doc.main(["--check", "--docs", str(tmp_path)]) == 0

@@ -375,6 +375,7 @@ def _report(config_k=10, shift=0.0):
     return REP.build_report(config=config, retrieval=retrieval, captions=captions, curve_max_k=15)
 
 
+@pytest.mark.slow
 def test_report_writes_json_markdown_and_pngs(tmp_path):
     from PIL import Image
 

@@ -205,6 +205,7 @@ def test_hf_generator_chat_template(tiny_lm):
     assert not plain.use_chat and plain.render_prompt("What is it?") == "What is it?"
 
 
+@pytest.mark.slow
 def test_hf_generator_errors(tmp_path):
     with pytest.raises(ModelNotAvailableError, match=r"hf:/path/to/model"):
         load_generator("hf:no-such-org/no-such-model")

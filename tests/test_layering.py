@@ -6,11 +6,13 @@ is still a cycle), except a package ``__init__`` re-exporting its own submodules
 from __future__ import annotations
 
 import ast
+from functools import cache
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 
+@cache
 def _modules() -> dict[str, Path]:
     out = {}
     for path in SRC.rglob("*.py"):

@@ -78,7 +78,7 @@ def evaluate_captioning(collection, records: Sequence, *, generator=None, k: int
     check_k(k)
     source = ", ".join(map(str, data)) or "the evaluation set"
     check_records(records, source)
-    gen = load_generator(generator or "consensus") if isinstance(generator, (str, type(None))) else generator
+    gen = load_generator(generator or "consensus")
     params = params or GenerationParams()
     _ = collection.encoder  # load now: a collection built with another encoder fails here, before any work
     states = collection.file_states()  # uri -> (id, size, mtime_ns, sha256)
