@@ -90,11 +90,14 @@ def render_backends() -> str:
 
     lines = [BACKENDS_HEADER]
     for kind in registry.KINDS:
-        lines += [f"## {kind.capitalize()}", ""]
+        lines += [f"## {kind.replace('_', ' ').capitalize()}", ""]
         for row in registry.describe(kind):
             if row["family"] not in registry._BUILTIN[kind]:
                 continue
-            lines += [f"### `{row['family']}`", "", _cell(row["summary"]), ""]
+            lines += [f"### `{row['family']}`", ""] + ([_cell(row["summary"]), ""] if row["summary"] else [])
+            if not row.get("declared"):
+                lines += ["Its options are not declared yet (see its documentation).", ""]
+                continue
             if not row["options"]:
                 lines += ["No options.", ""]
                 continue
