@@ -37,3 +37,26 @@ def emit_json(obj) -> None:
 
 def log(message: str) -> None:
     sys.stderr.write(message + "\n")
+
+
+def finish_report(args, report: dict, extra_markdown: str = "") -> int:
+    """``ravl eval ...``: write the report files when --out is given; print JSON or Markdown to stdout."""
+    import copy
+
+    from ..eval.report import render_markdown, write_report
+
+    if args.out:
+        paths = write_report(args.out, report)
+        if extra_markdown:
+            with open(paths["markdown"], "a", encoding="utf-8") as fh:
+                fh.write("\n" + extra_markdown)
+        log("report: " + ", ".join(str(p) for p in paths.values()))
+    if args.json:
+        brief = copy.deepcopy(report)
+        (brief.get("captioning") or {}).pop("per_image", None)
+        ((brief.get("extra") or {}).get("zeroshot") or {}).pop("predictions", None)
+        ((brief.get("extra") or {}).get("imagine") or {}).pop("rows", None)
+        emit_json(brief)
+    else:
+        print(render_markdown(report) + ("\n" + extra_markdown if extra_markdown else ""))
+    return 0

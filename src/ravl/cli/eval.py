@@ -1,7 +1,8 @@
 """ravl eval retrieval | caption | zeroshot | imagine | compare"""
 from __future__ import annotations
 
-from .common import emit_json, log, progress_bar
+from .common import finish_report as _finish
+from .common import log, progress_bar
 
 _OUT_HELP = "write report.json, report.md and PNG plots here (caption runs also keep their resumable cache here)"
 
@@ -79,29 +80,6 @@ def add_parser(sub) -> None:
 def _common(p) -> None:
     p.add_argument("--out", "-o", metavar="DIR", help=_OUT_HELP)
     p.add_argument("--json", action="store_true", help="print the report as JSON (per-image rows left out)")
-
-
-def _finish(args, report: dict, extra_markdown: str = "") -> int:
-    """Write the report files when --out is given; print JSON or Markdown to stdout."""
-    import copy
-
-    from ..eval.report import render_markdown, write_report
-
-    if args.out:
-        paths = write_report(args.out, report)
-        if extra_markdown:
-            with open(paths["markdown"], "a", encoding="utf-8") as fh:
-                fh.write("\n" + extra_markdown)
-        log("report: " + ", ".join(str(p) for p in paths.values()))
-    if args.json:
-        brief = copy.deepcopy(report)
-        (brief.get("captioning") or {}).pop("per_image", None)
-        ((brief.get("extra") or {}).get("zeroshot") or {}).pop("predictions", None)
-        ((brief.get("extra") or {}).get("imagine") or {}).pop("rows", None)
-        emit_json(brief)
-    else:
-        print(render_markdown(report) + ("\n" + extra_markdown if extra_markdown else ""))
-    return 0
 
 
 def run_retrieval(args) -> int:

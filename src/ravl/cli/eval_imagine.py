@@ -38,7 +38,7 @@ def run(args) -> int:
     from ..eval.report import build_report
     from ..generate.images.base import ImageParams, load_image_generator, parse_size
     from ..imagine import NO_GENERATOR, resolve_generator_spec
-    from .eval import _finish
+    from .common import finish_report as _finish
 
     width, height = parse_size(args.size)
     params = ImageParams(width=width, height=height, steps=args.steps, guidance=args.guidance,
