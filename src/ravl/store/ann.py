@@ -1,0 +1,254 @@
+"""Vector indexes of every kind (flat, HNSW, IVF-PQ) behind one small interface, built with FAISS's
+``index_factory`` from an :class:`~ravl.store.index_plan.IndexPlan`.
+
+FAISS holds vectors at *positions* 0..ntotal-1; ``labels[pos]`` is the database id there. Updating
+or deleting an id marks its old position dead (a tombstone bitmap passed to FAISS as a selector,
+since HNSW cannot remove vectors) and appends the new vector, so a batch of writes is applied to a
+loaded index in time proportional to the batch, not the collection. :meth:`AnnIndex.needs_rebuild`
+says when tombstones or growth past the IVF training set call for a rebuild instead.
+
+IVF-PQ scores are approximate: its top ``k × rerank`` candidates are re-scored exactly with
+vectors read back through ``fetch`` (the database), so every returned score is an exact cosine.
+"""
+from __future__ import annotations
+
+import io
+import json
+import time
+from typing import Callable, Iterable
+
+import numpy as np
+
+from .index_plan import IndexPlan
+
+Fetch = Callable[[list[int]], tuple[np.ndarray, np.ndarray]]  # ids -> (ids, vectors)
+#: rebuild when more than this share of positions are tombstones
+MAX_DEAD_SHARE = 0.25
+#: retrain IVF when the collection has grown this many times past its training set
+RETRAIN_GROWTH = 4.0
+RECALL_TARGET = 0.95
+EF_CHOICES = (16, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+NPROBE_CHOICES = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 512)
+#: below this many vectors, build single-threaded
+SMALL = 50_000
+_TRAIN_POINTS_PER_LIST = 64  # k-means sample: 64 points per list is plenty (FAISS caps at 256)
+
+
+def _faiss():
+    import faiss
+
+    return faiss
+
+
+class AnnIndex:
+    def __init__(self, plan: IndexPlan, index, labels: np.ndarray, alive: np.ndarray, info: dict):
+        self.plan = plan
+        self.index = index
+        self.labels = labels  # int64 per position
+        self.alive = alive  # bool per position
+        self.info = info  # build facts: seconds, bytes, recall, tuned search params, trained_on
+        self._live = int(alive.sum())
+
+    # --- build ---------------------------------------------------------------------------------
+    @classmethod
+    def build(cls, plan: IndexPlan, ids: np.ndarray, vectors: np.ndarray, *, tune: bool = True,
+              fetch: Fetch | None = None, seed: int = 0) -> "AnnIndex":
+        """Index ``vectors`` (rows matching ``ids``); with ``tune``, choose the smallest efSearch /
+        nprobe whose recall@10 on a sample of the vectors reaches 0.95 and record that recall."""
+        faiss = _faiss()
+        threads = faiss.omp_get_max_threads()
+        if len(ids) < SMALL:  # OpenMP threads spin against each other on busy small jobs (10x slower)
+            faiss.omp_set_num_threads(1)
+        try:
+            return cls._build(faiss, plan, ids, vectors, tune, fetch, seed)
+        finally:
+            faiss.omp_set_num_threads(threads)
+
+    @classmethod
+    def _build(cls, faiss, plan, ids, vectors, tune, fetch, seed) -> "AnnIndex":
+        t0 = time.perf_counter()
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), plan.dim)
+        index = faiss.index_factory(plan.dim, plan.factory, faiss.METRIC_INNER_PRODUCT)
+        if plan.kind == "hnsw":
+            index.hnsw.efConstruction = int(plan.params.get("ef_construction", 40))
+        if not index.is_trained:
+            rng = np.random.default_rng(seed)
+            n_train = min(len(ids), max(_TRAIN_POINTS_PER_LIST * plan.params.get("nlist", 1),
+                                        4 * 2 ** plan.params.get("nbits", 8)))
+            sample = vectors[np.sort(rng.choice(len(ids), n_train, replace=False))] if len(ids) else vectors
+            ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
+            ivf.cp.min_points_per_centroid = 1  # small collections: no stderr warnings from k-means
+            if hasattr(ivf, "pq"):
+                ivf.do_polysemous_training = False  # minutes of annealing for codes we re-rank anyway
+                ivf.pq.cp.min_points_per_centroid = 1
+            index.train(sample)
+        if len(ids):
+            index.add(vectors)
+        info = {"kind": plan.kind, "factory": plan.factory, "params": dict(plan.params), "count": len(ids),
+                "trained_on": len(ids), "search": dict(plan.search)}
+        built = cls(plan, index, np.asarray(ids, dtype=np.int64).copy(), np.ones(len(ids), bool), info)
+        info["build_seconds"] = round(time.perf_counter() - t0, 3)
+        if tune and len(ids):
+            built._tune(vectors, fetch or _array_fetch(ids, vectors), seed)
+            info["tune_seconds"] = round(time.perf_counter() - t0 - info["build_seconds"], 3)
+        return built
+
+    def _tune(self, vectors: np.ndarray, fetch: Fetch, seed: int, samples: int = 200) -> None:
+        """Sample stored vectors as queries; exact top-10 by brute force; pick search params."""
+        rng = np.random.default_rng(seed + 1)
+        q = vectors[rng.choice(len(vectors), min(samples, len(vectors)), replace=False)]
+        k = min(10, len(vectors))
+        truth = exact_topk(vectors, q, k)
+        truth_ids = [set(self.labels[row].tolist()) for row in truth]
+        key, choices = {"hnsw": ("ef_search", EF_CHOICES), "ivfpq": ("nprobe", NPROBE_CHOICES)}.get(
+            self.plan.kind, (None, (None,)))
+        if key == "nprobe":
+            choices = tuple(c for c in choices if c < self.plan.params.get("nlist", 1)) + (self.plan.params["nlist"],)
+        recall = 0.0
+        for value in choices:
+            params = {key: value} if key else {}
+            got = self.search(q, k, fetch=fetch, **params)
+            recall = float(np.mean([len({i for i, _ in hits} & t) / k for hits, t in zip(got, truth_ids)]))
+            if key:
+                self.info["search"][key] = value
+            if recall >= RECALL_TARGET:
+                break
+        self.info["recall_at_10"] = round(recall, 4)
+        self.info["recall_queries"] = len(q)
+
+    # --- facts ---------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return self._live
+
+    @property
+    def kind(self) -> str:
+        return self.plan.kind
+
+    def needs_rebuild(self) -> str | None:
+        """Why this index should be rebuilt from scratch rather than updated, or None."""
+        dead = len(self.labels) - self._live
+        if len(self.labels) >= 64 and dead > MAX_DEAD_SHARE * len(self.labels):
+            return f"{dead} of {len(self.labels)} positions are deleted or replaced"
+        trained = max(1, int(self.info.get("trained_on", 0)))
+        if self.kind == "ivfpq" and len(self) > RETRAIN_GROWTH * trained:
+            return f"grew from {trained} to {len(self)} vectors since IVF training"
+        return None
+
+    # --- updates -------------------------------------------------------------------------------
+    def remove(self, ids: Iterable[int]) -> int:
+        wanted = np.fromiter((int(i) for i in ids), dtype=np.int64)
+        if not len(wanted) or not self._live:
+            return 0
+        hit = self.alive & np.isin(self.labels, wanted)
+        n = int(hit.sum())
+        self.alive[hit] = False
+        self._live -= n
+        return n
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Add (or replace) ``ids`` with ``vectors``."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if not len(ids):
+            return
+        self.remove(ids.tolist())
+        self.index.add(np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), self.plan.dim))
+        self.labels = np.concatenate([self.labels, ids])
+        self.alive = np.concatenate([self.alive, np.ones(len(ids), bool)])
+        self._live += len(ids)
+        self.info["count"] = len(self)
+
+    # --- search --------------------------------------------------------------------------------
+    def search(self, queries: np.ndarray, k: int, exclude: Iterable[int] = (), *, ef_search: int | None = None,
+               nprobe: int | None = None, fetch: Fetch | None = None) -> list[list[tuple[int, float]]]:
+        """Top-``k`` (id, score) per query row, best first, skipping ids in ``exclude``."""
+        faiss = _faiss()
+        queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.plan.dim)
+        excluded = {int(i) for i in exclude}
+        if not len(self) or k <= 0:
+            return [[] for _ in range(len(queries))]
+        want = min(len(self), k + len(excluded))
+        rerank = self.kind == "ivfpq" and fetch is not None
+        fetch_k = min(len(self), want * int(self.info["search"].get("rerank", 10))) if rerank else want
+        params = self._params(faiss, ef_search, nprobe, fetch_k)
+        scores, pos = self.index.search(queries, fetch_k, params=params)
+        out = []
+        for row_s, row_p in zip(scores, pos):
+            hits = [(int(self.labels[p]), float(s)) for p, s in zip(row_p, row_s) if p >= 0]
+            out.append([(i, s) for i, s in hits if i not in excluded])
+        if rerank:
+            out = self._rerank(queries, out, fetch)
+        return [hits[:k] for hits in out]
+
+    def _params(self, faiss, ef_search, nprobe, fetch_k):
+        sel = None
+        if self._live < len(self.labels):
+            self._bitmap = np.packbits(self.alive, bitorder="little")
+            sel = faiss.IDSelectorBitmap(len(self.alive), faiss.swig_ptr(self._bitmap))
+        tuned = self.info["search"]
+        if self.kind == "hnsw":
+            ef = int(ef_search or tuned.get("ef_search", 64))
+            return faiss.SearchParametersHNSW(efSearch=max(ef, fetch_k), sel=sel)
+        if self.kind == "ivfpq":
+            return faiss.SearchParametersIVF(nprobe=int(nprobe or tuned.get("nprobe", 32)), sel=sel)
+        return faiss.SearchParameters(sel=sel) if sel is not None else None
+
+    @staticmethod
+    def _rerank(queries: np.ndarray, shortlists: list, fetch: Fetch) -> list[list[tuple[int, float]]]:
+        wanted = sorted({i for hits in shortlists for i, _ in hits})
+        ids, vecs = fetch(wanted)
+        row = {int(i): n for n, i in enumerate(ids)}
+        out = []
+        for q, hits in zip(queries, shortlists):
+            cand = [i for i, _ in hits if i in row]
+            if not cand:
+                out.append([])
+                continue
+            scores = vecs[[row[i] for i in cand]] @ q
+            order = np.argsort(-scores, kind="stable")
+            out.append([(cand[j], float(scores[j])) for j in order])
+        return out
+
+    # --- persistence ---------------------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        """The whole index as one file (also records its size in ``info['bytes']``)."""
+        blob = _faiss().serialize_index(self.index)
+        self.info["bytes"] = int(blob.nbytes + self.labels.nbytes + self.alive.nbytes)
+        buf = io.BytesIO()
+        np.savez(buf, faiss=blob, labels=self.labels, alive=self.alive,
+                 meta=np.frombuffer(json.dumps({"plan": self.plan.to_dict(), "info": self.info}).encode(), np.uint8))
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "AnnIndex":
+        """Raises ValueError on anything malformed (callers rebuild from the database)."""
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as z:
+                meta = json.loads(z["meta"].tobytes())
+                labels, alive = z["labels"].astype(np.int64), z["alive"].astype(bool)
+                index = _faiss().deserialize_index(z["faiss"])
+            p = meta["plan"]
+            plan = IndexPlan(p["kind"], int(p["dim"]), p["factory"], p["params"], p["search"], p["est_bytes"],
+                             p["reason"])
+        except Exception as exc:  # any malformed file (zip, JSON, FAISS) is a cache miss
+            raise ValueError(f"damaged index file: {exc}") from exc
+        if index.d != plan.dim or index.ntotal != len(labels) or len(alive) != len(labels):
+            raise ValueError("index file is inconsistent")
+        return cls(plan, index, labels, alive, meta["info"])
+
+
+def exact_topk(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    """Row positions of the exact top-``k`` inner products (brute force, FAISS flat)."""
+    faiss = _faiss()
+    flat = faiss.IndexFlatIP(vectors.shape[1])
+    flat.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    return flat.search(np.ascontiguousarray(queries, dtype=np.float32), k)[1]
+
+
+def _array_fetch(ids: np.ndarray, vectors: np.ndarray) -> Fetch:
+    row = {int(i): n for n, i in enumerate(ids)}
+
+    def fetch(wanted: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        keep = [i for i in wanted if i in row]
+        return np.asarray(keep, np.int64), vectors[[row[i] for i in keep]]
+
+    return fetch
