@@ -151,7 +151,14 @@ class AnnIndex:
         if not len(ids):
             return
         self.remove(ids.tolist())
-        self.index.add(np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), self.plan.dim))
+        faiss = _faiss()
+        threads = faiss.omp_get_max_threads()
+        if len(ids) < SMALL:
+            faiss.omp_set_num_threads(1)
+        try:
+            self.index.add(np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), self.plan.dim))
+        finally:
+            faiss.omp_set_num_threads(threads)
         self.labels = np.concatenate([self.labels, ids])
         self.alive = np.concatenate([self.alive, np.ones(len(ids), bool)])
         self._live += len(ids)

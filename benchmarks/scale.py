@@ -1,0 +1,217 @@
+"""Vector indexes at scale: flat vs HNSW vs IVF-PQ (+ exact re-rank), built by ravl's own code path
+(:class:`ravl.store.ann.AnnIndex` from :func:`ravl.store.index_plan.choose_index`).
+
+    .venv/bin/python benchmarks/scale.py --quick                       # 20k x 384, seconds
+    .venv/bin/python benchmarks/scale.py --sizes 100000 --dims 384 512  # the 100k rows
+    .venv/bin/python benchmarks/scale.py --sizes 1000000 --dims 384 --kinds hnsw ivfpq
+    .venv/bin/python benchmarks/scale.py --sqlite 1000000              # SQLite blob read-back vs .npy
+
+Vectors are SYNTHETIC and CLUSTERED (a mixture of 10,000 Gaussian clusters on the unit sphere; the
+queries are fresh draws from the same mixture, not stored vectors), which is what ANN figures need;
+real CLIP vectors are more clustered still. Each (size, dim, kind) runs in its own subprocess so that
+peak RSS (ru_maxrss) is that configuration's alone; ground truth (exact top-10 by brute force) is
+computed once per (size, dim) and cached in --workdir.
+
+Per configuration: build seconds (train + add + recall tuning), peak RSS, RSS of the data alone,
+index size on disk, recall@10 against exact at the tuned defaults and over a sweep of efSearch/nprobe,
+p50/p99 latency of single queries on one thread, batched latency per query (1,000 queries, all cores),
+and the time to add 1,000 new vectors to the loaded index and to serialise it. JSON lines on stdout.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+CLUSTERS = 10_000
+NOISE = 1.0  # noise norm relative to the cluster centre: same-cluster cosines around 0.5
+N_QUERIES = 1000
+N_LATENCY = 300
+
+
+def clustered(n: int, dim: int, seed: int, *, centres_seed: int = 12345) -> np.ndarray:
+    """``n`` unit vectors from a fixed mixture of CLUSTERS Gaussian clusters (chunked: bounded memory)."""
+    centres = np.random.default_rng(centres_seed).standard_normal((CLUSTERS, dim)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, dim), np.float32)
+    for start in range(0, n, 100_000):
+        m = min(100_000, n - start)
+        x = centres[rng.integers(0, CLUSTERS, m)] + rng.standard_normal((m, dim), dtype=np.float32) * (NOISE / np.sqrt(dim))
+        out[start:start + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return out
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def ground_truth(workdir: Path, n: int, dim: int) -> Path:
+    path = workdir / f"gt-{n}-{dim}.npy"
+    if not path.exists():
+        from ravl.store.ann import exact_topk
+
+        data, queries = clustered(n, dim, seed=1), clustered(N_QUERIES, dim, seed=2)
+        np.save(path, exact_topk(data, queries, 10))
+    return path
+
+
+def child(n: int, dim: int, kind: str, workdir: Path) -> dict:
+    import faiss
+
+    from ravl.store.ann import AnnIndex
+    from ravl.store.index_plan import choose_index
+
+    data = clustered(n, dim, seed=1)
+    queries = clustered(N_QUERIES, dim, seed=2)
+    truth = np.load(workdir / f"gt-{n}-{dim}.npy")
+    rss_data = rss_mb()
+    ids = np.arange(n, dtype=np.int64)
+
+    def fetch(wanted):  # stands in for the database read of the shortlist
+        w = np.asarray(wanted, np.int64)
+        return w, data[w]
+
+    plan = choose_index(n, dim, kind)
+    t = time.perf_counter()
+    index = AnnIndex.build(plan, ids, data, fetch=fetch)
+    build_s = time.perf_counter() - t
+    rss_peak = rss_mb()
+    tmp = workdir / f"index-{os.getpid()}.faiss"
+    faiss.write_index(index.index, str(tmp))
+    size = tmp.stat().st_size + index.labels.nbytes + index.alive.nbytes
+    tmp.unlink()
+
+    def recall(**kw) -> float:
+        got = index.search(queries, 10, fetch=fetch, **kw)
+        return float(np.mean([len({i for i, _ in g} & set(t.tolist())) / 10 for g, t in zip(got, truth)]))
+
+    def latency(**kw) -> tuple[float, float]:
+        faiss.omp_set_num_threads(1)
+        times = []
+        for q in queries[:N_LATENCY]:
+            t0 = time.perf_counter()
+            index.search(q[None], 10, fetch=fetch, **kw)
+            times.append(time.perf_counter() - t0)
+        faiss.omp_set_num_threads(os.cpu_count() or 1)
+        return float(np.percentile(times, 50) * 1e3), float(np.percentile(times, 99) * 1e3)
+
+    key = {"hnsw": "ef_search", "ivfpq": "nprobe"}.get(kind)
+    sweep = []
+    values = {"hnsw": (16, 32, 64, 128, 256), "ivfpq": (8, 16, 32, 64, 128)}.get(kind, ())
+    for v in values:
+        if kind == "ivfpq" and v > plan.params["nlist"]:
+            continue
+        p50, _ = latency(**{key: v})
+        sweep.append({key: v, "recall_at_10": round(recall(**{key: v}), 4), "p50_ms": round(p50, 3)})
+    p50, p99 = latency()
+    t0 = time.perf_counter()
+    index.search(queries, 10, fetch=fetch)
+    batched_ms = (time.perf_counter() - t0) * 1e3 / len(queries)
+    rec = recall()
+    new = clustered(1000, dim, seed=3)
+    t0 = time.perf_counter()
+    index.add(np.arange(n, n + 1000, dtype=np.int64), new)
+    add_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    faiss.serialize_index(index.index)
+    serialise_s = time.perf_counter() - t0
+    return {"n": n, "dim": dim, "kind": kind, "factory": plan.factory, "build_s": round(build_s, 2),
+            "peak_rss_mb": round(rss_peak), "data_rss_mb": round(rss_data), "index_mb": round(size / 2**20, 1),
+            "flat_mb": round(n * dim * 4 / 2**20, 1), "tuned": index.info["search"],
+            "build_recall_estimate": index.info.get("recall_at_10"), "recall_at_10": round(rec, 4),
+            "p50_ms": round(p50, 3), "p99_ms": round(p99, 3), "batched_ms_per_query": round(batched_ms, 4),
+            "add_1000_s": round(add_s, 3), "serialise_s": round(serialise_s, 2), "sweep": sweep}
+
+
+def sqlite_readback(n: int, dim: int, workdir: Path) -> dict:
+    """Is reading vectors back from SQLite blobs the bottleneck? Same rows through ravl's table layout."""
+    import sqlite3
+
+    from ravl.store.schema import migrate
+
+    db = workdir / f"blobs-{n}-{dim}.sqlite"
+    db.unlink(missing_ok=True)
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    migrate(conn)
+    t = time.perf_counter()
+    conn.execute("BEGIN")
+    for start in range(0, n, 50_000):
+        block = clustered(min(50_000, n - start), dim, seed=start)
+        conn.executemany("INSERT INTO items(id, uri, sha256, size, mtime_ns, added_at) VALUES(?,?,?,?,?,0)",
+                         ((start + i + 1, f"/x/{start + i}.jpg", "0", 0, 0) for i in range(len(block))))
+        conn.executemany("INSERT INTO item_vectors(item_id, emb, feat) VALUES(?,?,?)",
+                         ((start + i + 1, v.tobytes(), b"") for i, v in enumerate(block)))
+    conn.execute("COMMIT")
+    write_s = time.perf_counter() - t
+    conn.close()
+    os.system(f"sync; cat {db} > /dev/null")  # warm page cache: compare CPU cost, not the disk
+    from ravl.store.db import Database
+
+    database = Database(db, readonly=True)
+    t = time.perf_counter()
+    ids, vecs = database.item_vectors(which="emb")
+    read_s = time.perf_counter() - t
+    npy = workdir / "seg.npy"
+    np.save(npy, vecs)
+    t = time.perf_counter()
+    np.load(npy)
+    npy_s = time.perf_counter() - t
+    rng = np.random.default_rng(0)
+    t = time.perf_counter()
+    for _ in range(100):
+        database.item_vectors(sorted(rng.choice(n, 100, replace=False) + 1), which="emb")
+    shortlist_ms = (time.perf_counter() - t) * 10
+    database.close()
+    npy.unlink()
+    db.unlink()
+    return {"sqlite_rows": n, "dim": dim, "write_s": round(write_s, 1), "read_all_s": round(read_s, 2),
+            "read_mb_s": round(vecs.nbytes / 2**20 / read_s), "npy_read_s": round(npy_s, 2),
+            "shortlist_100_ms": round(shortlist_ms, 2)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    ap.add_argument("--dims", type=int, nargs="+", default=[384, 512])
+    ap.add_argument("--kinds", nargs="+", default=["flat", "hnsw", "ivfpq"])
+    ap.add_argument("--quick", action="store_true", help="20k vectors at d=384 (a sanity run)")
+    ap.add_argument("--sqlite", type=int, metavar="N", help="only measure SQLite blob read-back of N vectors")
+    ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "ravl-scale-bench")
+    ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    if args.child:
+        n, dim, kind = int(args.child[0]), int(args.child[1]), args.child[2]
+        print(json.dumps(child(n, dim, kind, args.workdir)), flush=True)
+        return
+    if args.sqlite:
+        for dim in args.dims:
+            print(json.dumps(sqlite_readback(args.sqlite, dim, args.workdir)), flush=True)
+        return
+    sizes, dims = ([20_000], [384]) if args.quick else (args.sizes, args.dims)
+    for n in sizes:
+        for dim in dims:
+            ground_truth(args.workdir, n, dim)
+            for kind in args.kinds:
+                out = subprocess.run([sys.executable, __file__, "--workdir", str(args.workdir), "--child",
+                                      str(n), str(dim), kind], capture_output=True, text=True)
+                if out.returncode:
+                    print(json.dumps({"n": n, "dim": dim, "kind": kind, "error": out.stderr[-500:]}), flush=True)
+                else:
+                    print(out.stdout.strip(), flush=True)
+
+
+if __name__ == "__main__":
+    main()
