@@ -12,7 +12,8 @@ real CLIP vectors are more clustered still. Each (size, dim, kind) runs in its o
 peak RSS (ru_maxrss) is that configuration's alone; ground truth (exact top-10 by brute force) is
 computed once per (size, dim) and cached in --workdir.
 
-Per configuration: build seconds (train + add + recall tuning), peak RSS, RSS of the data alone,
+Per configuration: build seconds (train + add + recall tuning), peak RSS, RSS of the data alone and
+the resident growth while building (the index's own memory),
 index size on disk, recall@10 against exact at the tuned defaults and over a sweep of efSearch/nprobe,
 p50/p99 latency of single queries on one thread, batched latency per query (1,000 queries, all cores),
 and the time to add 1,000 new vectors to the loaded index and to serialise it. JSON lines on stdout.
@@ -75,7 +76,10 @@ def child(n: int, dim: int, kind: str, workdir: Path) -> dict:
     data = clustered(n, dim, seed=1)
     queries = clustered(N_QUERIES, dim, seed=2)
     truth = np.load(workdir / f"gt-{n}-{dim}.npy")
-    rss_data = rss_mb()
+    import psutil
+
+    proc = psutil.Process()
+    rss_data = proc.memory_info().rss / 2**20
     ids = np.arange(n, dtype=np.int64)
 
     def fetch(wanted):  # stands in for the database read of the shortlist
@@ -87,6 +91,7 @@ def child(n: int, dim: int, kind: str, workdir: Path) -> dict:
     index = AnnIndex.build(plan, ids, data, fetch=fetch)
     build_s = time.perf_counter() - t
     rss_peak = rss_mb()
+    rss_index = proc.memory_info().rss / 2**20 - rss_data
     tmp = workdir / f"index-{os.getpid()}.faiss"
     faiss.write_index(index.index, str(tmp))
     size = tmp.stat().st_size + index.labels.nbytes + index.alive.nbytes
@@ -127,7 +132,8 @@ def child(n: int, dim: int, kind: str, workdir: Path) -> dict:
     faiss.serialize_index(index.index)
     serialise_s = time.perf_counter() - t0
     return {"n": n, "dim": dim, "kind": kind, "factory": plan.factory, "build_s": round(build_s, 2),
-            "peak_rss_mb": round(rss_peak), "data_rss_mb": round(rss_data), "index_mb": round(size / 2**20, 1),
+            "peak_rss_mb": round(rss_peak), "data_rss_mb": round(rss_data),
+            "index_rss_mb": round(rss_index), "index_mb": round(size / 2**20, 1),
             "flat_mb": round(n * dim * 4 / 2**20, 1), "tuned": index.info["search"],
             "build_recall_estimate": index.info.get("recall_at_10"), "recall_at_10": round(rec, 4),
             "p50_ms": round(p50, 3), "p99_ms": round(p99, 3), "batched_ms_per_query": round(batched_ms, 4),

@@ -3,6 +3,8 @@
 in a text map to that colour, so 'red' finds the red image."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from ravl.encoders.base import Encoder, ImageVectors, l2_normalize
@@ -17,6 +19,7 @@ class ColourEncoder(Encoder):
     feature_dim = 6
     batch_size = 4
     image_size_hint = 16
+    delay = 0.0  # seconds per image, to stretch a run (Ray kill tests)
 
     def __init__(self, spec: Spec):
         self.spec = str(spec)
@@ -28,6 +31,8 @@ class ColourEncoder(Encoder):
 
     def embed_pixels(self, pixels):
         self.calls += 1
+        if self.delay:
+            time.sleep(self.delay * len(pixels))
         mean = pixels.mean(axis=(1, 2))
         emb = l2_normalize(np.concatenate([mean, np.full((len(mean), 1), 0.05)], axis=1))
         std = pixels.std(axis=(1, 2))
@@ -46,3 +51,10 @@ class ColourEncoder(Encoder):
 
 def create(spec: Spec) -> ColourEncoder:
     return ColourEncoder(spec)
+
+
+def make_colour(delay: float = 0.0) -> ColourEncoder:
+    """An encoder factory for other processes (Ray actors), where 'testcolour' is not registered."""
+    enc = ColourEncoder("testcolour")
+    enc.delay = delay
+    return enc

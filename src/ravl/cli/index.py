@@ -22,6 +22,13 @@ def add_parser(sub) -> None:
                    help="also read text printed on the images (Tesseract) and store it as captions (source 'ocr'), "
                         "so 'ravl search --text WORDS --target captions' finds them")
     p.add_argument("--ocr-lang", default="eng", metavar="LANG", help="Tesseract language(s) for --ocr (default eng)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local (default: decoding threads + this process's model) or ray (decode + encode on Ray "
+                        "actors, one model per actor; pip install 'ravl[ray]')")
+    p.add_argument("--ray-address", metavar="HOST:PORT", default=None,
+                   help="with --engine ray: the cluster head (default: start a local Ray instance)")
+    p.add_argument("--num-workers", type=int, default=None, metavar="N",
+                   help="with --engine ray: encoder actors (default: one per two CPUs of the cluster)")
     p.add_argument("--json", action="store_true", help="print the ingest report as JSON")
     p.set_defaults(run=run)
 
@@ -31,6 +38,18 @@ def run(args) -> int:
     from ..ingest.pipeline import index_sources
     from ..ingest.sources import read_sources
 
+    from ..errors import ConfigError
+
+    if args.engine != "ray" and (args.ray_address or args.num_workers is not None):
+        raise ConfigError("--ray-address and --num-workers apply to --engine ray")
+    if args.num_workers is not None and args.num_workers < 1:
+        raise ConfigError(f"--num-workers must be at least 1, got {args.num_workers}")
+    if args.engine == "ray":
+        from ..ingest.ray_engine import check_address, import_ray
+
+        import_ray()
+        if args.ray_address:
+            check_address(args.ray_address)
     # read and validate every source before anything is created or written
     records = read_sources(args.sources, images_root=args.images_root, split=args.split)
     if args.ocr:
@@ -42,9 +61,16 @@ def run(args) -> int:
                                          "tesseract-ocr and pip install 'ravl[ocr]'")
     with open_collection(args.collection, encoder=args.encoder, create=True) as coll:
         with progress_bar("indexing") as bar:
-            report = index_sources(coll, args.sources, images_root=args.images_root, split=args.split,
-                                   batch_size=args.batch_size, workers=args.workers, progress=bar,
-                                   records=records)
+            if args.engine == "ray":
+                from ..ingest.ray_engine import index_sources_ray
+
+                report = index_sources_ray(coll, args.sources, batch_size=args.batch_size, progress=bar,
+                                           num_workers=args.num_workers, ray_address=args.ray_address,
+                                           records=records)
+            else:
+                report = index_sources(coll, args.sources, images_root=args.images_root, split=args.split,
+                                       batch_size=args.batch_size, workers=args.workers, progress=bar,
+                                       records=records)
         ocr_report = None
         if args.ocr and not report.interrupted:
             from ..ingest.ocr_hook import ocr_collection
