@@ -174,12 +174,12 @@ def test_open_errors_schema_and_mismatch(tmp_path, folder, colour_spec):
 def test_index_cache_files_rebuilt_when_stale_or_damaged(tmp_path, folder, colour_spec):
     coll = open_collection(tmp_path / "c", encoder=colour_spec, create=True)
     index_sources(coll, [folder])
-    assert (tmp_path / "c" / "index" / "images.faiss").exists()
+    assert (tmp_path / "c" / "index" / "images.idx").exists()
     red = coll.search_text(["red"], k=1)[0][0]
     assert coll.delete([red.id]) == 1
     assert all(h.id != red.id for h in coll.search_text(["red"], k=4)[0])  # stale cache not used
     coll.close()
-    (tmp_path / "c" / "index" / "images.faiss").write_bytes(b"garbage")
+    (tmp_path / "c" / "index" / "images.idx").write_bytes(b"garbage")
     with open_collection(tmp_path / "c") as again:
         hits = again.search_text(["blue"], k=10)[0]
         assert len(hits) == 3 and hits[0].uri.endswith("blue.png")

@@ -46,7 +46,7 @@ def _check_query(q, where: str, base: Path | None = None) -> dict:
 
 
 def run_queries(collection: Collection, queries: Sequence[dict], *, target: Target = "images",
-                k: int = 10) -> list[dict]:
+                k: int = 10, **knobs) -> list[dict]:
     """``[{"query": q, "results": [...]}, ...]`` in input order; texts and images each batched."""
     check_target(target)
     check_k(k)
@@ -55,12 +55,12 @@ def run_queries(collection: Collection, queries: Sequence[dict], *, target: Targ
     text_pos = [i for i, q in enumerate(queries) if "text" in q]
     image_pos = [i for i, q in enumerate(queries) if "image" in q]
     if text_pos:
-        hits = collection.search_text([queries[i]["text"] for i in text_pos], target=target, k=k)
+        hits = collection.search_text([queries[i]["text"] for i in text_pos], target=target, k=k, **knobs)
         for i, h in zip(text_pos, hits):
             results[i] = h
     if image_pos:
         images = [load_image(queries[i]["image"]).image for i in image_pos]
-        hits = collection.search_image(images, target=target, k=k)
+        hits = collection.search_image(images, target=target, k=k, **knobs)
         for i, h in zip(image_pos, hits):
             results[i] = h
     return [{"query": q, "results": [h.to_dict() for h in r]} for q, r in zip(queries, results)]

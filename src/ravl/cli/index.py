@@ -1,7 +1,7 @@
 """ravl index SOURCE... --collection DIR"""
 from __future__ import annotations
 
-from .common import add_collection_arg, emit_json, log, progress_bar
+from .common import add_collection_arg, add_index_args, emit_json, log, progress_bar
 
 
 def add_parser(sub) -> None:
@@ -22,6 +22,7 @@ def add_parser(sub) -> None:
                    help="also read text printed on the images (Tesseract) and store it as captions (source 'ocr'), "
                         "so 'ravl search --text WORDS --target captions' finds them")
     p.add_argument("--ocr-lang", default="eng", metavar="LANG", help="Tesseract language(s) for --ocr (default eng)")
+    add_index_args(p)
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local (default: decoding threads + this process's model) or ray (decode + encode on Ray "
                         "actors, one model per actor; pip install 'ravl[ray]')")
@@ -60,6 +61,10 @@ def run(args) -> int:
             raise MissingDependencyError("--ocr needs an OCR engine; install Tesseract with: apt-get install "
                                          "tesseract-ocr and pip install 'ravl[ocr]'")
     with open_collection(args.collection, encoder=args.encoder, create=True) as coll:
+        if args.index is not None or args.memory_budget is not None:
+            old = coll.index_config()
+            coll.set_index_config(args.index or old["kind"],
+                                  args.memory_budget if args.memory_budget is not None else old["memory_budget"])
         with progress_bar("indexing") as bar:
             if args.engine == "ray":
                 from ..ingest.ray_engine import index_sources_ray
@@ -78,13 +83,18 @@ def run(args) -> int:
             with progress_bar("reading text") as bar:
                 ocr_report = ocr_collection(coll, lang=args.ocr_lang, progress=bar)
         counts = coll.db.counts()
+        indexes = coll.index_facts()
     if args.json:
-        emit_json({**report.to_dict(), "collection": counts, "ocr": ocr_report.to_dict() if ocr_report else None})
+        emit_json({**report.to_dict(), "collection": counts, "ocr": ocr_report.to_dict() if ocr_report else None,
+                   "indexes": indexes})
     else:
         s = report.seconds
         print(f"{report.total} images seen: {report.added} added, {report.updated} updated, "
               f"{report.unchanged} unchanged, {len(report.skipped)} skipped; {report.captions_added} captions added")
         print(f"collection now holds {counts['images']} images and {counts['captions']} captions")
+        for name, facts in indexes.items():
+            if facts.get("over_budget"):
+                log(f"warning: {name} index {facts['over_budget']}")
         print(f"time: {s.get('total', 0):.1f}s total (decode {s.get('decode', 0):.1f}s across threads, "
               f"images {s.get('encode_images', 0):.1f}s, texts {s.get('encode_texts', 0):.1f}s, "
               f"write {s.get('write', 0):.1f}s)")

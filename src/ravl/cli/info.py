@@ -22,5 +22,11 @@ def run(args) -> int:
         for key, value in info.items():
             if key == "size_bytes":
                 value = f"{value} ({value / 2**20:.1f} MiB)"
+            if key == "indexes":
+                for name, f in value.items():
+                    print(f"index {name}: {f.get('kind')} ({f.get('factory')}) over {f.get('count')} vectors, "
+                          f"{(f.get('bytes') or 0) / 2**20:.1f} MiB, recall@10 ~{f.get('recall_at_10')}, "
+                          f"search {f.get('search') or {}}, built in {f.get('build_seconds')}s at {f.get('built_at')}")
+                continue
             print(f"{key}: {value}")
     return 0

@@ -5,10 +5,10 @@ import argparse
 import os
 import sys
 
-from . import ask, caption, demo, exchange, index, info, read, search, serve
+from . import ask, caption, demo, exchange, index, info, read, reindex, search, serve
 from . import eval as eval_cmd
 
-COMMANDS = (index, search, caption, ask, read, info, exchange, eval_cmd, serve, demo)
+COMMANDS = (index, reindex, search, caption, ask, read, info, exchange, eval_cmd, serve, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

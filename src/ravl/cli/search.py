@@ -1,7 +1,7 @@
 """ravl search --collection DIR (--text T | --image PATH | --queries FILE)"""
 from __future__ import annotations
 
-from .common import add_collection_arg, emit_json
+from .common import add_collection_arg, add_search_knobs, emit_json
 
 
 def add_parser(sub) -> None:
@@ -17,6 +17,7 @@ def add_parser(sub) -> None:
     p.add_argument("--target", choices=("images", "captions"), default="images",
                    help="what to return: images (default) or captions")
     p.add_argument("--k", "-k", type=int, default=10, help="number of results per query (default 10)")
+    add_search_knobs(p)
     p.add_argument("--json", action="store_true", help="one JSON object per query: {\"query\": ..., \"results\": [...]}")
     p.set_defaults(run=run)
 
@@ -34,7 +35,8 @@ def run(args) -> int:
     else:
         queries = [{"image": str(Path(args.image).expanduser().resolve())}]
     with open_collection(args.collection, readonly=True) as coll:
-        answers = run_queries(coll, queries, target=args.target, k=args.k)
+        answers = run_queries(coll, queries, target=args.target, k=args.k, ef_search=args.ef_search,
+                              nprobe=args.nprobe)
     for answer in answers:
         if args.json:
             emit_json(answer)

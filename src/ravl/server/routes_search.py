@@ -70,13 +70,18 @@ def build_router(settings: ServerSettings) -> APIRouter:
     def search_get(q: str | None = Query(None, max_length=2000, description="text query"),
                    item: int | None = Query(None, description="search with this item's image"),
                    k: int = K, target: Target = Query("images"),
+                   ef_search: Optional[int] = Query(None, ge=1, le=65536, description="HNSW: candidates per query"),
+                   nprobe: Optional[int] = Query(None, ge=1, le=65536, description="IVF-PQ: lists visited per query"),
                    state: ServerState = Depends(get_state)) -> dict:
         coll = state.collection
+        knobs = {"ef_search": ef_search, "nprobe": nprobe}
         if (q is None) == (item is None):
             raise InputError("give exactly one of q (text) or item (an item id), e.g. /search?q=a+red+car")
         if item is not None:
-            return {"query": {"item": item}, "target": target, "results": hits_json(coll.search_item(item, target=target, k=k))}
-        return {"query": {"text": q}, "target": target, "results": hits_json(coll.search_text([q], target=target, k=k)[0])}
+            return {"query": {"item": item}, "target": target,
+                    "results": hits_json(coll.search_item(item, target=target, k=k, **knobs))}
+        return {"query": {"text": q}, "target": target,
+                "results": hits_json(coll.search_text([q], target=target, k=k, **knobs)[0])}
 
     @router.get("/items/{item_id}/similar", tags=["search"], summary="Images (or captions) similar to an item")
     def similar(item_id: int, k: int = K, target: Target = Query("images"),

@@ -29,6 +29,8 @@ RETRAIN_GROWTH = 4.0
 RECALL_TARGET = 0.95
 EF_CHOICES = (16, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 NPROBE_CHOICES = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 512)
+#: IVF-PQ re-ranks at least this many candidates (reading them back costs about a millisecond)
+MIN_SHORTLIST = 100
 #: below this many vectors, build single-threaded
 SMALL = 50_000
 _TRAIN_POINTS_PER_LIST = 64  # k-means sample: 64 points per list is plenty (FAISS caps at 256)
@@ -134,6 +136,11 @@ class AnnIndex:
             return f"grew from {trained} to {len(self)} vectors since IVF training"
         return None
 
+    def copy(self) -> "AnnIndex":
+        """An independent copy (update it while searches run on the original)."""
+        return AnnIndex(self.plan, _faiss().clone_index(self.index), self.labels.copy(), self.alive.copy(),
+                        json.loads(json.dumps(self.info)))
+
     # --- updates -------------------------------------------------------------------------------
     def remove(self, ids: Iterable[int]) -> int:
         wanted = np.fromiter((int(i) for i in ids), dtype=np.int64)
@@ -175,7 +182,8 @@ class AnnIndex:
             return [[] for _ in range(len(queries))]
         want = min(len(self), k + len(excluded))
         rerank = self.kind == "ivfpq" and fetch is not None
-        fetch_k = min(len(self), want * int(self.info["search"].get("rerank", 10))) if rerank else want
+        shortlist = max(want * int(self.info["search"].get("rerank", 10)), MIN_SHORTLIST)
+        fetch_k = min(len(self), shortlist) if rerank else want
         params = self._params(faiss, ef_search, nprobe, fetch_k)
         scores, pos = self.index.search(queries, fetch_k, params=params)
         out = []

@@ -106,6 +106,15 @@ class Database:
         else:
             self.conn.execute("COMMIT")
 
+    @contextmanager
+    def snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: every read inside sees one consistent state of the database."""
+        self.conn.execute("BEGIN")
+        try:
+            yield self.conn
+        finally:
+            self.conn.execute("COMMIT")
+
     # --- meta ---------------------------------------------------------------------------------
     def get_meta(self) -> dict[str, str]:
         return dict(self.conn.execute("SELECT key, value FROM meta").fetchall())
@@ -123,6 +132,32 @@ class Database:
         """Mark the vectors changed (inside ``conn``'s transaction): index caches rebuild on next use."""
         conn.execute("INSERT INTO meta(key, value) VALUES('generation', '1') ON CONFLICT(key) "
                      "DO UPDATE SET value = CAST(value AS INTEGER) + 1")
+
+    # --- vector change log (index caches catch up from it) -------------------------------------
+    def change_seq(self) -> int:
+        """The last change-log sequence number ever assigned (0 for none)."""
+        try:
+            row = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name='vector_changes'").fetchone()
+        except sqlite3.OperationalError:  # a schema-1 database opened read-only: no change log
+            return 0
+        return int(row[0]) if row else 0
+
+    def changes_pruned_through(self) -> int:
+        row = self.conn.execute("SELECT value FROM meta WHERE key='changes_pruned_through'").fetchone()
+        return int(row[0]) if row else 0
+
+    def changed_rows(self, target: str, after_seq: int) -> list[int]:
+        """Distinct ids of ``target`` ('item' | 'caption') whose vectors changed after ``after_seq``."""
+        rows = self.conn.execute("SELECT DISTINCT row_id FROM vector_changes WHERE target=? AND seq>? ORDER BY row_id",
+                                 (target, after_seq))
+        return [r[0] for r in rows]
+
+    def prune_changes(self, through_seq: int) -> None:
+        """Forget changes every index cache already covers."""
+        with self.transaction() as c:
+            c.execute("DELETE FROM vector_changes WHERE seq <= ?", (through_seq,))
+            c.execute("INSERT INTO meta(key, value) VALUES('changes_pruned_through', ?) ON CONFLICT(key) DO UPDATE "
+                      "SET value = MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))", (through_seq,))
 
     # --- reads --------------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:

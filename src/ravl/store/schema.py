@@ -43,8 +43,32 @@ CREATE TABLE captions(
 CREATE INDEX captions_item ON captions(item_id);
 """
 
+# Every change to a stored vector (insert, update, delete -- cascades and raw SQL included) appends
+# its row id here, so an index cache stamped with the last seq it covers is caught up from the rows
+# it lacks instead of being rebuilt. Rows every cache already covers are pruned.
+_CHANGE_LOG = """
+CREATE TABLE vector_changes(
+  seq    INTEGER PRIMARY KEY AUTOINCREMENT,
+  target TEXT NOT NULL,            -- 'item' (item_vectors) or 'caption' (captions)
+  row_id INTEGER NOT NULL
+);
+CREATE TRIGGER item_vectors_ins AFTER INSERT ON item_vectors BEGIN
+  INSERT INTO vector_changes(target, row_id) VALUES('item', NEW.item_id); END;
+CREATE TRIGGER item_vectors_upd AFTER UPDATE ON item_vectors BEGIN
+  INSERT INTO vector_changes(target, row_id) VALUES('item', NEW.item_id); END;
+CREATE TRIGGER item_vectors_del AFTER DELETE ON item_vectors BEGIN
+  INSERT INTO vector_changes(target, row_id) VALUES('item', OLD.item_id); END;
+CREATE TRIGGER captions_ins AFTER INSERT ON captions BEGIN
+  INSERT INTO vector_changes(target, row_id) VALUES('caption', NEW.id); END;
+CREATE TRIGGER captions_upd AFTER UPDATE OF emb ON captions BEGIN
+  INSERT INTO vector_changes(target, row_id) VALUES('caption', NEW.id); END;
+CREATE TRIGGER captions_del AFTER DELETE ON captions BEGIN
+  INSERT INTO vector_changes(target, row_id) VALUES('caption', OLD.id); END;
+INSERT OR IGNORE INTO meta(key, value) VALUES('collection_id', lower(hex(randomblob(16))));
+"""
+
 #: version -> SQL that brings a database from version-1 to version
-MIGRATIONS: dict[int, str] = {1: _V1}
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _CHANGE_LOG}
 LATEST = max(MIGRATIONS)
 
 
