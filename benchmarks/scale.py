@@ -5,6 +5,7 @@
     .venv/bin/python benchmarks/scale.py --sizes 100000 --dims 384 512  # the 100k rows
     .venv/bin/python benchmarks/scale.py --sizes 1000000 --dims 384 --kinds hnsw ivfpq
     .venv/bin/python benchmarks/scale.py --sqlite 1000000              # SQLite blob read-back vs .npy
+    .venv/bin/python benchmarks/scale.py --ingest 400 --ray-workers 1  # local engine vs --engine ray
 
 Vectors are SYNTHETIC and CLUSTERED: Gaussian clusters of about 100 points in a 32-dimensional latent
 space, lifted into d dimensions by a fixed random linear map plus a little full-rank noise, then
@@ -198,6 +199,47 @@ def sqlite_readback(n: int, dim: int, workdir: Path) -> dict:
             "shortlist_100_ms": round(shortlist_ms, 2)}
 
 
+def ingest_child(engine: str, manifest: Path, workdir: Path, workers: int) -> dict:
+    """One ingest of ``manifest`` into a fresh collection with the default encoder (wall clock: Ray's
+    actors are other processes, so per-process CPU time would not add up)."""
+    import shutil
+
+    from ravl.collection import open_collection
+    from ravl.ingest.pipeline import index_sources
+
+    folder = workdir / f"ingest-{engine}"
+    shutil.rmtree(folder, ignore_errors=True)
+    t = time.perf_counter()
+    with open_collection(folder, encoder="default", create=True) as coll:
+        if engine == "ray":
+            from ravl.ingest.ray_engine import index_sources_ray
+
+            report = index_sources_ray(coll, [str(manifest)], num_workers=workers)
+        else:
+            report = index_sources(coll, [str(manifest)])
+    wall = time.perf_counter() - t
+    shutil.rmtree(folder, ignore_errors=True)
+    return {"engine": engine, "images": report.added, "wall_s": round(wall, 1),
+            "images_per_s": round(report.added / wall, 2), "seconds": report.seconds}
+
+
+def ingest_compare(n: int, workdir: Path, workers: int) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from ingest_search import build_images
+
+    manifest = build_images(workdir / f"images-{n}", n)
+    out = {}
+    for engine in ("local", "ray", "local"):  # local twice: the spread shows the machine's noise
+        r = subprocess.run([sys.executable, __file__, "--workdir", str(workdir), "--ingest-child", engine,
+                            str(manifest), str(workers)], capture_output=True, text=True)
+        line = json.loads(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 else {"engine": engine,
+                                                                                          "error": r.stderr[-400:]}
+        print(json.dumps(line), flush=True)
+        out.setdefault(engine, []).append(line.get("images_per_s", 0))
+    local = max(out["local"])
+    print(json.dumps({"ray_over_local": round(out["ray"][0] / local, 3) if local else None}), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
@@ -206,12 +248,23 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="20k vectors at d=384 (a sanity run)")
     ap.add_argument("--sqlite", type=int, metavar="N", help="only measure SQLite blob read-back of N vectors")
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "ravl-scale-bench")
+    ap.add_argument("--ingest", type=int, metavar="N",
+                    help="only compare ingest throughput of N images: local engine vs --engine ray (one machine)")
+    ap.add_argument("--ray-workers", type=int, default=1, help="encoder actors for --ingest (default 1)")
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--ingest-child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     if args.child:
         n, dim, kind = int(args.child[0]), int(args.child[1]), args.child[2]
         print(json.dumps(child(n, dim, kind, args.workdir)), flush=True)
+        return
+    if args.ingest_child:
+        engine, manifest, workers = args.ingest_child
+        print(json.dumps(ingest_child(engine, Path(manifest), args.workdir, int(workers))), flush=True)
+        return
+    if args.ingest:
+        ingest_compare(args.ingest, args.workdir, args.ray_workers)
         return
     if args.sqlite:
         for dim in args.dims:

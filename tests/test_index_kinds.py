@@ -163,3 +163,18 @@ def test_reindex_info_and_search_cli(tmp_path, coll, capsys):
     assert "write it like 2GB" in capsys.readouterr().err
     with open_collection(path) as c:
         assert c.index_config() == {"kind": "hnsw", "memory_budget": None}  # failed reindex changed nothing
+
+
+def test_docs_scale_options_table_matches_argparse():
+    import re
+    from pathlib import Path
+
+    from ravl.cli.main import build_parser
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "scale.md").read_text()
+    rows = re.findall(r"^\| `ravl (\w+)` \| `(--[\w-]+)` \|", text, flags=re.M)
+    assert len(rows) >= 10
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    for command, option in rows:
+        options = {o for a in sub.choices[command]._actions for o in a.option_strings}
+        assert option in options, f"docs/scale.md lists {option} for ravl {command}"

@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from ..errors import ConfigError
 
 KINDS = ("auto", "flat", "hnsw", "ivfpq")
-#: ``auto`` keeps exact search up to this many multiply-adds per query (n·d): about 10 ms single-threaded
-FLAT_MAX_WORK = 100_000_000
+#: ``auto`` keeps exact search up to this many multiply-adds per query (n·d): ~130k vectors at d=384,
+#: about 25 ms of one core per query here (benchmarks/scale.py: 20 ms at 100k x 384)
+FLAT_MAX_WORK = 50_000_000
 #: ``auto`` keeps exact search only while it uses at most this share of the budget ("comfortably")
 FLAT_BUDGET_SHARE = 0.5
 HNSW_M = 32
