@@ -10,7 +10,8 @@
 Vectors are SYNTHETIC and CLUSTERED: Gaussian clusters of about 100 points in a 32-dimensional latent
 space, lifted into d dimensions by a fixed random linear map plus a little full-rank noise, then
 normalised (real embeddings also have a low intrinsic dimension); the queries are fresh draws from the
-same mixture, not stored vectors. ANN recall depends on the data: treat the figures as this data's. Each (size, dim, kind) runs in its own subprocess so that
+same mixture, not stored vectors. ANN recall depends on the data: treat the figures as this data's.
+Each (size, dim, kind) runs in its own subprocess so that
 peak RSS (ru_maxrss) is that configuration's alone; ground truth (exact top-10 by brute force) is
 computed once per (size, dim) and cached in --workdir.
 
@@ -143,7 +144,8 @@ def child(n: int, dim: int, kind: str, workdir: Path) -> dict:
     t0 = time.process_time()
     faiss.serialize_index(index.index)
     serialise_s = time.process_time() - t0
-    return {"n": n, "dim": dim, "kind": kind, "factory": plan.factory, "build_s": round(build_s, 2), "build_cpu_s": round(build_cpu, 2),
+    return {"n": n, "dim": dim, "kind": kind, "factory": plan.factory, "build_s": round(build_s, 2),
+            "build_cpu_s": round(build_cpu, 2),
             "peak_rss_mb": round(rss_peak), "data_rss_mb": round(rss_data),
             "index_rss_mb": round(rss_index), "index_mb": round(size / 2**20, 1),
             "flat_mb": round(n * dim * 4 / 2**20, 1), "tuned": index.info["search"],

@@ -6,8 +6,7 @@ import pytest
 
 from ravl.errors import ConfigError
 from ravl.store.ann import AnnIndex
-from ravl.store.index_plan import (FLAT_MAX_WORK, choose_index, estimate_bytes, ivf_nlist, parse_size,
-                                   split_budget)
+from ravl.store.index_plan import FLAT_MAX_WORK, choose_index, estimate_bytes, ivf_nlist, parse_size, split_budget
 
 
 def test_parse_size_reads_units_and_rejects_nonsense():

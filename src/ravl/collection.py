@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -15,9 +15,9 @@ from PIL import Image
 from . import __version__
 from .encoders.base import Encoder, load_encoder
 from .errors import CollectionNotFoundError, ConfigError, EncoderMismatchError, ItemNotFoundError
-from .store.db import DB_NAME, Database, ItemRow
 from .store import vectors
 from .store.ann import AnnIndex
+from .store.db import DB_NAME, Database, ItemRow
 from .store.index_plan import KINDS as INDEX_KINDS
 from .store.index_plan import choose_index, parse_size, split_budget
 

@@ -36,10 +36,9 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from ..collection import open_collection
+    from ..errors import ConfigError
     from ..ingest.pipeline import index_sources
     from ..ingest.sources import read_sources
-
-    from ..errors import ConfigError
 
     if args.engine != "ray" and (args.ray_address or args.num_workers is not None):
         raise ConfigError("--ray-address and --num-workers apply to --engine ray")

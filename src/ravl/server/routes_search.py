@@ -70,8 +70,8 @@ def build_router(settings: ServerSettings) -> APIRouter:
     def search_get(q: str | None = Query(None, max_length=2000, description="text query"),
                    item: int | None = Query(None, description="search with this item's image"),
                    k: int = K, target: Target = Query("images"),
-                   ef_search: Optional[int] = Query(None, ge=1, le=65536, description="HNSW: candidates per query"),
-                   nprobe: Optional[int] = Query(None, ge=1, le=65536, description="IVF-PQ: lists visited per query"),
+                   ef_search: int | None = Query(None, ge=1, le=65536, description="HNSW: candidates per query"),
+                   nprobe: int | None = Query(None, ge=1, le=65536, description="IVF-PQ: lists visited per query"),
                    state: ServerState = Depends(get_state)) -> dict:
         coll = state.collection
         knobs = {"ef_search": ef_search, "nprobe": nprobe}

@@ -15,7 +15,7 @@ from __future__ import annotations
 import io
 import json
 import time
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -54,7 +54,7 @@ class AnnIndex:
     # --- build ---------------------------------------------------------------------------------
     @classmethod
     def build(cls, plan: IndexPlan, ids: np.ndarray, vectors: np.ndarray, *, tune: bool = True,
-              fetch: Fetch | None = None, seed: int = 0) -> "AnnIndex":
+              fetch: Fetch | None = None, seed: int = 0) -> AnnIndex:
         """Index ``vectors`` (rows matching ``ids``); with ``tune``, choose the smallest efSearch /
         nprobe whose recall@10 on a sample of the vectors reaches 0.95 and record that recall."""
         faiss = _faiss()
@@ -67,7 +67,7 @@ class AnnIndex:
             faiss.omp_set_num_threads(threads)
 
     @classmethod
-    def _build(cls, faiss, plan, ids, vectors, tune, fetch, seed) -> "AnnIndex":
+    def _build(cls, faiss, plan, ids, vectors, tune, fetch, seed) -> AnnIndex:
         t0 = time.perf_counter()
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), plan.dim)
         index = faiss.index_factory(plan.dim, plan.factory, faiss.METRIC_INNER_PRODUCT)
@@ -136,7 +136,7 @@ class AnnIndex:
             return f"grew from {trained} to {len(self)} vectors since IVF training"
         return None
 
-    def copy(self) -> "AnnIndex":
+    def copy(self) -> AnnIndex:
         """An independent copy (update it while searches run on the original)."""
         return AnnIndex(self.plan, _faiss().clone_index(self.index), self.labels.copy(), self.alive.copy(),
                         json.loads(json.dumps(self.info)))
@@ -234,7 +234,7 @@ class AnnIndex:
         return buf.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "AnnIndex":
+    def from_bytes(cls, data: bytes) -> AnnIndex:
         """Raises ValueError on anything malformed (callers rebuild from the database)."""
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as z:

@@ -13,15 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-<<<<<<< HEAD
-from collections.abc import Callable, Iterable
-from pathlib import Path
-=======
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
->>>>>>> 29a21e9 (Index kinds in collections: ravl index/reindex --index auto|flat|hnsw|ivfpq --memory-budget, facts (kind, params, build time, size, recall@10) in ravl info, per-query --ef-search/--nprobe (CLI, API, server); caches verified (collection id, config, sha256) and caught up from a trigger-fed change log instead of rebuilt; IVF retrained after 4x growth)
 
 import numpy as np
 
@@ -32,38 +27,6 @@ from .index_plan import IndexPlan
 FORMAT = 2
 
 
-<<<<<<< HEAD
-class VectorIndex:
-    def __init__(self, index, dim: int):
-        self.index = index
-        self.dim = dim
-
-    @classmethod
-    def build(cls, ids: np.ndarray, vectors: np.ndarray, dim: int) -> VectorIndex:
-        import faiss
-
-        index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
-        if len(ids):
-            index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids.astype(np.int64))
-        return cls(index, dim)
-
-    def __len__(self) -> int:
-        return int(self.index.ntotal)
-
-    def search(self, queries: np.ndarray, k: int, exclude: Iterable[int] = ()) -> list[list[tuple[int, float]]]:
-        """Top-``k`` (id, score) per query row, best first, skipping ids in ``exclude``."""
-        excluded = set(exclude)
-        n = len(self)
-        if n == 0 or k <= 0:
-            return [[] for _ in range(len(queries))]
-        fetch = min(n, k + len(excluded))
-        scores, ids = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), fetch)
-        out = []
-        for row_s, row_i in zip(scores, ids):
-            hits = [(int(i), float(s)) for i, s in zip(row_i, row_s) if i >= 0 and int(i) not in excluded]
-            out.append(hits[:k])
-        return out
-=======
 @dataclass(frozen=True)
 class DbState:
     """What the database holds now (read in one transaction with any vectors fetched alongside)."""
@@ -72,7 +35,6 @@ class DbState:
     seq: int  # last change-log sequence number
     pruned_through: int  # change-log rows up to here are gone
     config: str  # the requested index kind and budget, e.g. "auto|2147483648"
->>>>>>> 29a21e9 (Index kinds in collections: ravl index/reindex --index auto|flat|hnsw|ivfpq --memory-budget, facts (kind, params, build time, size, recall@10) in ravl info, per-query --ef-search/--nprobe (CLI, API, server); caches verified (collection id, config, sha256) and caught up from a trigger-fed change log instead of rebuilt; IVF retrained after 4x growth)
 
 
 @dataclass
