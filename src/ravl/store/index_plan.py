@@ -161,9 +161,8 @@ def choose_index(n: int, dim: int, kind: str = "auto", memory_budget: int | str 
         hnsw = _hnsw(n, dim, "HNSW fits the budget" if budget else "HNSW: fast, exact scores, no budget given")
         if budget is None or hnsw.est_bytes <= budget:
             return hnsw
-        plan = _ivfpq_within(n, dim, budget, "only compressed codes fit the budget")
-        if plan is None:
-            plan = _ivfpq(n, dim, pq_sizes(dim)[0], "")
+        plan = (_ivfpq_within(n, dim, budget, "only compressed codes fit the budget")
+                or _ivfpq(n, dim, pq_sizes(dim)[0], ""))
     if budget is not None and plan.est_bytes > budget:
         raise ConfigError(_too_small(n, dim, budget, plan))
     return plan
