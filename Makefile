@@ -20,6 +20,7 @@ install: $(STAMP)
 # Debian packages used by the demo, OCR and browser tests (no-op where apt is absent or they are present).
 system:
 	bash scripts/setup-system.sh
+	bash scripts/setup-data.sh
 
 demo: install system
 	$(VENV)/bin/ravl demo

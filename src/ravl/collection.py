@@ -6,17 +6,20 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
 
 from . import __version__
-from .encoders.base import Encoder, load_encoder
+from .encoders.base import Encoder, ImageVectors, load_encoder
+from .encoders.bridge import Bridge, TunedEncoder
 from .errors import CollectionError, CollectionNotFoundError, ConfigError, EncoderMismatchError, ItemNotFoundError
 from .fsutil import WriterLock
+from .hybrid import Fusion, check_mode, fts_query, rrf
+from .store import bridges as bridge_files
 from .store.db import DB_NAME, Database, ItemRow, sqlite_errors, translating_sqlite_errors
 from .store.vectors import VectorIndex, load_or_build
 
@@ -31,10 +34,13 @@ class ImageHit:
     uri: str
     score: float
     captions: tuple[str, ...]
+    found_by: dict | None = None  # text search: {signal: rank} for the rankings that found it
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["captions"] = list(self.captions)
+        if self.found_by is None:
+            del d["found_by"]
         return d
 
 
@@ -45,9 +51,13 @@ class CaptionHit:
     image_id: int
     uri: str
     score: float
+    found_by: dict | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if self.found_by is None:
+            del d["found_by"]
+        return d
 
 
 def check_k(k: int) -> int:
@@ -75,6 +85,8 @@ class Collection:
         self.feature_dim = int(meta["feature_dim"])
         self._encoder = encoder
         self._indexes: dict[str, tuple[int, VectorIndex]] = {}
+        self._bridge: tuple[int, tuple[Bridge, str] | None] | None = None  # (generation, (bridge, sha))
+        self._tuned: TunedEncoder | None = None
         self._lock = threading.Lock()
         self._writer_lock: WriterLock | None = None  # held while opened with create=True
 
@@ -92,23 +104,115 @@ class Collection:
         self.close()
 
     @property
-    def encoder(self) -> Encoder:
-        """The collection's encoder, loaded on first use and checked against the stored fingerprint."""
+    def base_encoder(self) -> Encoder:
+        """The encoder the collection was built with (no tuned bridge): what ingest stores."""
         with self._lock:
             if self._encoder is None:
                 self._encoder = load_encoder(self.encoder_spec)
             _check_fingerprint(self.path, self.fingerprint, self._encoder)
             return self._encoder
 
+    @property
+    def encoder(self) -> Encoder:
+        """The collection's encoder, loaded on first use and checked against the stored fingerprint;
+        when ``ravl tune`` stored a bridge, image embeddings go through it (texts do not change)."""
+        base = self.base_encoder
+        tuned = self.bridge()
+        if tuned is None:
+            return base
+        bridge, sha = tuned
+        with self._lock:
+            if self._tuned is None or self._tuned.inner is not base or self._tuned.bridge_sha256 != sha:
+                self._tuned = TunedEncoder(base, bridge, sha)
+            return self._tuned
+
+    @property
+    def active_fingerprint(self) -> str:
+        """The stored encoder fingerprint, plus the tuned bridge's when one is in use."""
+        tuned = self.bridge()
+        return self.fingerprint if tuned is None else f"{self.fingerprint}+tuned-{tuned[0].method}-{tuned[1][:12]}"
+
+    # --- tuned bridge -------------------------------------------------------------------------
+    def bridge(self) -> tuple[Bridge, str] | None:
+        """(bridge, sha256) of the stored tuned bridge, verified, or None; re-read when the store changes."""
+        generation = self.db.generation()
+        cached = self._bridge
+        if cached is not None and cached[0] == generation:
+            return cached[1]
+        meta = self.db.get_meta()
+        loaded = None
+        if meta.get("bridge_sha256"):
+            data = bridge_files.read_file(self.path, meta.get("bridge_file", ""), meta["bridge_sha256"])
+            bridge = Bridge.from_bytes(data)
+            if bridge.info.get("base_fingerprint") != self.fingerprint or bridge.out_dim != self.dim \
+                    or bridge.in_dim != self.feature_dim:
+                from .errors import BridgeError
+
+                raise BridgeError(f"the tuned bridge stored in {self.path} was trained for another encoder; run "
+                                  f"'ravl tune --collection {self.path} --reset'")
+            loaded = (bridge, meta["bridge_sha256"])
+        self._bridge = (generation, loaded)
+        return loaded
+
+    def store_bridge(self, bridge: Bridge | None) -> str | None:
+        """Make ``bridge`` the collection's tuned bridge (None: back to the base encoder); one
+        transaction switches it, so readers see the old or the new bridge. Returns its sha256."""
+        if bridge is None:
+            self.db.set_bridge(None, None)
+            bridge_files.remove_others(self.path, None)
+            return None
+        name, sha = bridge_files.write_file(self.path, bridge.to_bytes())
+        self.db.set_bridge(name, sha)
+        bridge_files.remove_others(self.path, name)
+        return sha
+
+    def reset_bridge(self) -> bool:
+        """Back to the base encoder (a damaged bridge file is not read); True when one was in use."""
+        had = bool(self.db.get_meta().get("bridge_sha256"))
+        self.store_bridge(None)
+        return had
+
+    def training_pairs(self) -> dict:
+        """The stored vectors a bridge learns from: per caption (not OCR) its owner item, text and
+        vector, and per item its base embedding, features and content hash."""
+        owners, texts, text_vecs = self.db.training_pairs()
+        item_ids, emb = self.db.item_vectors(which="emb")
+        ids_f, feat = self.db.item_vectors(which="feat")
+        hashes = self.db.item_hashes()
+        return {"owners": owners, "texts": texts, "text_vecs": text_vecs, "item_ids": item_ids,
+                "embeddings": emb, "features": feat, "sha256": [hashes[int(i)] for i in item_ids]}
+
+    def item_embeddings(self, item_ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, shared-space vectors) of stored items, through the tuned bridge when there is one."""
+        ids, emb = self.db.item_vectors(item_ids, which="emb")
+        tuned = self.bridge()
+        if tuned is None or not len(ids):
+            return ids, emb
+        ids_f, feat = self.db.item_vectors(ids.tolist() if item_ids is None else item_ids, which="feat")
+        order = {int(i): n for n, i in enumerate(ids_f)}
+        feat = feat[[order[int(i)] for i in ids]]
+        return ids, tuned[0].apply(emb, feat)
+
+    def embed_images(self, images: Sequence[Image.Image]) -> ImageVectors:
+        """Images -> vectors as this collection sees them (tuned bridge applied)."""
+        return self.encoder.embed_images([im.convert("RGB") for im in images])
+
     # --- facts --------------------------------------------------------------------------------
     @translating_sqlite_errors
     def info(self) -> dict:
         size = sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
         meta = self.db.get_meta()
-        return {"path": str(self.path), **self.db.counts(), "encoder": self.encoder_spec,
-                "fingerprint": self.fingerprint, "dim": self.dim, "feature_dim": self.feature_dim,
-                "created_at": meta.get("created_at"), "ravl_version": meta.get("ravl_version"),
-                "generation": self.db.generation(), "size_bytes": size}
+        out: dict[str, Any] = {"path": str(self.path), **self.db.counts(), "encoder": self.encoder_spec,
+               "fingerprint": self.fingerprint, "dim": self.dim, "feature_dim": self.feature_dim,
+               "created_at": meta.get("created_at"), "ravl_version": meta.get("ravl_version"),
+               "generation": self.db.generation(), "size_bytes": size, "tuned": None}
+        tuned = self.bridge()
+        if tuned is not None:
+            bridge, sha = tuned
+            out["fingerprint"] = self.active_fingerprint
+            out["tuned"] = {"method": bridge.method, "weight": bridge.weight, "sha256": sha,
+                            **{k: bridge.info.get(k) for k in ("trained_at", "data_sha256", "pairs", "figures")}}
+        return out
 
     @translating_sqlite_errors
     def get_item(self, item_id: int) -> ItemRow:
@@ -134,9 +238,11 @@ class Collection:
             elif name == "features":
                 fetch, dim = (lambda: self.db.item_vectors(which="feat")), self.feature_dim
             else:
-                fetch, dim = (lambda: self.db.item_vectors(which="emb")), self.dim
+                fetch, dim = self.item_embeddings, self.dim  # through the tuned bridge, if any
             with self.db.snapshot():  # the binding and a rebuild see the same database state
                 binding = {**self.db.index_binding(name), "dim": dim}
+                if name == "images":
+                    binding["bridge"] = self.db.get_meta().get("bridge_sha256")
                 index = load_or_build(self.path / "index", name, binding, dim, fetch)
             built_at = binding["generation"]
             assert isinstance(built_at, int)
@@ -167,9 +273,15 @@ class Collection:
         return [[ImageHit(i, items[i].uri, score, items[i].captions) for i, score in hits if i in items]
                 for hits in raw]
 
-    def search_text(self, texts: Sequence[str], *, target: Target = "images", k: int = 10):
-        """Text -> images (shared space) or text -> captions."""
+    def search_text(self, texts: Sequence[str], *, target: Target = "images", k: int = 10, mode: str = "auto",
+                    fusion: Fusion = Fusion()):
+        """Text -> images or captions by ``mode``: ``vector`` (shared space), ``keyword`` (BM25 over
+        captions, sidecar and OCR text), ``hybrid`` (both, reciprocal rank fusion) or ``auto``
+        (hybrid when the collection holds text, else vector). Each hit's ``found_by`` gives the rank
+        each signal gave it."""
         check_target(target)
+        check_k(k)
+        check_mode(mode)
         if not texts or any(not isinstance(t, str) or not t.strip() for t in texts):
             raise ConfigError("a text query must be a non-empty string")
         for t in texts:
@@ -177,8 +289,44 @@ class Collection:
                 t.encode("utf-8")
             except UnicodeEncodeError:
                 raise ConfigError("a text query holds bytes that are not UTF-8; pass UTF-8 text") from None
-        queries = self.encoder.encode_texts(list(texts))
-        return self.search_vectors(queries, index=target, k=k)
+        has_text = self.db.counts()["captions"] > 0
+        if mode == "auto":
+            mode = "hybrid" if has_text and self.db.has_keyword_index() else "vector"
+        if mode != "vector" and not self.db.has_keyword_index():
+            raise ConfigError(f"collection {self.path} predates keyword search; run 'ravl index' on it once (any "
+                              "source) to build its keyword index, or use --mode vector")
+        depth = k if mode == "vector" else min(MAX_K, max(50, 3 * k))
+        vector: list[Any] = [[] for _ in texts]
+        if mode != "keyword":
+            vector = self.search_vectors(self.encoder.encode_texts(list(texts)), index=target, k=depth)
+        if mode == "vector":
+            return [[replace(h, found_by={"vector": r}) for r, h in enumerate(hits, 1)] for hits in vector]
+        out = []
+        for text, vhits in zip(texts, vector):
+            keyword = self._keyword_hits(text, target, depth)
+            if mode == "keyword":
+                out.append([replace(h, found_by={"keyword": r}) for r, h in enumerate(keyword[:k], 1)])
+                continue
+            by_id = {h.id: h for h in keyword} | {h.id: h for h in vhits}
+            fused = rrf({"vector": [h.id for h in vhits], "keyword": [h.id for h in keyword]},
+                        {"vector": fusion.vector_weight, "keyword": fusion.keyword_weight}, fusion.rrf_k)
+            out.append([replace(by_id[i], score=round(score, 6), found_by=found) for i, score, found in fused[:k]])
+        return out
+
+    def _keyword_hits(self, text: str, target: str, depth: int) -> list:
+        match = fts_query(text)
+        if match is None:
+            return []
+        rows = self.db.keyword_search(match, depth if target == "captions" else depth * 4)
+        if target == "captions":
+            cap = self.db.caption_rows([cid for cid, _, _ in rows])
+            return [CaptionHit(cid, cap[cid][0], cap[cid][1], cap[cid][2], score) for cid, _, score in rows if cid in cap]
+        best: dict[int, float] = {}
+        for _, item_id, score in rows:
+            best.setdefault(item_id, score)
+        ids = list(best)[:depth]
+        items = self.db.items(ids)
+        return [ImageHit(i, items[i].uri, best[i], items[i].captions) for i in ids if i in items]
 
     def search_image(self, images: Sequence[Image.Image], *, target: Target = "images", k: int = 10,
                      exclude_items: Iterable[int] = ()):
@@ -194,8 +342,10 @@ class Collection:
         """Search with a stored item's own vectors (no image decoding or model call)."""
         check_target(target)
         self.get_item(item_id)
-        which = "feat" if target == "images" else "emb"
-        _, vecs = self.db.item_vectors([item_id], which=which)
+        if target == "images":
+            _, vecs = self.db.item_vectors([item_id], which="feat")
+        else:
+            _, vecs = self.item_embeddings([item_id])
         exclude = () if include_self else (item_id,)
         index = "features" if target == "images" else "captions"
         return self.search_vectors(vecs, index=index, k=k, exclude_items=exclude)[0]

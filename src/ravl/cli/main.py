@@ -5,11 +5,11 @@ import argparse
 import os
 import sys
 
-from . import ask, caption, demo, imagine, index, info, read, search, serve
+from . import ask, caption, demo, imagine, index, info, read, search, serve, tune
 from . import eval as eval_cmd
 from .common import safe_streams
 
-COMMANDS = (index, search, caption, ask, imagine, read, info, eval_cmd, serve, demo)
+COMMANDS = (index, search, caption, ask, imagine, read, info, tune, eval_cmd, serve, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

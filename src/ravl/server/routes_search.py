@@ -12,6 +12,7 @@ from .settings import ServerSettings
 from .state import ServerState
 
 Target = Literal["images", "captions"]
+Mode = Literal["auto", "vector", "keyword", "hybrid"]
 
 
 def get_state(request: Request) -> ServerState:
@@ -73,13 +74,23 @@ def build_router(settings: ServerSettings) -> APIRouter:
     def search_get(q: str | None = Query(None, max_length=2000, description="text query"),
                    item: int | None = Query(None, description="search with this item's image"),
                    k: int = K, target: Target = Query("images"),
+                   mode: Mode = Query("auto", description="text search: vector, keyword (BM25 over captions, sidecar "
+                                      "and OCR text), hybrid (reciprocal rank fusion of both) or auto (hybrid when "
+                                      "the collection has text)"),
+                   vector_weight: float = Query(1.0, ge=0.0, le=100.0, description="hybrid: vector ranking weight"),
+                   keyword_weight: float = Query(1.0, ge=0.0, le=100.0, description="hybrid: keyword ranking weight"),
+                   rrf_k: float = Query(60.0, ge=0.0, le=10000.0, description="hybrid: RRF rank offset"),
                    state: ServerState = Depends(get_state)) -> dict:
+        from ..hybrid import Fusion
+
         coll = state.collection
         if (q is None) == (item is None):
             raise InputError("give exactly one of q (text) or item (an item id), e.g. /search?q=a+red+car")
         if item is not None:
             return {"query": {"item": item}, "target": target, "results": hits_json(coll.search_item(item, target=target, k=k))}
-        return {"query": {"text": q}, "target": target, "results": hits_json(coll.search_text([q], target=target, k=k)[0])}
+        hits = coll.search_text([q], target=target, k=k, mode=mode,
+                                fusion=Fusion(vector_weight, keyword_weight, rrf_k))[0]
+        return {"query": {"text": q}, "target": target, "mode": mode, "results": hits_json(hits)}
 
     @router.get("/items/{item_id}/similar", tags=["search"], summary="Images (or captions) similar to an item")
     def similar(item_id: int, k: int = K, target: Target = Query("images"),

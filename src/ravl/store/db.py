@@ -303,7 +303,38 @@ class Database:
             out.setdefault(item_id, []).append(cid)
         return out
 
+    def training_pairs(self) -> tuple[np.ndarray, list[str], np.ndarray]:
+        """(owner item ids, texts, text vectors) of every caption not read by OCR, in id order."""
+        rows = self.conn.execute("SELECT item_id, text, emb FROM captions WHERE source != 'ocr' ORDER BY id").fetchall()
+        owners = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        vecs = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), -1) if rows \
+            else np.zeros((0, 0), np.float32)
+        return owners, [r[1] for r in rows], vecs
+
+    def item_hashes(self) -> dict[int, str]:
+        return dict(self.conn.execute("SELECT id, sha256 FROM items").fetchall())
+
+    def has_keyword_index(self) -> bool:
+        """False for a collection created before keyword search that was only opened read-only since."""
+        return self.conn.execute("SELECT 1 FROM sqlite_master WHERE name='captions_fts'").fetchone() is not None
+
+    def keyword_search(self, match: str, limit: int) -> list[tuple[int, int, float]]:
+        """(caption id, item id, BM25 score, higher is better) for an FTS5 ``match`` expression, best first."""
+        rows = self.conn.execute(
+            "SELECT f.rowid, c.item_id, -bm25(captions_fts) FROM captions_fts f JOIN captions c ON c.id = f.rowid "
+            "WHERE captions_fts MATCH ? ORDER BY bm25(captions_fts), f.rowid LIMIT ?", (match, limit)).fetchall()
+        return [(int(a), int(b), float(s)) for a, b, s in rows]
+
     # --- writes -------------------------------------------------------------------------------
+    def set_bridge(self, name: str | None, sha256: str | None) -> None:
+        """Record (or with None, forget) the tuned bridge file in use, and mark the vectors changed."""
+        with self.transaction() as c:
+            if name is None:
+                c.execute("DELETE FROM meta WHERE key IN ('bridge_file', 'bridge_sha256')")
+            else:
+                self.set_meta({"bridge_file": name, "bridge_sha256": sha256}, c)
+            self.bump_generation(c)
+
     def write_batch(self, new_items: Sequence[NewItem], touched: Sequence[tuple[int, int, int]] = (),
                     extra_captions: Sequence[tuple[int, str, np.ndarray, str]] = (),
                     on_skip: Callable[[str, str], None] | None = None) -> list[int | None]:
