@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from . import __version__
 from .collection import Collection, ImageHit
 from .errors import ConfigError, ImageError, NoImageGeneratorError
 from .generate.images.base import MODES, ImageGenerator, ImageParams
+from .images import read_file
 
 #: environment variable naming the image generator when no --generator is given
 GENERATOR_ENV = "RAVL_IMAGE_GENERATOR"
@@ -130,6 +132,8 @@ def png_with_provenance(image: Image.Image, prov: dict) -> bytes:
 def read_provenance(source) -> dict:
     """The text chunks of a PNG (a path, bytes or file object), with ``ravl`` and ``references``
     decoded from JSON; raises ImageError for a file that is not a PNG."""
+    if isinstance(source, (str, os.PathLike)):
+        source = read_file(os.fspath(source))  # the one safe way to read a user's file (regular file, byte cap)
     data = source if isinstance(source, (bytes, bytearray)) else None
     try:
         img = Image.open(io.BytesIO(data)) if data is not None else Image.open(source)

@@ -26,6 +26,7 @@ from PIL import Image, ImageDraw
 from ..collection import Collection
 from ..errors import ConfigError, ImageError, InputError
 from ..generate.images.base import ImageGenerator, ImageParams
+from ..images import open_image
 from ..imagine import check_prompt, imagine, read_provenance
 
 MAX_DISTRACTORS = 99
@@ -118,9 +119,8 @@ def evaluate_imagine(collection: Collection, prompts: list[str], generator: Imag
         p = ImageParams(**{**asdict(params), "seed": p_seed})
         target = images_dir / f"{i:04d}.png" if images_dir else None
         prov = _cached(target, prompt, generator, mode, p_seed, params.steps) if target else None
-        if prov is not None:
-            with Image.open(target) as stored:
-                image = stored.convert("RGB")
+        if prov is not None and target is not None:
+            image = open_image(target)
             refs = [r["id"] for r in prov.get("references", [])]
             used = [r["id"] for r in prov.get("references", []) if r.get("used")]
             align, gen_s, used_seed = prov.get("alignment") or {}, None, prov.get("seed")
