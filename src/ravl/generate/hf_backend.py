@@ -8,7 +8,7 @@ Options (``hf:/models/tiny?dtype=float32&device=cpu``):
   the tokenizer has one);
 * ``dtype`` — ``float32`` (default on CPU), ``bfloat16``, ``float16`` or ``auto`` (the
   checkpoint's own, default on CUDA);
-* ``device`` — ``cpu`` (default), ``cuda``, ``cuda:N`` or ``auto`` (CUDA when available);
+* ``device`` — ``cpu`` (default), ``cuda``, ``cuda:N``, ``mps`` or ``auto`` (CUDA when available);
 * ``download=1`` — allow fetching a repo id from the Hugging Face Hub; by default ravl only
   uses models already on disk (a local folder or the Hugging Face cache).
 
@@ -57,14 +57,15 @@ def _imports() -> tuple[Any, Any]:
     return torch, transformers
 
 
-def _device(torch: Any, spec: Spec) -> str:
+def torch_device(torch: Any, spec: Spec) -> str:
+    """The torch device a spec's ``?device=`` names (shared by the text and image backends)."""
     device = spec.opts.get("device") or "cpu"
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"{str(spec)!r} asks for device={device} but CUDA is not available; use device=cpu")
     if device != "cpu" and not device.startswith(("cuda", "mps", "xpu")):
-        raise ConfigError(f"unknown device {device!r} in {str(spec)!r}; use cpu, cuda, cuda:N or auto")
+        raise ConfigError(f"unknown device {device!r} in {str(spec)!r}; use cpu, cuda, cuda:N, mps or auto")
     return device
 
 
@@ -349,7 +350,7 @@ def create(spec: Spec) -> HFCausalLMGenerator | HFVisionGenerator:
     torch, transformers = _imports()
     use_chat = _flag(spec, "chat", True)
     download = _flag(spec, "download", False)
-    device = _device(torch, spec)
+    device = torch_device(torch, spec)
     dtype = _dtype(torch, spec, device)
     local = Path(spec.name).expanduser()
     source = str(local) if local.exists() else spec.name

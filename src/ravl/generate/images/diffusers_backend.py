@@ -28,6 +28,7 @@ from PIL import Image
 
 from ...errors import ConfigError, GenerationError, MissingDependencyError, ModelNotAvailableError
 from ...specs import Spec
+from ..hf_backend import torch_device
 from .base import GeneratedImage, ImageGenerator, ImageParams, fit
 
 OPTIONS = ("device", "dtype", "ip_adapter", "ip_adapter_scale", "download", "threads")
@@ -139,17 +140,6 @@ def _flag(spec: Spec, key: str) -> bool:
     return value in ("1", "true", "yes")
 
 
-def _device(torch: Any, spec: Spec) -> str:
-    device = spec.opts.get("device") or "cpu"
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"{str(spec)!r} asks for device={device} but CUDA is not available; use device=cpu")
-    if device != "cpu" and not device.startswith(("cuda", "mps", "xpu")):
-        raise ConfigError(f"unknown device {device!r} in {str(spec)!r}; use cpu, cuda, cuda:N, mps or auto")
-    return device
-
-
 def _not_available(spec: Spec, source: str, exc: Exception, download: bool) -> ModelNotAvailableError:
     detail = _one_line(exc)
     if Path(source).expanduser().exists():
@@ -206,7 +196,7 @@ def create(spec: Spec) -> DiffusersImageGenerator:
         except ValueError:
             raise ConfigError(f"threads={threads!r} must be an integer") from None
     download = _flag(spec, "download")
-    device = _device(torch, spec)
+    device = torch_device(torch, spec)
     dtype_name = spec.opts.get("dtype") or ("float32" if device == "cpu" else "float16")
     if dtype_name not in DTYPES:
         raise ConfigError(f"unknown dtype {dtype_name!r} in {str(spec)!r}; choose one of {', '.join(DTYPES)}")
