@@ -1,6 +1,7 @@
 """Consensus vs the bundled SmolLM2 for retrieval-augmented captioning, and ``ravl ask`` accuracy.
 
-    python benchmarks/offline_lm.py --workdir /tmp/ravl-lm-bench [--n 150] [--emoji DIR] [--skip-ask]
+    python benchmarks/offline_lm.py --workdir /tmp/ravl-lm-bench [--n 150 | --sample 200 --seed 14]
+        [--emoji DIR] [--skip-ask]
 
 Captioning: leave-one-out on a fixed subset (every k-th item, sorted by path) of the Tux Paint
 stamps (Debian ``tuxpaint-stamps-default``) and, with ``--emoji``, of an npm
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import re
 import sys
 import time
@@ -127,9 +129,20 @@ def caption_runs(coll, records, workdir: Path, name: str, prompts: list[str]) ->
                "errors": run.n_errors, "metrics": metrics,
                "examples": [(u.rsplit("/", 1)[-1], row["caption"], run.references[u][0])
                             for u, row in list(run.captions.items())[:6]]}
+        row["per_image"] = {u: v.get("CIDEr-D") for u, v in run.scores.per_image.items()}
         rows.append(row)
-        log(json.dumps({k: v for k, v in row.items() if k != "examples"}))
+        log(json.dumps({k: v for k, v in row.items() if k not in ("examples", "per_image")}))
     return rows
+
+
+def paired_bootstrap(base: dict, other: dict, rounds: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean per-image CIDEr-D difference (other - base) on the images both scored, with a 95%
+    bootstrap interval over images (same IDF: both are scored against the same references)."""
+    keys = sorted(set(base) & set(other))
+    diffs = [float(other[u]) - float(base[u]) for u in keys if base[u] is not None and other[u] is not None]
+    rng = random.Random(seed)
+    means = sorted(sum(rng.choice(diffs) for _ in diffs) / len(diffs) for _ in range(rounds))
+    return sum(diffs) / len(diffs), means[int(0.025 * rounds)], means[int(0.975 * rounds) - 1]
 
 
 def ask_runs(coll, questions, spec: str = "smollm2") -> dict:
@@ -206,6 +219,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--workdir", required=True, type=Path)
     ap.add_argument("--n", type=int, default=150, help="evaluated images per dataset (fixed subset)")
+    ap.add_argument("--sample", type=int, default=0, help="evaluate a fixed random subset of this many images "
+                                                          "(seeded by --seed; overrides --n and --stride)")
+    ap.add_argument("--seed", type=int, default=14)
     ap.add_argument("--stride", type=int, default=1, help="then keep every STRIDE-th of those (a smaller run "
                                                           "whose captions are a subset of the full run's)")
     ap.add_argument("--questions", type=int, default=len(QUESTIONS), help="ask only the first N questions")
@@ -237,7 +253,11 @@ def main() -> int:
             out["captioning"] += score_caches(args.workdir, name, manifest, ["consensus", *prompts], args.backend)
             continue
         coll = collection_for(args.workdir, name, manifest)
-        records = subset(read_sources([str(manifest)]), args.n)[::args.stride]
+        if args.sample:
+            records = sorted(read_sources([str(manifest)]), key=lambda r: r.uri)
+            records = random.Random(args.seed).sample(records, min(args.sample, len(records)))
+        else:
+            records = subset(read_sources([str(manifest)]), args.n)[::args.stride]
         if not args.skip_captions:
             out["captioning"] += caption_runs(coll, records, args.workdir, name, prompts)
         if name == "stamps" and not args.skip_ask:
@@ -250,6 +270,12 @@ def main() -> int:
         print(f"{r['dataset']:14s} {r['prompt']:15s} {r['n']:4d} {_metric(m, 'BLEU-4'):7.3f} "
               f"{_metric(m, 'METEOR'):7.3f} {_metric(m, 'ROUGE-L'):7.3f} "
               f"{_metric(m, 'CIDEr-D'):7.3f} {r['s_per_caption']:6.2f}")
+    for r in out["captioning"]:
+        base = next((b for b in out["captioning"] if b["dataset"] == r["dataset"] and b["prompt"] == "consensus"), None)
+        if base is not None and r is not base and r.get("per_image") and base.get("per_image"):
+            mean, lo, hi = paired_bootstrap(base["per_image"], r["per_image"])
+            print(f"{r['dataset']}: per-image CIDEr-D {r['prompt']} - consensus = {mean:+.3f} "
+                  f"(95% bootstrap interval {lo:+.3f} .. {hi:+.3f}, {len(r['per_image'])} images)")
     if out["ask"]:
         a = out["ask"]
         print(f"ask (smollm2, {a['n']} questions): accuracy {a['accuracy']:.2f} (answer word in the evidence: "

@@ -179,3 +179,25 @@ def imagine_server(tmp_path_factory, skimage_photos, tiny_sd):
     srv.key = KEY
     yield srv
     srv.stop()
+
+
+@pytest.fixture(scope="session")
+def smol(tmp_path_factory):
+    """The real bundled SmolLM2, built into a fresh RAVL_HOME (cold: de-quantise and cache) once per
+    session; ``home`` is that RAVL_HOME (set only while building: tests that need it set it again),
+    ``folder`` the verified cache in it."""
+    from ravl.generate import smollm2
+    from ravl.generate.base import load_generator
+
+    home = tmp_path_factory.mktemp("smollm2-home")
+    before = os.environ.get("RAVL_HOME")
+    os.environ["RAVL_HOME"] = str(home)
+    try:
+        folder, rebuilt = smollm2.cached_model_folder()
+        gen = load_generator("smollm2")
+    finally:
+        if before is None:
+            os.environ.pop("RAVL_HOME", None)
+        else:
+            os.environ["RAVL_HOME"] = before
+    return {"gen": gen, "folder": folder, "rebuilt": rebuilt, "home": home}

@@ -46,7 +46,8 @@ PROBE = textwrap.dedent('''
     from ravl.server.app import create_app
     from ravl.server.settings import ServerSettings
     from ravl.server.state import ServerState
-    settings = ServerSettings(collection=Path(coll_dir))
+    # consensus, for the same reason: serve's default describes with the bundled LM when installed
+    settings = ServerSettings(collection=Path(coll_dir), generators=("consensus",))
     create_app(settings, state=ServerState.open(settings))
     note("ravl serve start-up")
     print(json.dumps({"seen": seen, "top": hits[0][0].uri, "caption": caption.caption}))

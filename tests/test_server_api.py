@@ -75,13 +75,17 @@ class Server:
     """A `ravl serve` process on a free loopback port, waited for until /health answers."""
 
     def __init__(self, collection: Path, *args, env=None, log_dir: Path, wait: float = 120,
-                 launcher: list[str] | None = None):
+                 launcher: list[str] | None = None, generator: str | None = "consensus"):
+        """``generator``: passed as ``--generator`` unless ``args`` name one; consensus by default, so
+        these tests do not load the bundled LM (serve's own default); None: serve's default."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log_dir / f"serve-{self.port}.log"
         cmd = [*(launcher or [sys.executable, "-m", "ravl.cli.main"]), "serve", "--collection", str(collection),
                "--port", str(self.port),
                "--log-level", "warning", *map(str, args)]
+        if generator and "--generator" not in cmd:
+            cmd += ["--generator", generator]
         with open(self.log, "w") as fh:
             self.proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
         self._wait(wait)

@@ -31,7 +31,7 @@ class FakeServer(Server):
         self.log = log_dir / f"serve-{self.port}.log"
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), *sys.path])}
         cmd = [sys.executable, "-c", BOOT, "serve", "--collection", str(collection), "--port", str(self.port),
-               "--log-level", "warning", *map(str, args)]
+               "--log-level", "warning", "--generator", "consensus", *map(str, args)]
         with open(self.log, "w") as fh:
             self.proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
         self._wait()

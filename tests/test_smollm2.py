@@ -8,7 +8,6 @@ prompt-fitting tests use the tiny Llama built by conftest; the rest need no mode
 from __future__ import annotations
 
 import json
-import os
 import sys
 from importlib.util import find_spec
 from pathlib import Path
@@ -124,24 +123,7 @@ def test_over_long_evidence_is_truncated_with_a_note_not_an_exception(tmp_path, 
     coll.close()
 
 
-# --- the real bundled model -------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def smol(tmp_path_factory):
-    """The real SmolLM2, built into a fresh RAVL_HOME (cold: de-quantise and cache) once per session."""
-    home = tmp_path_factory.mktemp("smollm2-home")
-    before = os.environ.get("RAVL_HOME")
-    os.environ["RAVL_HOME"] = str(home)
-    try:
-        folder, rebuilt = smollm2.cached_model_folder()
-        gen = load_generator("smollm2")
-        yield {"gen": gen, "folder": folder, "rebuilt": rebuilt, "home": home}
-    finally:
-        if before is None:
-            os.environ.pop("RAVL_HOME", None)
-        else:
-            os.environ["RAVL_HOME"] = before
-
-
+# --- the real bundled model (the session fixture ``smol`` is in conftest) ----------------------
 @needs_model
 def test_gguf_is_found_through_the_package_spec():
     path = smollm2.gguf_path()
@@ -150,7 +132,8 @@ def test_gguf_is_found_through_the_package_spec():
 
 
 @needs_model
-def test_cache_round_trip_is_verified(smol):
+def test_cache_round_trip_is_verified(smol, monkeypatch):
+    monkeypatch.setenv("RAVL_HOME", str(smol["home"]))
     folder = smol["folder"]
     assert smol["rebuilt"] and folder.parent == smol["home"] / "models"
     meta = json.loads((folder / smollm2.SIDECAR).read_text())
@@ -179,7 +162,8 @@ def test_real_model_captions_and_answers_with_citations(smol, tmp_path, colour_s
 
 @needs_model
 @pytest.mark.slow
-def test_corrupt_or_truncated_cache_is_detected_and_rebuilt(smol):
+def test_corrupt_or_truncated_cache_is_detected_and_rebuilt(smol, monkeypatch):
+    monkeypatch.setenv("RAVL_HOME", str(smol["home"]))
     folder = smol["folder"]
     weights = folder / "model.safetensors"
     size = weights.stat().st_size

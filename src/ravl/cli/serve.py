@@ -20,7 +20,9 @@ def add_parser(sub) -> None:
                    help="allow writes without a key (refused unless --host is a loopback address)")
     p.add_argument("--workers", type=int, default=1, help="server processes, each loading the models (default 1)")
     p.add_argument("--generator", "-g", metavar="SPEC", action="append", default=None,
-                   help="generator(s) for /caption, loaded at start-up; repeat to offer several (default consensus)")
+                   help="generator(s) loaded at start-up; repeat to offer several. The first captions (the page's "
+                        "'describe'); /ask prefers the ask default when loaded (default: the bundled SmolLM2 when "
+                        "installed, as 'ravl caption' and 'ravl ask' use it, plus consensus; else consensus)")
     p.add_argument("--image-generator", metavar="SPEC", default=None,
                    help="image generator for POST /imagine, loaded at start-up (default $RAVL_IMAGE_GENERATOR; "
                         "none: /imagine answers 503 with the nearest images)")
@@ -79,7 +81,7 @@ def run(args) -> int:
                               max_upload_bytes=int(args.max_upload_mb * 2**20), max_k=args.max_k,
                               thumbnail_size=args.thumbnail_size, model_threads=args.threads,
                               batch_size=args.batch_size, batch_wait_ms=args.batch_wait_ms,
-                              generators=tuple(args.generator or ("consensus",)),
+                              generators=tuple(args.generator or ()),
                               image_generator=resolve_generator_spec(args.image_generator),
                               imagine_concurrency=args.imagine_concurrency,
                               header_timeout=args.header_timeout, body_timeout=args.body_timeout).check()
@@ -90,6 +92,13 @@ def run(args) -> int:
     mode = {"key": f"need 'Authorization: Bearer' with ${settings.api_key_env}", "open": "open (loopback only)",
             "disabled": "disabled"}[settings.write_mode()]
     shown = f"[{settings.host}]" if ":" in settings.host else settings.host
+    if not args.generator:
+        from ..generate.defaults import fallback_note
+
+        note = fallback_note()
+        if note:
+            log(f"ravl serve: {note}")
+    log(f"ravl serve: describe with {settings.generators[0]} (loaded: {', '.join(settings.generators)})")
     log(f"ravl serve: {settings.collection} ({counts['images']} images, {counts['captions']} captions) at "
         f"http://{shown}:{settings.port}/  API docs /docs; writes {mode}; loading models...")
     common = dict(host=settings.host, port=settings.port, log_level=args.log_level, proxy_headers=False,

@@ -4,6 +4,10 @@
 language model it can only show the evidence. ``ravl caption`` uses whichever scored higher in
 the leave-one-out captioning benchmark (``benchmarks/offline_lm.py``, figures in
 docs/generation.md). Both fall back to ``consensus`` when SmolLM2 is not installed.
+
+``ravl serve`` offers the same defaults: the page's "describe" (POST /caption without a
+``generator``) uses the caption default, POST /ask the ask default; ``consensus`` is always loaded
+too (:func:`server_generators`).
 """
 from __future__ import annotations
 
@@ -27,3 +31,20 @@ def default_generator(task: str) -> str:
     if wanted.startswith("smollm2") and not smollm2_installed():
         return "consensus"
     return wanted
+
+
+def server_generators() -> tuple[str, ...]:
+    """What ``ravl serve`` loads when given no ``--generator``: the caption default first (the
+    page's "describe"), then the ask default, then ``consensus``; just ``consensus`` without SmolLM2."""
+    specs = [default_generator("caption"), default_generator("ask"), "consensus"]
+    return tuple(dict.fromkeys(specs))
+
+
+def fallback_note() -> str | None:
+    """One line for a CLI to log when the language-model defaults fell back to ``consensus``."""
+    if smollm2_installed():
+        return None
+    from .smollm2 import INSTALL_HINT
+
+    return ("the bundled SmolLM2 is not installed, so captions are picked by consensus and answers show only "
+            f"the evidence; to have a language model write them: {INSTALL_HINT}")

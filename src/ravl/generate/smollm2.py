@@ -33,6 +33,8 @@ import json
 import os
 import shutil
 import tempfile
+import threading
+import weakref
 from collections.abc import Callable
 from importlib.util import find_spec
 from pathlib import Path
@@ -222,25 +224,51 @@ def create(spec: Spec) -> Generator:
         missing = [name for name in ("gguf", "accelerate") if find_spec(name) is None]
         raise MissingDependencyError(f"the 'smollm2' generator reads its GGUF through transformers, which needs "
                                      f"{' and '.join(missing)}; install them with: {INSTALL_HINT}")
+    from .hf_backend import _flag
+
+    weights = _load_weights()
+
+    gen = SmolLM2Generator(spec, weights.model, weights.tokenizer, threads=threads or DEFAULT_THREADS)
+    gen.weights = weights  # keeps the shared weights alive as long as this generator
+    gen.use_chat = gen.use_chat and _flag(spec, "chat", True)
+    return gen
+
+
+class _Weights:
+    """One loaded model + tokenizer, shared by every ``smollm2`` generator of the process."""
+
+    def __init__(self, model: Any, tokenizer: Any) -> None:
+        self.model, self.tokenizer = model, tokenizer
+
+
+#: cache folder -> the weights loaded from it, while some generator still holds them. ``smollm2``
+#: and ``smollm2?chat=0`` (the server offers both: one to caption, one to answer) share one model.
+_LOADED: weakref.WeakValueDictionary[str, _Weights] = weakref.WeakValueDictionary()
+_LOAD_LOCK = threading.Lock()
+
+
+def _load_weights() -> _Weights:
+    """The verified cached model, loaded once per process while a generator holds it."""
     from .hf_backend import _imports
 
     torch, transformers = _imports()
-    folder, _ = cached_model_folder()
-    try:
-        with _quiet(transformers):
-            tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-            model = transformers.AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32,
-                                                                      local_files_only=True)
-    except (OSError, ValueError, KeyError) as exc:
-        detail = " ".join(str(exc).split())[:300]
-        raise ModelNotAvailableError(f"the SmolLM2 cache in {folder} passed its checksums but did not load "
-                                     f"({detail}); delete the folder to rebuild it") from exc
-    model.eval()
-    from .hf_backend import _flag
-
-    gen = SmolLM2Generator(spec, model, tokenizer, threads=threads or DEFAULT_THREADS)
-    gen.use_chat = gen.use_chat and _flag(spec, "chat", True)
-    return gen
+    with _LOAD_LOCK:
+        folder, _ = cached_model_folder()
+        weights = _LOADED.get(str(folder))
+        if weights is not None:
+            return weights
+        try:
+            with _quiet(transformers):
+                tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+                model = transformers.AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32,
+                                                                          local_files_only=True)
+        except (OSError, ValueError, KeyError) as exc:
+            detail = " ".join(str(exc).split())[:300]
+            raise ModelNotAvailableError(f"the SmolLM2 cache in {folder} passed its checksums but did not load "
+                                         f"({detail}); delete the folder to rebuild it") from exc
+        model.eval()
+        weights = _LOADED[str(folder)] = _Weights(model, tokenizer)
+        return weights
 
 
 class SmolLM2Generator(HFCausalLMGenerator):
@@ -253,6 +281,7 @@ class SmolLM2Generator(HFCausalLMGenerator):
         super().__init__(spec, model, tokenizer, use_chat=bool(getattr(tokenizer, "chat_template", None)),
                          device="cpu")
         self.threads = threads
+        self.weights: _Weights | None = None
 
     def __repr__(self) -> str:
         return f"SmolLM2Generator({self.spec!r})"

@@ -154,7 +154,8 @@ def build_router(settings: ServerSettings) -> APIRouter:
             raise InputError("'question' must not be blank")
         img, name, exclude = query_image(state, image, path, item)
         params = GenerationParams(max_tokens=max_tokens, temperature=temperature, seed=seed)
-        return ask_image(state.collection, img, question, k=k, generator=state.generator(generator), params=params,
+        gen = state.generator(generator, "ask")
+        return ask_image(state.collection, img, question, k=k, generator=gen, params=params,
                          ocr=ocr, exclude_items=exclude, name=name).to_dict()
 
     return router

@@ -38,8 +38,11 @@ class ServerSettings:
     max_upload_bytes: int = 16 * 1024 * 1024
     max_k: int = 100
     thumbnail_size: int = 256
-    #: generator specs loaded at start-up; requests may pick only these (first is the default)
-    generators: tuple[str, ...] = ("consensus",)
+    #: generator specs loaded at start-up; requests may pick only these. The first is the default for
+    #: POST /caption (the page's "describe"); POST /ask defaults to the CLI's ask default when loaded.
+    #: Empty: the CLI's defaults (:func:`ravl.generate.defaults.server_generators`): the bundled
+    #: SmolLM2 when installed, plus consensus.
+    generators: tuple[str, ...] = ()
     #: encoder spec; None uses the one the collection was built with
     encoder: str | None = None
     #: torch intra-op threads in the server process (None leaves torch's default). One thread per
@@ -61,7 +64,11 @@ class ServerSettings:
 
     def __post_init__(self):
         object.__setattr__(self, "collection", Path(self.collection).expanduser().resolve())
-        object.__setattr__(self, "generators", tuple(self.generators) or ("consensus",))
+        if not self.generators:
+            from ..generate.defaults import server_generators
+
+            object.__setattr__(self, "generators", server_generators())
+        object.__setattr__(self, "generators", tuple(self.generators))
         if self.thumbnail_dir is not None:
             object.__setattr__(self, "thumbnail_dir", Path(self.thumbnail_dir).expanduser().resolve())
 
@@ -113,7 +120,7 @@ class ServerSettings:
     @classmethod
     def from_json(cls, text: str) -> ServerSettings:
         d = json.loads(text)
-        d["generators"] = tuple(d.get("generators") or ("consensus",))
+        d["generators"] = tuple(d.get("generators") or ())
         return cls(**d)
 
     @classmethod

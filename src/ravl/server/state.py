@@ -133,8 +133,18 @@ class ServerState:
             encoder.close()
 
     # --- generators ---------------------------------------------------------------------------
-    def generator(self, spec: str | None) -> Generator:
-        spec = (spec or "").strip() or self.settings.generators[0]
+    def generator(self, spec: str | None, task: str = "caption") -> Generator:
+        """The loaded generator ``spec``. Without one: the first loaded (POST /caption, the page's
+        "describe"); for ``task="ask"`` the CLI's ask default (SmolLM2 in chat form) when this server
+        loaded it, since consensus can only show the evidence."""
+        spec = (spec or "").strip()
+        if not spec:
+            spec = self.settings.generators[0]
+            if task == "ask":
+                from ..generate.defaults import default_generator
+
+                wanted = default_generator("ask")
+                spec = wanted if wanted in self.generators else spec
         if spec not in self.generators:
             raise ConfigError(f"generator {spec!r} is not loaded by this server; choose one of "
                               f"{', '.join(self.generators)} (start the server with --generator SPEC to add one)")

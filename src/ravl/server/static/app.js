@@ -77,8 +77,10 @@ function showResults(title, results) {
 function showCaption(result, ms) {
   $("describe").hidden = false;
   $("caption").textContent = result.caption || "(no caption)";
+  const n = result.neighbours.length;
   const how = result.method === "consensus"
-    ? "chosen by consensus among the neighbours' captions" : `written by ${result.generator}`;
+    ? `chosen by consensus among the captions of the ${n} neighbours below`
+    : `written by ${result.generator} from the captions of the ${n} neighbours below`;
   $("caption-note").textContent = `${how}${result.error ? " — " + result.error : ""} (${ms} ms)`;
   $("neighbours").replaceChildren(...result.neighbours.map((h) => card(h, { small: true })));
 }
@@ -202,7 +204,8 @@ async function imagineSubmit() {
 async function loadInfo() {
   try {
     const info = await api("/info");
-    $("info").textContent = `${info.images} images · ${info.captions} captions · encoder ${info.encoder} · ravl ${info.version}`;
+    $("info").textContent = `${info.images} images · ${info.captions} captions · encoder ${info.encoder} · ` +
+      `describes with ${(info.generators || ["?"])[0]} · ravl ${info.version}`;
     $("imagine-note").textContent = info.image_generator
       ? `image generator: ${info.image_generator} (modes: ${info.imagine_modes.join(", ")})`
       : "no image generator on this server (start it with --image-generator SPEC); Imagine shows the nearest images";
