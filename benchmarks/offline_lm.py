@@ -130,9 +130,31 @@ def caption_runs(coll, records, workdir: Path, name: str, prompts: list[str]) ->
                "examples": [(u.rsplit("/", 1)[-1], row["caption"], run.references[u][0])
                             for u, row in list(run.captions.items())[:6]]}
         row["per_image"] = {u: v.get("CIDEr-D") for u, v in run.scores.per_image.items()}
+        row["captions"] = {u: r["caption"] for u, r in run.captions.items()}
         rows.append(row)
-        log(json.dumps({k: v for k, v in row.items() if k not in ("examples", "per_image")}))
+        log(json.dumps({k: v for k, v in row.items() if k not in ("examples", "per_image", "captions")}))
     return rows
+
+
+def with_fallback(rows: list[dict], records, name: str) -> list[dict]:
+    """What each LM prompt would score if a caption of fewer than two words (SmolLM2 sometimes stops
+    after "a") were replaced by the consensus caption: scored, not generated again."""
+    from ravl.eval.scoring import score_captions
+
+    base = next(r for r in rows if r["prompt"] == "consensus")
+    refs = {r.uri: list(r.captions) for r in records}
+    out = []
+    for row in rows:
+        if row is base:
+            continue
+        caps = {u: c if len(c.split()) >= 2 else base["captions"][u] for u, c in row["captions"].items()}
+        scores = score_captions(refs, caps)
+        out.append({"dataset": name, "prompt": row["prompt"] + "+fallback", "n": len(caps),
+                    "s_per_caption": row["s_per_caption"], "metrics": dict(scores.corpus),
+                    "replaced": sum(1 for c in row["captions"].values() if len(c.split()) < 2),
+                    "per_image": {u: v.get("CIDEr-D") for u, v in scores.per_image.items()}})
+        log(json.dumps({k: v for k, v in out[-1].items() if k != "per_image"}))
+    return out
 
 
 def paired_bootstrap(base: dict, other: dict, rounds: int = 2000, seed: int = 0) -> tuple[float, float, float]:
@@ -259,7 +281,8 @@ def main() -> int:
         else:
             records = subset(read_sources([str(manifest)]), args.n)[::args.stride]
         if not args.skip_captions:
-            out["captioning"] += caption_runs(coll, records, args.workdir, name, prompts)
+            rows = caption_runs(coll, records, args.workdir, name, prompts)
+            out["captioning"] += rows + with_fallback(rows, records, name)
         if name == "stamps" and not args.skip_ask:
             out["ask"] = ask_runs(coll, QUESTIONS[:args.questions])
         coll.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 
+import httpx
 import pytest
 
 from ravl.config import cache_dir
@@ -39,7 +40,7 @@ def test_page_describe_is_written_by_the_bundled_lm(smol, tmp_path_factory, skim
         os.symlink(smol["folder"], link)
     srv = Server(coll, log_dir=tmp_path, generator=None, wait=300)
     try:
-        with srv.client(timeout=300) as client:
+        with httpx.Client(base_url=srv.url, timeout=300) as client:
             info = client.get("/info").json()
             assert info["generators"] == ["smollm2?chat=0", "smollm2", "consensus"]
             page = client.get("/static/app.js").text
