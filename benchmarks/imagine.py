@@ -36,7 +36,7 @@ def build_collection(root: Path, n: int) -> Path:
     images, coll = root / "images", root / "coll"
     generate_images(images, n)
     with open_collection(coll, encoder="default", create=True) as c:
-        if c.db.counts()["images"] < n:
+        if c.counts()["images"] < n:
             index_sources(c, [str(images)])
     return coll
 
@@ -71,7 +71,7 @@ def main() -> None:
     gen = load_image_generator(f"diffusers:{pipe}?ip_adapter={pipe / 'ip-adapter' / 'ip-adapter.safetensors'}")
     steps_list = [int(s) for s in args.steps.split(",")]
     with open_collection(coll_path, readonly=True) as coll:
-        n_images = coll.db.counts()["images"]
+        n_images = coll.counts()["images"]
         imagine(coll, PROMPTS[0], gen, k=4, params=ImageParams(steps=1, seed=0))  # warm-up: loads, allocations
         rows = []
         for mode in ("text", "init", "reference"):

@@ -168,11 +168,11 @@ def paired_bootstrap(base: dict, other: dict, rounds: int = 2000, seed: int = 0)
 
 
 def ask_runs(coll, questions, spec: str = "smollm2") -> dict:
-    from ravl.ask import ask_image
     from ravl.generate.base import GenerationParams, load_generator
     from ravl.images import load_image
+    from ravl.rag import AskOptions, ask_image
 
-    items = {Path(u).with_suffix("").as_posix(): (item_id, u) for u, (item_id, *_rest) in coll.db.file_states().items()}
+    items = {Path(u).with_suffix("").as_posix(): (item_id, u) for u, (item_id, *_rest) in coll.file_states().items()}
     gen = load_generator(spec)
     results: list[dict] = []
     stats = dict.fromkeys(("correct", "cited", "citations", "supporting", "reachable"), 0)
@@ -183,8 +183,8 @@ def ask_runs(coll, questions, spec: str = "smollm2") -> dict:
             continue
         item_id, uri = items[match[0]]
         t = time.perf_counter()
-        res = ask_image(coll, load_image(uri).image, question, k=5, generator=gen, ocr=False, labels=3,
-                        exclude_items=[item_id], params=GenerationParams(max_tokens=48))
+        res = ask_image(coll, load_image(uri).image, question, generator=gen, exclude_items=[item_id],
+                        options=AskOptions(k=5, ocr=False, labels=3, params=GenerationParams(max_tokens=48)))
         answer = res.answer.lower()
         ok = any(a in answer for a in accepted)
         words = {w for w in re.findall(r"[a-z]{4,}", answer)} - STOP

@@ -58,7 +58,7 @@ def build_synthetic(path: Path, n: int, seed: int = 0) -> Path:
                 text = f"a {words[k % 12]} {words[(k // 12) % 12]} near a {words[(k // 144) % 12]} ({k})"
                 items.append(NewItem(f"/synthetic/img{k:06d}.jpg", f"{k:064x}", 1000, k, 320, 240, emb[i], feat[i],
                                      {"source": "synthetic"}, [(text, cap[i])], source="ingest"))
-            coll.db.write_batch(items)
+            coll.add_batch(items)
         coll.refresh_indexes()
     return path
 

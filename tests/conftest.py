@@ -201,3 +201,19 @@ def smol(tmp_path_factory):
         else:
             os.environ["RAVL_HOME"] = before
     return {"gen": gen, "folder": folder, "rebuilt": rebuilt, "home": home}
+
+
+@pytest.fixture(scope="session")
+def tiny_open_clip(tmp_path_factory):
+    """A registered tiny open_clip architecture, its model, and its weights saved as a file and as a folder."""
+    from tiny_models import build_tiny_open_clip
+
+    return build_tiny_open_clip(tmp_path_factory.mktemp("open_clip"))
+
+
+@pytest.fixture(scope="session")
+def tiny_hf(tmp_path_factory):
+    """Tiny CLIP and SigLIP folders as save_pretrained writes them, with the MiniLM BERT tokenizer."""
+    from tiny_models import build_tiny_hf
+
+    return build_tiny_hf(tmp_path_factory.mktemp("hf"))

@@ -35,6 +35,8 @@ class ColourEncoder(Encoder):
         return ImageVectors(emb, feat)
 
     def encode_texts(self, texts):
+        if len(texts) == 0:
+            return np.zeros((0, self.dim), np.float32)
         out = []
         for t in texts:
             v = np.zeros(3)

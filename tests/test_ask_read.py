@@ -14,7 +14,6 @@ import fakes
 from conftest import make_image
 from openai_stub_server import StubHandle
 from ravl import registry
-from ravl.ask import NO_MODEL_ANSWER, ask_image, citations
 from ravl.cli import ask as ask_cmd
 from ravl.cli import main as cli_main
 from ravl.cli import read as read_cmd
@@ -24,6 +23,7 @@ from ravl.generate.base import GenerationParams, Generator, load_generator
 from ravl.ingest.ocr_hook import ocr_collection
 from ravl.ingest.pipeline import index_sources
 from ravl.ocr import parse_translation, read_image_text, read_text, translate_lines, translate_prompt
+from ravl.rag import NO_MODEL_ANSWER, AskOptions, ask_image, citations
 from ravl.specs import parse_spec
 
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
@@ -45,7 +45,7 @@ class Recording(Generator):
     def __init__(self, answer="", fail=None):
         self.answer, self.fail, self.calls = answer, fail, []
 
-    def generate(self, prompt, *, params=GenerationParams(), image=None):
+    def execute(self, prompt, *, params, image, on_text):
         self.calls.append((prompt, image))
         if self.fail:
             raise self.fail
@@ -85,7 +85,7 @@ RED = Image.new("RGB", (8, 8), (245, 5, 5))
 
 # --- ask ---------------------------------------------------------------------------------------
 def test_ask_without_a_model_is_honest_and_keeps_evidence(coll):
-    result = ask_image(coll, RED, "What colour is it?", k=2, ocr=False)
+    result = ask_image(coll, RED, "What colour is it?", options=AskOptions(k=2, ocr=False))
     assert result.answer == NO_MODEL_ANSWER and result.method == "no-model" and result.generator == "consensus"
     assert result.error is None and result.citations == []
     red = {n.uri.rsplit("/", 1)[-1]: n for n in result.neighbours}
@@ -114,8 +114,8 @@ def test_ask_adds_labels_and_citations_and_template(tmp_path):
     with open_collection(tmp_path / "c", encoder="testlabels", create=True) as c:
         index_sources(c, [tmp_path / "imgs"])
         gen = Recording("It is a red tile [1][2], not a bug [9].")
-        result = ask_image(c, RED, "What is it?", k=1, generator=gen, ocr=False, labels=3,
-                           template="{evidence}\nQ: {question}\nA:")
+        options = AskOptions(k=1, labels=3, ocr=False, template="{evidence}\nQ: {question}\nA:")
+        result = ask_image(c, RED, "What is it?", generator=gen, options=options)
     assert gen.calls[0][0] == result.prompt == (
         "[1] caption of a similar image (score 1.00): a red tile\n"
         "[2] label for this image (score 0.60): tile\n"
@@ -128,24 +128,26 @@ def test_ask_adds_labels_and_citations_and_template(tmp_path):
 
 
 def test_failing_generator_still_returns_the_evidence(coll):
-    result = ask_image(coll, RED, "What is it?", k=2, ocr=False,
+    result = ask_image(coll, RED, "What is it?", options=AskOptions(k=2, ocr=False),
                        generator=Recording(fail=GenerationError("server at http://x timed out")))
     assert result.method == "failed" and result.answer == "" and "timed out" in result.error
     assert len(result.evidence) == 2 and result.prompt and result.neighbours
 
 
+@pytest.mark.slow
 def test_ask_with_a_real_tiny_language_model(coll, tiny_lm):
     gen = load_generator("hf:" + tiny_lm["plain"])
     params = GenerationParams(max_tokens=6)
-    a = ask_image(coll, RED, "What colour is it?", k=2, generator=gen, params=params, ocr=False)
-    b = ask_image(coll, RED, "What colour is it?", k=2, generator=gen, params=params, ocr=False)
+    a = ask_image(coll, RED, "What colour is it?", generator=gen, options=AskOptions(k=2, params=params, ocr=False))
+    b = ask_image(coll, RED, "What colour is it?", generator=gen, options=AskOptions(k=2, params=params, ocr=False))
     assert a.method == "generator" and a.generator == gen.spec and a.answer and a.answer == b.answer
     assert a.evidence and "Question: What colour is it?" in a.prompt
 
 
+@pytest.mark.slow
 def test_ask_reads_text_in_the_image(coll):
     sign = render(["FRESH MILK"])
-    result = ask_image(coll, sign, "What does the sign say?", k=1, ocr=True)
+    result = ask_image(coll, sign, "What does the sign say?", options=AskOptions(k=1, ocr=True))
     ocr = [e for e in result.evidence if e["kind"] == "ocr"]
     assert len(ocr) == 1 and ocr[0]["text"] == "FRESH MILK"
     assert ocr[0]["lines"][0]["confidence"] > 0.8 and len(ocr[0]["lines"][0]["box"]) == 4
@@ -191,6 +193,7 @@ def tiny_vlm(tmp_path_factory):
     return str(path)
 
 
+@pytest.mark.slow
 def test_tiny_vlm_sees_the_image(coll, tiny_vlm):
     gen = load_generator("hf:" + tiny_vlm)
     assert type(gen).__name__ == "HFVisionGenerator" and gen.supports_images and gen.use_chat
@@ -202,7 +205,7 @@ def test_tiny_vlm_sees_the_image(coll, tiny_vlm):
     first = gen.generate("What is it?", image=RED, params=params)
     assert first and first == gen.generate("What is it?", image=RED, params=params)
     assert gen.generate("What is it?", params=params)  # text only works too
-    result = ask_image(coll, RED, "What colour is it?", k=2, generator=gen, params=params, ocr=False)
+    result = ask_image(coll, RED, "What colour is it?", generator=gen, options=AskOptions(k=2, params=params, ocr=False))
     assert result.method == "generator" and result.answer and result.generator == "hf:" + tiny_vlm
 
 
@@ -242,6 +245,7 @@ def test_translation_prompt_and_parsing():
         translate_lines(["Sortie"], "English", load_generator("consensus"))
 
 
+@pytest.mark.slow
 def test_translate_through_the_openai_server(stub):
     stub.reset()
     stub.control(reply="1. LAIT FRAIS\n2. Ouvert tous les jours de 9 à 5")
@@ -266,6 +270,7 @@ def cli():
     return cli_main.main
 
 
+@pytest.mark.slow
 def test_cli_ask_json_and_stream(coll, cli, stub, tmp_path, capsys):
     image = make_image(tmp_path / "q.png", (245, 5, 5), size=(8, 8))
     spec = f"openai:stub?base_url={stub.url}"
@@ -292,6 +297,7 @@ def test_cli_ask_json_and_stream(coll, cli, stub, tmp_path, capsys):
     assert "unknown generator backend 'nosuch'" in err and "openai" in err and "llamacpp" in err
 
 
+@pytest.mark.slow
 def test_cli_read_and_translate(cli, stub, tmp_path, capsys):
     path = tmp_path / "sign.png"
     render(["FRESH MILK"]).save(path)
@@ -309,6 +315,7 @@ def test_cli_read_and_translate(cli, stub, tmp_path, capsys):
 
 
 # --- index --ocr ---------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_ocr_captions_make_printed_words_searchable(tmp_path, colour_spec):
     root = tmp_path / "imgs"
     root.mkdir()
@@ -325,5 +332,5 @@ def test_ocr_captions_make_printed_words_searchable(tmp_path, colour_spec):
         again = ocr_collection(c)
         assert again.items_read == 0 and again.already_read == 3
         # OCR captions are not offered as a neighbour's caption when asking
-        result = ask_image(c, Image.open(root / "green-sign.png"), "What is it?", k=3, ocr=False)
+        result = ask_image(c, Image.open(root / "green-sign.png"), "What is it?", options=AskOptions(k=3, ocr=False))
         assert [e["text"] for e in result.evidence] == ["a plain white card"]

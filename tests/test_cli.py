@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+pytestmark = pytest.mark.slow  # real models, servers or subprocesses
+
 PHOTOS = {"chelsea": "a tabby cat sitting on a floor", "coffee": "a cup of espresso coffee on a saucer",
           "rocket": "a rocket launching into the sky", "motorcycle": "a parked motor scooter",
           "astronaut": "a woman astronaut in a space suit"}

@@ -52,7 +52,7 @@ def test_half_created_collection_is_explained_then_finished(tmp_path, photos, co
 
 def test_new_database_has_schema_and_metadata_together(tmp_path, colour_spec):
     with open_collection(tmp_path / "c", encoder=colour_spec, create=True) as coll:
-        meta = coll.db.get_meta()
+        meta = coll._db.get_meta()
     assert meta["encoder_spec"] == colour_spec and len(meta["collection_id"]) == 32
     conn = sqlite3.connect(tmp_path / "c" / DB_NAME)
     assert conn.execute("PRAGMA user_version").fetchone()[0] >= 2
@@ -68,7 +68,7 @@ def test_concurrent_first_runs_wait_for_each_other(tmp_path):
     assert holder.stdout.readline().strip() == "open"
     waiter = subprocess.Popen(
         [sys.executable, "-c", SUBPROCESS + f"c = open_collection({str(coll_dir)!r}, encoder='testcolour', "
-         "create=True); print(c.db.get_meta()['encoder_spec']); c.close()"],
+         "create=True); print(c._db.get_meta()['encoder_spec']); c.close()"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
     message = waiter.stderr.readline()  # blocks until the waiter says it waits
     assert "another process is writing to" in message and "waiting" in message

@@ -13,6 +13,8 @@ from ravl.specs import parse_spec
 
 CATS = {"tiger cat", "Egyptian cat", "tabby", "Persian cat", "Siamese cat", "lynx"}
 
+pytestmark = pytest.mark.slow  # real models, servers or subprocesses
+
 
 @pytest.fixture(scope="module")
 def enc() -> DefaultEncoder:

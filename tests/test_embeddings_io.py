@@ -29,9 +29,9 @@ def built(tmp_path, colour_spec):
 
 
 def _all(coll):
-    ids, emb = coll.db.item_vectors(which="emb")
-    _, feat = coll.db.item_vectors(which="feat")
-    items = coll.db.items(ids.tolist())
+    ids, emb = coll.item_vectors(which="emb")
+    _, feat = coll.item_vectors(which="feat")
+    items = coll.items(ids.tolist())
     return {items[i].uri: (e, f, items[i].captions) for i, e, f in zip(ids.tolist(), emb, feat)}
 
 
@@ -56,7 +56,7 @@ def test_export_then_import_gives_the_same_collection(tmp_path, built):
     assert copy.search_text(["red"], k=1)[0][0].uri.endswith("red.png")
     # importing again changes nothing and duplicates nothing
     import_embeddings(copy, tmp_path / "out")
-    assert copy.db.counts() == {"images": 4, "captions": 4}
+    assert copy.counts() == {"images": 4, "captions": 4}
 
 
 def test_import_refuses_vectors_of_another_encoder(tmp_path, built, monkeypatch):
@@ -121,7 +121,7 @@ def test_clip_retrieval_output_imports_with_declared_encoder(tmp_path):
     vecs = np.load(src / "img_emb" / "img_emb_1.npy").astype(np.float32)
     hit = coll.search_vectors(vecs / np.linalg.norm(vecs), index="images", k=1)[0][0]
     assert hit.uri == "/data/blue.jpg" and hit.score == pytest.approx(1.0, abs=1e-5)
-    assert coll.db.item_by_uri("/data/red.jpg").metadata["width"] == 10
+    assert coll.item_by_uri("/data/red.jpg").metadata["width"] == 10
     text = np.load(src / "text_emb" / "text_emb_0.npy").astype(np.float32)
     cap = coll.search_vectors(text[:1] / np.linalg.norm(text[0]), index="captions", k=1)[0][0]
     assert cap.caption == "a red thing"
@@ -140,7 +140,7 @@ def test_dimension_mismatch_is_refused_before_writing(tmp_path, built):
     src = _clip_retrieval_output(tmp_path / "cr", dim=8)
     with pytest.raises(InputError, match=r"8-d vectors but encoder 'testcolour' makes 4-d"):
         import_embeddings(built, src)
-    assert built.db.counts()["images"] == 4
+    assert built.counts()["images"] == 4
 
 
 def test_cli_export_and_import_round_trip(tmp_path, built):

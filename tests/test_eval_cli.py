@@ -18,6 +18,8 @@ from conftest import make_image
 
 DEFAULT = "default?runtime=torch"
 
+pytestmark = pytest.mark.slow  # real models, servers or subprocesses
+
 
 def ravl(*args, check=True, timeout=300) -> subprocess.CompletedProcess:
     """The real CLI in a subprocess."""

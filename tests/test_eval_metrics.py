@@ -229,6 +229,7 @@ def java_scores():
 
 
 @needs_java
+@pytest.mark.slow
 def test_java_backend_gives_sane_values(java_scores):
     scores, stages = java_scores
     assert scores.backend == "java" and scores.tokenizer == "ptb"
@@ -245,6 +246,7 @@ def test_java_backend_gives_sane_values(java_scores):
 
 
 @needs_java
+@pytest.mark.slow
 def test_python_path_matches_java_backend_on_ptb_tokens(java_scores):
     from ravl.eval.cocoeval import ptb_tokenize
 
@@ -265,6 +267,7 @@ def test_python_path_matches_java_backend_on_ptb_tokens(java_scores):
 
 
 @needs_java
+@pytest.mark.slow
 def test_ptb_wrapper_matches_pycocoevalcap_tokenizer():
     from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
@@ -372,6 +375,7 @@ def _report(config_k=10, shift=0.0):
     return REP.build_report(config=config, retrieval=retrieval, captions=captions, curve_max_k=15)
 
 
+@pytest.mark.slow
 def test_report_writes_json_markdown_and_pngs(tmp_path):
     from PIL import Image
 

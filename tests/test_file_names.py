@@ -34,8 +34,8 @@ def test_non_utf8_name_is_indexed_and_found(tmp_path, colour_spec):
     root, odd = bytes_folder(tmp_path)
     with open_collection(tmp_path / "c", encoder=colour_spec, create=True) as coll:
         report = index_sources(coll, [root], batch_size=16)
-        assert report.skipped == [] and report.added == 42 and coll.db.counts()["images"] == 42
-        row = coll.db.item_by_uri(odd)
+        assert report.skipped == [] and report.added == 42 and coll.counts()["images"] == 42
+        row = coll.item_by_uri(odd)
         assert row is not None and os.fsencode(row.uri).endswith(b"b\xff.png")
         assert row.captions == ("red caf\ufffd \ufffd",)
         hits = coll.search_text(["red caf"], target="captions", k=1)[0]
@@ -48,7 +48,7 @@ def test_cli_prints_such_names_as_their_bytes_and_json_as_escapes(tmp_path, colo
     root, odd = bytes_folder(tmp_path, n=3)
     with open_collection(tmp_path / "c", encoder=colour_spec, create=True) as coll:
         index_sources(coll, [root])
-        item = coll.db.item_by_uri(odd).id
+        item = coll.item_by_uri(odd).id
     code = ("import sys, fakes; from ravl import registry; registry.register('encoders', 'testcolour', fakes.create); "
             "from ravl.cli.main import main; sys.exit(main(sys.argv[1:]))")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), *sys.path])}
@@ -69,7 +69,7 @@ def test_a_record_that_cannot_be_stored_is_skipped_not_the_batch(tmp_path, colou
         good = [NewItem(f"/x/{i}.png", f"{i:064d}", 1, 1, 1, 1, vec, feat) for i in range(3)]
         bad = NewItem("/x/bad.png", "f" * 64, 2 ** 70, 1, 1, 1, vec, feat)  # size past int64
         skipped = []
-        ids = coll.db.write_batch([good[0], bad, good[1], good[2]], on_skip=lambda u, why: skipped.append((u, why)))
+        ids = coll.add_batch([good[0], bad, good[1], good[2]], on_skip=lambda u, why: skipped.append((u, why)))
         assert ids[1] is None and all(isinstance(i, int) for i in ids[::2] + ids[3:])
         assert skipped[0][0] == "/x/bad.png" and "OverflowError" in skipped[0][1]
-        assert coll.db.counts()["images"] == 3
+        assert coll.counts()["images"] == 3

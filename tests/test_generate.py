@@ -166,6 +166,7 @@ def test_unknown_generator_lists_known_ones():
 
 
 # --- hf backend on a real tiny causal LM -----------------------------------------------------------
+@pytest.mark.slow
 def test_hf_generator_greedy_and_bounds(tiny_lm):
     gen = load_generator("hf:" + tiny_lm["plain"])
     assert gen.is_language_model and not gen.use_chat
@@ -179,6 +180,7 @@ def test_hf_generator_greedy_and_bounds(tiny_lm):
     assert first.startswith(short)
 
 
+@pytest.mark.slow
 def test_hf_generator_seeded_sampling(tiny_lm):
     spec = "hf:" + tiny_lm["plain"] + "?dtype=float32&device=cpu"
     one, two = load_generator(spec), load_generator(spec)
@@ -191,6 +193,7 @@ def test_hf_generator_seeded_sampling(tiny_lm):
     assert len(others) > 1  # the seed really drives the sampling
 
 
+@pytest.mark.slow
 def test_hf_generator_chat_template(tiny_lm):
     gen = load_generator("hf:" + tiny_lm["chat"])
     assert gen.use_chat
@@ -202,6 +205,7 @@ def test_hf_generator_chat_template(tiny_lm):
     assert not plain.use_chat and plain.render_prompt("What is it?") == "What is it?"
 
 
+@pytest.mark.slow
 def test_hf_generator_errors(tmp_path):
     with pytest.raises(ModelNotAvailableError, match=r"hf:/path/to/model"):
         load_generator("hf:no-such-org/no-such-model")

@@ -160,6 +160,7 @@ def test_bad_generation_params_fail_before_sending(server):
 
 
 # --- hf streaming -----------------------------------------------------------------------------
+@pytest.mark.slow
 def test_hf_streams_the_same_text_it_returns(tiny_lm):
     gen = load_generator("hf:" + tiny_lm["plain"])
     assert gen.supports_streaming
@@ -237,6 +238,7 @@ def write_tiny_gguf(path, seed=0) -> None:
     w.close()
 
 
+@pytest.mark.slow
 def test_llamacpp_runs_a_tiny_gguf(tmp_path):
     pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install 'ravl[llamacpp]')")
     pytest.importorskip("gguf", reason="the gguf package writes the test model (pip install gguf)")
@@ -256,6 +258,7 @@ def test_llamacpp_runs_a_tiny_gguf(tmp_path):
     assert not plain.use_chat and isinstance(plain.generate("a red", params=params), str)
 
 
+@pytest.mark.slow
 def test_openai_backend_against_llama_cpp_server(tmp_path):
     """The same backend against a real OpenAI-compatible server: llama-cpp-python's, on the tiny GGUF."""
     pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install 'ravl[llamacpp]')")

@@ -50,8 +50,8 @@ def test_captions_encoded_once_in_their_own_thread(tmp_path, manifest, colour_sp
     assert len(rec.texts) == 2 + 2 * 6
     assert rec.threads == {"ravl-text_0"}
     assert "encode_texts" in report.seconds and "wait_texts" in report.seconds
-    ids, vecs = coll.db.caption_vectors()
-    rows = coll.db.caption_rows(ids.tolist())
+    ids, vecs = coll.caption_vectors()
+    rows = coll.caption_rows(ids.tolist())
     expected = coll.encoder.__class__.encode_texts(coll.encoder, [rows[int(i)][0] for i in ids])
     np.testing.assert_allclose(vecs.reshape(len(ids), -1), expected, atol=1e-6)
     hit = coll.search_text(["blue"], k=1)[0][0]
@@ -72,11 +72,11 @@ def test_text_failure_commits_nothing_of_its_batch_and_a_rerun_resumes(tmp_path,
     assert stage_min > 30  # small runs encode per batch, so the failure hits only the white image's batch
     with pytest.raises(RuntimeError, match="text model failed"):
         index_sources(coll, [manifest], batch_size=2)
-    counts = coll.db.counts()
+    counts = coll.counts()
     assert counts["images"] == 4 and counts["captions"] == 16  # the two batches before it, whole
     coll.encoder.encode_texts = real
     again = index_sources(coll, [manifest], batch_size=2)
-    assert (again.added, again.unchanged) == (2, 4) and coll.db.counts() == {"images": 6, "captions": 24}
+    assert (again.added, again.unchanged) == (2, 4) and coll.counts() == {"images": 6, "captions": 24}
 
 
 def test_text_stage_dedupes_and_keeps_order():

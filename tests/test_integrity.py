@@ -130,9 +130,8 @@ def test_damaged_index_file_is_rebuilt(tmp_path, clean_build, name, damage):
 
 
 def _binding(coll_dir, name):
-    with open_collection(coll_dir) as coll, coll.db.snapshot():
-        dim = coll.feature_dim if name == "features" else coll.dim
-        return {**coll.db.index_binding(name), "dim": dim}
+    with open_collection(coll_dir) as coll:
+        return coll.index_binding(name)
 
 
 def test_seal_round_trip_and_torn_writes(tmp_path):

@@ -6,11 +6,13 @@ is still a cycle), except a package ``__init__`` re-exporting its own submodules
 from __future__ import annotations
 
 import ast
+from functools import cache
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 
+@cache
 def _modules() -> dict[str, Path]:
     out = {}
     for path in SRC.rglob("*.py"):
@@ -87,3 +89,23 @@ def test_no_import_cycles():
 
 def test_cycle_finder_sees_a_cycle():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == [["a", "b", "c"]]
+
+
+def test_only_the_store_and_collection_touch_sql():
+    """Collection is the one door to the store: nothing else imports ravl.store, runs SQL or reaches
+    into a collection's private database."""
+    offenders = []
+    for name, path in _modules().items():
+        if name.startswith("ravl.store") or name == "ravl.collection":
+            continue
+        text = path.read_text(encoding="utf-8")
+        tree = ast.parse(text)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                if any(m == "sqlite3" or m.startswith(("ravl.store", "store")) for m in mods) or (
+                        isinstance(node, ast.ImportFrom) and node.level and (node.module or "").startswith("store")):
+                    offenders.append(f"{name} imports {mods}")
+            if isinstance(node, ast.Attribute) and node.attr in ("_db", "db"):
+                offenders.append(f"{name} uses .{node.attr} (line {node.lineno})")
+    assert offenders == []

@@ -1,6 +1,7 @@
 """Retrieval-augmented captioning around the generator contract (fake colour encoder, real LMs)."""
 from __future__ import annotations
 
+import pytest
 from PIL import Image
 
 from conftest import make_image
@@ -18,7 +19,7 @@ class Recording(Generator):
     def __init__(self, answer="", fail=False):
         self.answer, self.fail, self.prompts = answer, fail, []
 
-    def generate(self, prompt, *, params=GenerationParams(), image=None):
+    def execute(self, prompt, *, params, image, on_text):
         self.prompts.append(prompt)
         if self.fail:
             raise GenerationError("backend timed out")
@@ -49,7 +50,7 @@ def test_consensus_caption_with_provenance(tmp_path, colour_spec):
     d = result.to_dict()
     assert d["neighbours"][0]["captions"] and d["prompt"] is None
     # leave-one-out: excluding an item keeps it out of the neighbours
-    red1 = coll.db.item_by_uri(str((tmp_path / "imgs" / "red1.png").resolve())).id
+    red1 = coll.item_by_uri(str((tmp_path / "imgs" / "red1.png").resolve())).id
     again = caption_image(coll, Image.new("RGB", (8, 8), (245, 5, 5)), k=3, exclude_items=[red1])
     assert red1 not in [n.id for n in again.neighbours]
 
@@ -65,6 +66,7 @@ def test_generator_gets_smallcap_prompt_and_failure_keeps_evidence(tmp_path, col
     assert failing.caption == "a red square" and "timed out" in failing.error and failing.neighbours
 
 
+@pytest.mark.slow
 def test_caption_with_a_real_tiny_language_model(tmp_path, colour_spec, tiny_lm):
     coll = _collection(tmp_path, colour_spec)
     gen = load_generator("hf:" + tiny_lm["plain"])

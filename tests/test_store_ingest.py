@@ -29,7 +29,7 @@ def test_index_folder_and_search_all_directions(tmp_path, folder, colour_spec):
     coll = open_collection(tmp_path / "c", encoder=colour_spec, create=True)
     report = index_sources(coll, [folder])
     assert (report.added, report.unchanged, report.skipped) == (4, 0, [])
-    assert coll.db.counts() == {"images": 4, "captions": 8}
+    assert coll.counts() == {"images": 4, "captions": 8}
     top = coll.search_text(["red"], k=2)[0]
     assert top[0].uri.endswith("red.png") and top[0].captions == ("a red square", "plain red")
     assert top[0].score > top[1].score
@@ -48,20 +48,20 @@ def test_index_folder_and_search_all_directions(tmp_path, folder, colour_spec):
 def test_reindex_is_incremental(tmp_path, folder, colour_spec):
     coll = open_collection(tmp_path / "c", encoder=colour_spec, create=True)
     index_sources(coll, [folder])
-    gen = coll.db.generation()
+    gen = coll.generation()
     calls = coll.encoder.calls
     again = index_sources(coll, [folder])
     assert (again.added, again.updated, again.unchanged, again.captions_added) == (0, 0, 4, 0)
-    assert coll.encoder.calls == calls and coll.db.generation() == gen
+    assert coll.encoder.calls == calls and coll.generation() == gen
     # a new caption line on an unchanged image: captions added, no image model call
     (folder / "sub" / "red.txt").write_text("a red square\nplain red\na crimson tile\n")
     more = index_sources(coll, [folder])
     assert (more.captions_added, more.unchanged) == (1, 4) and coll.encoder.calls == calls
     # changed pixels: re-encoded in place, id and captions kept
-    red_id = coll.db.item_by_uri(str((folder / "sub" / "red.png").resolve())).id
+    red_id = coll.item_by_uri(str((folder / "sub" / "red.png").resolve())).id
     make_image(folder / "sub" / "red.png", (0, 0, 250))
     changed = index_sources(coll, [folder])
-    assert changed.updated == 1 and coll.db.counts()["images"] == 4
+    assert changed.updated == 1 and coll.counts()["images"] == 4
     assert coll.search_text(["blue"], k=2)[0][0].id in (red_id, coll.search_text(["blue"], k=1)[0][0].id)
     assert "a crimson tile" in coll.get_item(red_id).captions
     # same content under a new name: vectors reused without a model call
@@ -87,7 +87,7 @@ def test_bad_files_are_skipped_with_reasons(tmp_path, colour_spec):
     assert set(reasons) == {"empty.jpg", "notes.png", "truncated.png", "bomb.png"}
     assert "empty" in reasons["empty.jpg"] and "not an image" in reasons["notes.png"]
     assert "truncated" in reasons["truncated.png"] and "decompression bomb" in reasons["bomb.png"]
-    assert report.added == 2 and coll.db.counts()["images"] == 2
+    assert report.added == 2 and coll.counts()["images"] == 2
     white = coll.search_text(["white"], k=1)[0][0]
     assert white.uri.endswith("transparent.png")
 
@@ -106,9 +106,9 @@ def test_interrupt_keeps_committed_batches_and_resumes(tmp_path, colour_spec):
     assert first.interrupted and first.added == 8  # two whole batches committed, the third lost
     coll.close()
     coll = open_collection(tmp_path / "c")  # opens cleanly
-    assert coll.db.counts()["images"] == 8
+    assert coll.counts()["images"] == 8
     rest = index_sources(coll, [root], batch_size=4)
-    assert (rest.added, rest.unchanged) == (12, 8) and coll.db.counts()["images"] == 20
+    assert (rest.added, rest.unchanged) == (12, 8) and coll.counts()["images"] == 20
 
 
 def test_manifests_coco_and_karpathy(tmp_path, colour_spec):
@@ -147,7 +147,7 @@ def test_manifests_coco_and_karpathy(tmp_path, colour_spec):
         read_source(bad)
     coll = open_collection(tmp_path / "c", encoder=colour_spec, create=True)
     report = index_sources(coll, [jsonl, csv, coco], images_root=imgs)
-    assert report.added == 4 and coll.db.counts()["captions"] == 6
+    assert report.added == 4 and coll.counts()["captions"] == 6
 
 
 def test_open_errors_schema_and_mismatch(tmp_path, folder, colour_spec):

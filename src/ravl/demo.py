@@ -74,13 +74,13 @@ def run_demo(collection_dir: Path, *, use_stamps: bool = True, k: int = 5, gener
     ``generator``: the language model that captions the held-out photos and answers
     :data:`DEMO_QUESTION` (default: the bundled SmolLM2 when installed, else consensus only).
     ``on_status`` hears one line before each slow step."""
-    from .ask import ask_image
     from .collection import open_collection
     from .generate.base import load_generator
     from .generate.defaults import default_generator
     from .images import load_image
     from .ingest.pipeline import index_sources
     from .rag import caption_image
+    from .rag.ask import AskOptions, ask_image
 
     collection_dir = Path(collection_dir)
     work = collection_dir / "demo-data"
@@ -138,7 +138,7 @@ def run_demo(collection_dir: Path, *, use_stamps: bool = True, k: int = 5, gener
             result["captions"] = captions
             if gen.is_language_model:
                 question_image = next(iter(held.values()))
-                answer = ask_image(coll, load_image(question_image).image, DEMO_QUESTION, k=k, generator=gen,
-                                   ocr=False, name=str(question_image))
+                answer = ask_image(coll, load_image(question_image).image, DEMO_QUESTION, generator=gen,
+                                   options=AskOptions(k=k, ocr=False), name=str(question_image))
                 result["ask"] = answer.to_dict()
     return result

@@ -74,5 +74,13 @@ class GenerationError(RavlError):
     """A language-model backend failed to produce text."""
 
 
+class GenerationTimeoutError(GenerationError):
+    """The model did not answer in time: raise the backend's timeout or ask for fewer tokens."""
+
+
+class GeneratorUnreachableError(GenerationError):
+    """The model server cannot be reached: start it or fix its address (base_url)."""
+
+
 class NoImageGeneratorError(ConfigError):
     """No image generator is configured: pass --generator SPEC or set RAVL_IMAGE_GENERATOR."""

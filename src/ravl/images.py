@@ -9,7 +9,7 @@
   bytes (the file name is not trusted), and Pillow is told to try only those decoders: no
   PostScript/EPS (Pillow would run Ghostscript), PDF, SVG or any format that shells out.
 - **Decompression bombs.** Images over :data:`MAX_PIXELS` pixels are refused from the header,
-  before decoding; this is the limit the README documents (Pillow's own warning threshold is
+  before decoding; this is the limit docs/encoders.md documents (Pillow's own warning threshold is
   switched off for these calls in favour of it).
 
 Every failure is an :class:`~ravl.errors.ImageError` with a reason, never a crash. Handles

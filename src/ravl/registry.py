@@ -1,27 +1,36 @@
 """Backend registry: spec family -> factory, for encoders and generators alike.
 
-Built-in backends are registered by dotted path so that nothing heavy is imported until a spec
-asks for it. Third-party packages register through the same mechanism, either by calling
-:func:`register` or with an entry point in the ``ravl.encoders`` / ``ravl.generators`` /
-``ravl.image_generators`` group whose value is ``module:factory`` (entry points are scanned only
-for a family that is not built in or registered at run time, so they cannot shadow a built-in
-name). A factory takes a :class:`~ravl.specs.Spec` and returns the
-backend object.
+Every backend, built-in or third-party, is declared the same way: an entry point in the
+``ravl.encoders`` / ``ravl.generators`` / ``ravl.image_generators`` group whose value is
+``module:factory`` (ravl's own are declared in its ``pyproject.toml``). :func:`register` adds one at
+run time (tests, notebooks). A factory takes a :class:`~ravl.specs.Spec` and returns the backend
+object; nothing heavy is imported until a spec asks for it. Scanning the installed packages' entry
+points costs ~0.2 s, so ravl's own families are looked up in ``_BUILTIN`` (a mirror of its entry
+points that a test keeps in step) and the scan happens only for other families; a plugin cannot
+shadow a built-in name.
+
+A factory declares its options with :func:`ravl.specs.declare`; the registry checks a spec's options
+against the declaration (unknown keys, wrong types) before calling the factory, and
+:func:`describe` lists every family with its options and whether it can run here.
 """
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import Callable
 from functools import cache
 from typing import Any
 
-from .errors import UnknownBackendError
-from .specs import Spec, parse_spec
+from .errors import ConfigError, UnknownBackendError
+from .specs import Declaration, Spec, parse_options, parse_spec
 
 Factory = Callable[[Spec], Any]
 
 KINDS = ("encoders", "generators", "image_generators")
 
+# ravl's own entry points (looked up here without scanning installed packages, and used where the
+# installed metadata lacks them, e.g. a checkout run through PYTHONPATH).
+# Keep in step with [project.entry-points] in pyproject.toml (a test checks).
 _BUILTIN: dict[str, dict[str, str]] = {
     "encoders": {
         "default": "ravl.encoders.default:create",
@@ -45,23 +54,43 @@ _BUILTIN: dict[str, dict[str, str]] = {
 _REGISTERED: dict[str, dict[str, Factory | str]] = {kind: {} for kind in KINDS}
 
 
-def register(kind: str, family: str, factory: Factory | str) -> None:
-    """Register ``factory`` (a callable or a ``module:attr`` string) for ``family``."""
+def _check_kind(kind: str) -> None:
     if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}")
+        raise ConfigError(f"backend kind must be one of {', '.join(KINDS)}, not {kind!r}")
+
+
+def register(kind: str, family: str, factory: Factory | str) -> None:
+    """Register ``factory`` (a callable or a ``module:attr`` string) for ``family``; it takes
+    precedence over a built-in or an entry point of the same name."""
+    _check_kind(kind)
     _REGISTERED[kind][family] = factory
 
 
 @cache
-def _entry_points(kind: str) -> dict[str, str]:
+def _entry_points(kind: str) -> dict[str, tuple[str, str]]:
+    """family -> (``module:attr``, distribution) from the installed packages' metadata."""
     from importlib.metadata import entry_points  # scanning installed packages costs ~0.2 s: only when needed
 
-    return {ep.name: ep.value for ep in entry_points(group=f"ravl.{kind}")}
+    out = {}
+    for ep in entry_points(group=f"ravl.{kind}"):
+        dist = getattr(ep, "dist", None)
+        out[ep.name] = (ep.value, getattr(dist, "name", "") or "")
+    return out
+
+
+def _table(kind: str) -> dict[str, tuple[Factory | str, str]]:
+    """family -> (target, origin): plugins, then ravl's own (which plugins cannot shadow), then runtime registrations."""
+    table: dict[str, tuple[Factory | str, str]] = {
+        f: (value, dist or "entry point") for f, (value, dist) in _entry_points(kind).items()}
+    table.update({f: (t, "ravl") for f, t in _BUILTIN[kind].items()})
+    table.update({f: (t, "registered") for f, t in _REGISTERED[kind].items()})
+    return table
 
 
 def families(kind: str) -> list[str]:
-    """All families known for ``kind``: built-in, plugin and runtime-registered."""
-    return sorted({*_BUILTIN[kind], *_entry_points(kind), *_REGISTERED[kind]})
+    """All families known for ``kind``: ravl's own, plugins' and runtime-registered."""
+    _check_kind(kind)
+    return sorted(_table(kind))
 
 
 def _resolve(target: Factory | str) -> Factory:
@@ -72,21 +101,80 @@ def _resolve(target: Factory | str) -> Factory:
 
 
 def factory_for(kind: str, spec: Spec) -> Factory:
+    _check_kind(kind)
     # runtime registrations win, then built-ins (without scanning the installed packages), then plugins
     if spec.family in _REGISTERED[kind]:
         return _resolve(_REGISTERED[kind][spec.family])
     if spec.family in _BUILTIN[kind]:
         return _resolve(_BUILTIN[kind][spec.family])
-    table = _entry_points(kind)
+    table = _table(kind)
     if spec.family not in table:
         noun = kind[:-1].replace("_", " ")
         raise UnknownBackendError(
             f"unknown {noun} backend {spec.family!r}; known {noun} backends: {', '.join(families(kind))}"
         )
-    return _resolve(table[spec.family])
+    return _resolve(table[spec.family][0])
+
+
+def declaration(factory: Factory) -> Declaration:
+    """What ``factory`` declares (an empty declaration when it declares nothing)."""
+    found = getattr(factory, "declaration", None)
+    return found if isinstance(found, Declaration) else Declaration()
 
 
 def create(kind: str, spec: str | Spec) -> Any:
     """Build the backend named by ``spec`` (a string or a parsed :class:`Spec`)."""
     parsed = spec if isinstance(spec, Spec) else parse_spec(spec)
-    return factory_for(kind, parsed)(parsed)
+    factory = factory_for(kind, parsed)
+    declared = getattr(factory, "declaration", None)
+    if isinstance(declared, Declaration):
+        parse_options(parsed, declared.options)  # unknown keys and bad values fail here, with the choices
+    return factory(parsed)
+
+
+def with_option(kind: str, spec: str, name: str, value: object) -> str:
+    """``spec`` with ``?name=value`` added when its family declares that option and the spec does
+    not set it already (e.g. ``ravl serve --threads`` for encoders that take ``threads``)."""
+    parsed = parse_spec(spec)
+    options = declaration(factory_for(kind, parsed)).options
+    if name in parsed.opts or name not in {o.name for o in options}:
+        return spec
+    return str(Spec(parsed.family, parsed.name, (*parsed.options, (name, str(value)))))
+
+
+def _missing(requires: tuple[str, ...]) -> list[str]:
+    out = []
+    for module in requires:
+        try:
+            if importlib.util.find_spec(module) is None:
+                out.append(module)
+        except (ImportError, ValueError):
+            out.append(module)
+    return out
+
+
+def describe(kind: str) -> list[dict]:
+    """Every family of ``kind``: where it comes from, its summary, declared options, and whether it
+    can run here (``usable``; ``why_not`` says what is missing). Imports no model library."""
+    _check_kind(kind)
+    out = []
+    for family, (target, origin) in sorted(_table(kind).items()):
+        row: dict[str, Any] = {"kind": kind[:-1], "family": family, "origin": origin,
+                               "factory": target if isinstance(target, str) else repr(target)}
+        try:
+            factory = factory_for(kind, Spec(family))
+        except Exception as exc:  # a broken plugin must not hide the others
+            row.update(summary="", options=[], usable=False, why_not=f"cannot load its factory: {exc}")
+            out.append(row)
+            continue
+        declared = declaration(factory)
+        doc = (getattr(factory, "__doc__", None) or "").strip().splitlines()
+        missing = _missing(declared.requires)
+        why_not = ""
+        if missing:
+            why_not = f"needs {', '.join(missing)}" + (f": {declared.install}" if declared.install else "")
+        row.update(summary=doc[0] if doc else "", options=[o.to_dict() for o in declared.options],
+                   declared=isinstance(getattr(factory, "declaration", None), Declaration),
+                   usable=not missing, why_not=why_not)
+        out.append(row)
+    return out

@@ -40,12 +40,12 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from ..ask import ask_image
     from ..collection import open_collection
     from ..errors import ConfigError
     from ..generate.base import GenerationParams, load_generator
     from ..generate.prompts import load_template
     from ..images import load_image
+    from ..rag.ask import AskOptions, ask_image
 
     if args.stream and args.json:
         raise ConfigError("--stream and --json cannot be combined; --json prints the whole answer at the end")
@@ -69,8 +69,9 @@ def run(args) -> int:
         sys.stdout.flush()
 
     with open_collection(args.collection, readonly=True) as coll:
-        result = ask_image(coll, image, args.question, k=args.k, generator=generator, params=params,
-                           ocr=args.ocr, labels=args.labels, template=template, ocr_lang=args.lang, name=uri,
+        options = AskOptions(k=args.k, params=params, labels=args.labels, ocr=args.ocr, ocr_lang=args.lang,
+                             template=template)
+        result = ask_image(coll, image, args.question, generator=generator, options=options, name=uri,
                            on_text=on_text if args.stream else None)
     if args.json:
         emit_json(result.to_dict())

@@ -59,7 +59,7 @@ def run_import(args) -> int:
     with open_collection(args.collection, encoder=encoder, create=True) as coll:
         with progress_bar("importing") as bar:
             report = import_embeddings(coll, args.source, progress=bar)
-        counts = coll.db.counts()
+        counts = coll.counts()
     if args.json:
         emit_json({**report.to_dict(), "collection": counts})
     else:

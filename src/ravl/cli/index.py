@@ -51,7 +51,7 @@ def run(args) -> int:
 
             with progress_bar("reading text") as bar:
                 ocr_report = ocr_collection(coll, lang=args.ocr_lang, progress=bar)
-        counts = coll.db.counts()
+        counts = coll.counts()
     if args.json:
         emit_json({**report.to_dict(), "collection": counts, "ocr": ocr_report.to_dict() if ocr_report else None})
     else:

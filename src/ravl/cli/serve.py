@@ -32,8 +32,8 @@ def add_parser(sub) -> None:
     p.add_argument("--max-k", type=int, default=100, help="largest k a request may ask for (default 100)")
     p.add_argument("--thumbnail-size", type=int, default=256, help="thumbnail side in pixels (default 256)")
     p.add_argument("--threads", type=int, default=1,
-                   help="threads per model call (default 1: best under concurrent requests; sets RAVL_THREADS "
-                        "for the image model unless already set)")
+                   help="threads per model call (default 1: best under concurrent requests); passed to the "
+                        "encoder as its threads= spec option when it has one")
     p.add_argument("--header-timeout", type=float, default=10.0, metavar="S",
                    help="seconds a client has to send a complete request head (default 10)")
     p.add_argument("--body-timeout", type=float, default=60.0, metavar="S",
@@ -86,9 +86,8 @@ def run(args) -> int:
                               imagine_concurrency=args.imagine_concurrency,
                               header_timeout=args.header_timeout, body_timeout=args.body_timeout).check()
     with open_collection(settings.collection, readonly=True) as coll:  # fail fast, before any model loads
-        counts = coll.db.counts()
+        counts = coll.counts()
     _check_port_free(settings.host, settings.port)
-    os.environ.setdefault("RAVL_THREADS", str(settings.model_threads))
     mode = {"key": f"need 'Authorization: Bearer' with ${settings.api_key_env}", "open": "open (loopback only)",
             "disabled": "disabled"}[settings.write_mode()]
     shown = f"[{settings.host}]" if ":" in settings.host else settings.host

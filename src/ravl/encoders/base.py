@@ -87,6 +87,12 @@ class Encoder(ABC):
         """Images -> (n, feature_dim) float32, L2-normalised, for image->image search."""
         return self.embed_images(images).features
 
+    def top_labels(self, images: Sequence[Image.Image], k: int = 5) -> list[list[tuple[str, float]]]:
+        """The ``k`` most likely class names with their probabilities, best first, per image.
+        Encoders that can name classes (e.g. the ImageNet-based ``default``) override this; the
+        others return no labels."""
+        return [[] for _ in images]
+
     def describe(self) -> dict:
         """Extra facts for ``ravl info`` (override to add labels, e.g. top classes)."""
         return {"spec": self.spec, "fingerprint": self.fingerprint, "dim": self.dim,

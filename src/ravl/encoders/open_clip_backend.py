@@ -27,9 +27,9 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ConfigError, MissingDependencyError, ModelNotAvailableError, RavlError
-from ..specs import Spec
+from ..specs import Spec, declare
 from .base import ImageVectors, l2_normalize
-from .clip_common import TowerEncoder, fingerprint_of, offline, offline_reason, runtime_options, short_message
+from .clip_common import RUNTIME, TowerEncoder, fingerprint_of, offline, offline_reason, runtime_options, short_message
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".npz")
 LOCAL_DIR = "local-dir:"
@@ -204,8 +204,9 @@ def _plan(open_clip, spec: Spec) -> tuple[str, dict[str, Any], str]:
                       f"(or give a path to a weights file)")
 
 
+@declare(*RUNTIME, requires=("open_clip", "torch", "torchvision"), install="pip install 'ravl[clip]'")
 def create(spec: Spec) -> OpenClipEncoder:
-    """Registry factory for ``open_clip:`` specs."""
+    """OpenCLIP models: 'open_clip:ARCH/TAG', a weights file or a local-dir: folder."""
     opts = runtime_options(spec)
     open_clip = _import_open_clip()
     canonical, kwargs, kind = _plan(open_clip, spec)

@@ -46,7 +46,7 @@ def caption_config(collection, *, generator_spec: str, k: int, leave_one_out: bo
     return {"task": "captioning", "encoder": collection.encoder_spec, "encoder_fingerprint": collection.fingerprint,
             "generator": generator_spec, "k": k, "leave_one_out": leave_one_out,
             "params": dict(vars(params)) if params is not None else {}, "template": template,
-            "collection": str(collection.path), "collection_generation": collection.db.generation(),
+            "collection": str(collection.path), "collection_generation": collection.generation(),
             "data": list(data), "split": split, "dataset_hash": ds_hash, "metrics_backend": backend,
             "ravl_version": ravl_version()}
 
@@ -78,10 +78,10 @@ def evaluate_captioning(collection, records: Sequence, *, generator=None, k: int
     check_k(k)
     source = ", ".join(map(str, data)) or "the evaluation set"
     check_records(records, source)
-    gen = load_generator(generator or "consensus") if isinstance(generator, (str, type(None))) else generator
+    gen = load_generator(generator or "consensus")
     params = params or GenerationParams()
     _ = collection.encoder  # load now: a collection built with another encoder fails here, before any work
-    states = collection.db.file_states()  # uri -> (id, size, mtime_ns, sha256)
+    states = collection.file_states()  # uri -> (id, size, mtime_ns, sha256)
     by_sha: dict[str, list[int]] = {}
     for item_id, _size, _mtime, sha in states.values():
         by_sha.setdefault(sha, []).append(item_id)

@@ -198,7 +198,7 @@ def contact_sheet(collection: Collection, rows: list[tuple[str, list[int], Image
     sheet = Image.new("RGB", (text_w + (cols + 1) * (THUMB + pad) + pad, max(1, len(rows)) * (THUMB + pad) + pad),
                       "white")
     draw = ImageDraw.Draw(sheet)
-    items = collection.db.items(sorted({i for _, refs, _ in rows for i in refs}))
+    items = collection.items(sorted({i for _, refs, _ in rows for i in refs}))
     for r, (prompt, refs, output) in enumerate(rows):
         y = pad + r * (THUMB + pad)
         draw.multiline_text((pad, y + 4), _wrap(prompt), fill=(20, 20, 20))

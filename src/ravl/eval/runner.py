@@ -20,7 +20,6 @@ import numpy as np
 from ..errors import ConfigError, InputError
 
 Progress = Callable[[int, int], None]  # (done, total)
-_SQL_CHUNK = 5000  # ids per SQL "IN (...)" query, well under SQLite's variable limit
 
 
 def ravl_version() -> str:
@@ -132,20 +131,6 @@ class RetrievalRun:
     details: dict = field(default_factory=dict)
 
 
-def _chunked_items(db, ids: Sequence[int]) -> dict:
-    out: dict = {}
-    for start in range(0, len(ids), _SQL_CHUNK):
-        out.update(db.items(list(ids[start:start + _SQL_CHUNK])))
-    return out
-
-
-def _chunked_caption_rows(db, ids: Sequence[int]) -> dict:
-    out: dict = {}
-    for start in range(0, len(ids), _SQL_CHUNK):
-        out.update(db.caption_rows(list(ids[start:start + _SQL_CHUNK])))
-    return out
-
-
 def evaluate_retrieval(collection, *, ks: Iterable[int] = (1, 5, 10), split: str | None = None,
                        uris: Iterable[str] | None = None, ties: str = "pessimistic") -> RetrievalRun:
     """Text->image and image->text Recall@K over a collection's stored vectors.
@@ -157,11 +142,10 @@ def evaluate_retrieval(collection, *, ks: Iterable[int] = (1, 5, 10), split: str
     from .recall import retrieval_scores
 
     ks = parse_ks(ks)
-    db = collection.db
-    item_ids, image_vecs = db.item_vectors(which="emb")
+    item_ids, image_vecs = collection.item_vectors(which="emb")
     if not len(item_ids):
         raise InputError(f"collection {collection.path} holds no images; index a captioned dataset first")
-    rows = _chunked_items(db, item_ids.tolist())
+    rows = collection.items(item_ids.tolist())
     keep = np.ones(len(item_ids), dtype=bool)
     if split is not None:
         splits = sorted({str(r.metadata.get("split")) for r in rows.values() if r.metadata.get("split")})
@@ -178,8 +162,8 @@ def evaluate_retrieval(collection, *, ks: Iterable[int] = (1, 5, 10), split: str
                              "(they were skipped while indexing: unreadable or missing files); fix or drop them")
     item_ids, image_vecs = item_ids[keep], image_vecs[keep]
     column = {int(i): n for n, i in enumerate(item_ids)}
-    cap_ids, cap_vecs = db.caption_vectors()
-    cap_rows = _chunked_caption_rows(db, cap_ids.tolist())
+    cap_ids, cap_vecs = collection.caption_vectors()
+    cap_rows = collection.caption_rows(cap_ids.tolist())
     owners = np.array([column.get(cap_rows[int(c)][1], -1) if int(c) in cap_rows else -1 for c in cap_ids],
                       dtype=np.int64)
     used = owners >= 0

@@ -17,8 +17,8 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ConfigError, GenerationError, InputError
-from ..specs import Spec
-from .base import GenerationParams, Generator
+from ..specs import Spec, declare
+from .base import GenerationParams, Generator, OnText
 
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 _MAX_N = 4
@@ -107,8 +107,8 @@ class ConsensusGenerator(Generator):
         """Same as :func:`consensus_select`."""
         return consensus_select(candidates, vectors)
 
-    def generate(self, prompt: str, *, params: GenerationParams = GenerationParams(),
-                 image: Image.Image | None = None) -> str:
+    def execute(self, prompt: str, *, params: GenerationParams, image: Image.Image | None,
+                on_text: OnText | None) -> str:
         raise GenerationError(
             "the 'consensus' generator selects one of the retrieved captions and cannot write "
             "answers or new text; pass a language model with --generator (e.g. 'hf:/path/to/model')"
@@ -118,8 +118,9 @@ class ConsensusGenerator(Generator):
         return "ConsensusGenerator()"
 
 
+@declare()
 def create(spec: Spec) -> ConsensusGenerator:
-    """Factory for the ``consensus`` spec (no model name, no options)."""
+    """No model: picks the retrieved caption the others agree with most (answers no questions)."""
     if spec.name or spec.options:
         raise ConfigError(f"the consensus generator takes no model or options; use plain 'consensus', not {str(spec)!r}")
     return ConsensusGenerator()

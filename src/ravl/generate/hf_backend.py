@@ -26,23 +26,16 @@ from typing import Any
 from PIL import Image
 
 from ..errors import ConfigError, GenerationError, MissingDependencyError, ModelNotAvailableError
-from ..specs import Spec
-from .base import GenerationParams, Generator
+from ..specs import Option, Spec, declare, parse_options
+from .base import GenerationParams, Generator, OnText
 
-_OPTIONS = ("chat", "dtype", "device", "download")
 _DTYPES = ("auto", "float32", "float16", "bfloat16")
-_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
-
-
-def _flag(spec: Spec, key: str, default: bool) -> bool:
-    value = spec.opts.get(key)
-    if value is None or value == "":
-        return default
-    if value.lower() in _TRUE:
-        return True
-    if value.lower() in _FALSE:
-        return False
-    raise ConfigError(f"option {key}={value!r} in {str(spec)!r} must be 1 or 0")
+OPTIONS = (
+    Option("chat", bool, True, "wrap the prompt in the model's chat template when it has one"),
+    Option("dtype", str, None, "weights dtype (default float32 on cpu, auto elsewhere)", choices=_DTYPES),
+    Option("device", str, "cpu", "torch device: cpu, cuda, cuda:N, mps or auto"),
+    Option("download", bool, False, "allow downloading a Hub repo id (ravl is offline by default)"),
+)
 
 
 def _imports() -> tuple[Any, Any]:
@@ -57,9 +50,9 @@ def _imports() -> tuple[Any, Any]:
     return torch, transformers
 
 
-def torch_device(torch: Any, spec: Spec) -> str:
-    """The torch device a spec's ``?device=`` names (shared by the text and image backends)."""
-    device = spec.opts.get("device") or "cpu"
+def torch_device(torch: Any, spec: Spec, device: str | None = None) -> str:
+    """The torch device ``device`` (default: the spec's ``?device=``) names; shared by the text and image backends."""
+    device = device or spec.opts.get("device") or "cpu"
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -69,10 +62,8 @@ def torch_device(torch: Any, spec: Spec) -> str:
     return device
 
 
-def _dtype(torch: Any, spec: Spec, device: str) -> Any:
-    name = spec.opts.get("dtype") or ("float32" if device == "cpu" else "auto")
-    if name not in _DTYPES:
-        raise ConfigError(f"unknown dtype {name!r} in {str(spec)!r}; choose one of {', '.join(_DTYPES)}")
+def _dtype(torch: Any, name: str | None, device: str) -> Any:
+    name = name or ("float32" if device == "cpu" else "auto")
     return "auto" if name == "auto" else getattr(torch, name)
 
 
@@ -233,8 +224,8 @@ class HFCausalLMGenerator(Generator):
             return self.tokenizer(self.render_prompt(prompt), return_tensors="pt", add_special_tokens=False)
         return self.tokenizer(prompt, return_tensors="pt")
 
-    def generate(self, prompt: str, *, params: GenerationParams = GenerationParams(),
-                 image: Image.Image | None = None, on_text: Callable[[str], None] | None = None) -> str:
+    def execute(self, prompt: str, *, params: GenerationParams, image: Image.Image | None,
+                on_text: OnText | None) -> str:
         """Continue ``prompt`` (wrapped in the chat template when used); returns only the new text."""
         _check(params)
         encoded = self._encode(prompt)
@@ -318,8 +309,8 @@ class HFVisionGenerator(Generator):
             inputs[key] = value
         return inputs
 
-    def generate(self, prompt: str, *, params: GenerationParams = GenerationParams(),
-                 image: Image.Image | None = None, on_text: Callable[[str], None] | None = None) -> str:
+    def execute(self, prompt: str, *, params: GenerationParams, image: Image.Image | None,
+                on_text: OnText | None) -> str:
         """Answer ``prompt`` looking at ``image`` (when given); returns only the new text."""
         _check(params)
         inputs = self.build_inputs(prompt, image)
@@ -339,19 +330,16 @@ def _is_vision(transformers: Any, source: str, local_only: bool) -> bool:
     return type(config) in transformers.MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING
 
 
+@declare(*OPTIONS, requires=("torch", "transformers"), install="pip install ravl")
 def create(spec: Spec) -> HFCausalLMGenerator | HFVisionGenerator:
-    """Load the model named by ``spec`` (a local folder or a cached repo id): a vision-language
-    model with its processor when the config says so, else a causal LM with its tokenizer."""
+    """A transformers causal LM or vision-language model from a local folder (or a cached repo id)."""
     if not spec.name:
         raise ConfigError("the hf generator needs a model: 'hf:/path/to/model' or 'hf:Qwen/Qwen2.5-0.5B-Instruct'")
-    unknown = sorted(set(spec.opts) - set(_OPTIONS))
-    if unknown:
-        raise ConfigError(f"unknown option(s) {', '.join(unknown)} in {str(spec)!r}; known: {', '.join(_OPTIONS)}")
+    opts = parse_options(spec, OPTIONS)
     torch, transformers = _imports()
-    use_chat = _flag(spec, "chat", True)
-    download = _flag(spec, "download", False)
-    device = torch_device(torch, spec)
-    dtype = _dtype(torch, spec, device)
+    use_chat, download = opts["chat"], opts["download"]
+    device = torch_device(torch, spec, opts["device"])
+    dtype = _dtype(torch, opts["dtype"], device)
     local = Path(spec.name).expanduser()
     source = str(local) if local.exists() else spec.name
     local_only = local.exists() or not download

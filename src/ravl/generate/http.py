@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import GenerationError
+from ..errors import GenerationError, GenerationTimeoutError, GeneratorUnreachableError
 
 MAX_WAIT = 30.0
 RETRY_STATUS = (408, 409, 429)
@@ -100,20 +100,21 @@ class HttpClient:
         return GenerationError(f"{where} ({detail}); {self.hint(exc.code)}")
 
     def timeout_error(self, url: str) -> GenerationError:
-        return GenerationError(f"{self.spec!r}: the server at {url} did not answer within {self.timeout:g} s; "
-                               f"{self.timeout_hint}")
+        return GenerationTimeoutError(f"{self.spec!r}: the server at {url} did not answer within {self.timeout:g} s; "
+                                      f"{self.timeout_hint}")
 
     def post(self, url: str, data: bytes, headers: dict[str, str]) -> Any:
         """POST ``data``, retrying 429/5xx and refused or dropped connections with backoff;
         returns the open response (read it with :meth:`read`)."""
         attempts = self.retries + 1
         error: Exception = GenerationError(f"{self.spec!r}: no request was made to {url}")
+        unreachable = False  # the last attempt got no answer at all (refused, dropped)
         for attempt in range(attempts):
             request = urllib.request.Request(url, data=data, headers=headers, method="POST")
             try:
                 return self.opener(url).open(request, timeout=self.timeout)
             except urllib.error.HTTPError as exc:
-                error = self._http_error(url, exc)
+                error, unreachable = self._http_error(url, exc), False
                 if isinstance(error, GenerationError):
                     raise error from None
             except urllib.error.URLError as exc:
@@ -127,17 +128,17 @@ class HttpClient:
                                           "check the URL in the spec") from None
                 else:
                     what = f"connection failed: {reason}"
-                error = Retryable(f"{self.spec!r}: cannot connect to {url} ({what}); {self.start_hint}")
+                error, unreachable = Retryable(f"{self.spec!r}: cannot connect to {url} ({what}); {self.start_hint}"), True
             except TimeoutError:
                 raise self.timeout_error(url) from None
             except (ConnectionError, OSError) as exc:  # dropped mid-answer, reset, ...
-                error = Retryable(f"{self.spec!r}: the connection to {url} failed ({exc})")
+                error, unreachable = Retryable(f"{self.spec!r}: the connection to {url} failed ({exc})"), True
             if attempt + 1 < attempts:
                 wait = getattr(error, "wait", None)
                 wait = self.backoff * (2 ** attempt) if wait is None else wait
                 time.sleep(min(max(wait, 0.0), MAX_WAIT))
         tries = f"after {attempts} attempts" if attempts > 1 else "(retries=0)"
-        raise GenerationError(f"{error} {tries}")
+        raise (GeneratorUnreachableError if unreachable else GenerationError)(f"{error} {tries}")
 
     def read(self, response: Any, url: str) -> bytes:
         try:

@@ -14,17 +14,22 @@ The model loads once, when the generator is created; a seed makes sampling repea
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
 from ..errors import ConfigError, GenerationError, MissingDependencyError, ModelNotAvailableError
-from ..specs import Spec
-from .base import GenerationParams, Generator
+from ..specs import Option, Spec, declare, parse_options
+from .base import GenerationParams, Generator, OnText
 
-_OPTIONS = ("n_ctx", "n_threads", "n_gpu_layers", "chat", "mmproj")
+OPTIONS = (
+    Option("n_ctx", int, 4096, "context length in tokens", minimum=1),
+    Option("n_threads", int, None, "CPU threads (default: llama.cpp's choice)", minimum=1),
+    Option("n_gpu_layers", int, 0, "layers to offload to a GPU"),
+    Option("chat", bool, True, "use the model's chat template (0: plain completion)"),
+    Option("mmproj", str, None, "vision projector (mmproj) GGUF file: the model can see images"),
+)
 INSTALL_HINT = "pip install 'ravl[llamacpp]'"
 
 
@@ -36,16 +41,6 @@ def _import() -> Any:
             f"the 'llamacpp' generator needs llama-cpp-python ({exc}); install it with: {INSTALL_HINT}"
         ) from exc
     return llama_cpp
-
-
-def _int(spec: Spec, key: str, default: int | None) -> int | None:
-    value = spec.opts.get(key)
-    if value is None or value == "":
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise ConfigError(f"option {key}={value!r} in {str(spec)!r} must be an integer") from None
 
 
 class LlamaCppGenerator(Generator):
@@ -72,8 +67,8 @@ class LlamaCppGenerator(Generator):
         return [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": image_data_url(image)}},
                                              {"type": "text", "text": prompt}]}]
 
-    def generate(self, prompt: str, *, params: GenerationParams = GenerationParams(),
-                 image: Image.Image | None = None, on_text: Callable[[str], None] | None = None) -> str:
+    def execute(self, prompt: str, *, params: GenerationParams, image: Image.Image | None,
+                on_text: OnText | None) -> str:
         """Complete ``prompt``; with ``on_text`` each piece is passed on as it is produced."""
         if params.max_tokens < 1:
             raise ConfigError(f"max_tokens must be at least 1, not {params.max_tokens}")
@@ -106,30 +101,25 @@ class LlamaCppGenerator(Generator):
         return "".join(pieces).strip()
 
 
+@declare(*OPTIONS, requires=("llama_cpp",), install=INSTALL_HINT)
 def create(spec: Spec) -> LlamaCppGenerator:
-    """Load the GGUF file named by ``spec`` with llama-cpp-python."""
+    """A GGUF model file run by llama-cpp-python."""
     if not spec.name:
         raise ConfigError("the llamacpp generator needs a GGUF file: 'llamacpp:/path/to/model.gguf'")
-    unknown = sorted(set(spec.opts) - set(_OPTIONS))
-    if unknown:
-        raise ConfigError(f"unknown option(s) {', '.join(unknown)} in {str(spec)!r}; known: {', '.join(_OPTIONS)}")
+    opts = parse_options(spec, OPTIONS)
     path = Path(spec.name).expanduser()
     if not path.is_file():
         raise ModelNotAvailableError(f"{str(spec)!r}: no GGUF file at {str(path)!r}; download one (e.g. "
                                      "'hf download Qwen/Qwen2.5-0.5B-Instruct-GGUF qwen2.5-0.5b-instruct-q4_k_m.gguf "
                                      "--local-dir DIR') and pass its path")
-    chat = (spec.opts.get("chat") or "1").lower()
-    if chat not in ("0", "1", "true", "false", "yes", "no"):
-        raise ConfigError(f"option chat={chat!r} in {str(spec)!r} must be 1 or 0")
-    mmproj = spec.opts.get("mmproj")
+    mmproj = opts["mmproj"]
     if mmproj and not Path(mmproj).expanduser().is_file():
         raise ModelNotAvailableError(f"{str(spec)!r}: no vision projector file at {mmproj!r}")
     llama_cpp = _import()
-    kwargs: dict[str, Any] = {"model_path": str(path), "n_ctx": _int(spec, "n_ctx", 4096),
-                              "n_gpu_layers": _int(spec, "n_gpu_layers", 0), "verbose": False}
-    threads = _int(spec, "n_threads", None)
-    if threads:
-        kwargs["n_threads"] = threads
+    kwargs: dict[str, Any] = {"model_path": str(path), "n_ctx": opts["n_ctx"], "n_gpu_layers": opts["n_gpu_layers"],
+                              "verbose": False}
+    if opts["n_threads"]:
+        kwargs["n_threads"] = opts["n_threads"]
     if mmproj:
         from llama_cpp.llama_chat_format import Llava15ChatHandler
 
@@ -140,4 +130,4 @@ def create(spec: Spec) -> LlamaCppGenerator:
         detail = " ".join(str(exc).split())[:300]
         raise ModelNotAvailableError(f"{str(spec)!r}: llama.cpp could not load {str(path)!r} ({detail}); "
                                      "is it a GGUF model file this llama-cpp-python version supports?") from exc
-    return LlamaCppGenerator(spec, llama, use_chat=chat in ("1", "true", "yes"), vision=bool(mmproj))
+    return LlamaCppGenerator(spec, llama, use_chat=opts["chat"], vision=bool(mmproj))

@@ -19,24 +19,29 @@ import base64
 import io
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
 from PIL import Image
 
 from ..errors import ConfigError, GenerationError
-from ..specs import Spec
-from .base import GenerationParams, Generator
+from ..specs import Option, Spec, declare, parse_options
+from .base import GenerationParams, Generator, OnText
 from .http import HttpClient, server_message
-from .http import number_option as _number
 
-_OPTIONS = ("base_url", "api_key_env", "timeout", "retries", "backoff", "vision")
+OPTIONS = (
+    Option("base_url", str, None, "API root ending in /v1 (default $OPENAI_BASE_URL, else https://api.openai.com/v1)"),
+    Option("api_key_env", str, "OPENAI_API_KEY", "environment variable holding the API key (unset: no key is sent)"),
+    Option("timeout", float, 60.0, "seconds to wait for an answer, and between streamed chunks", minimum=0.001),
+    Option("retries", int, 2, "further attempts after a 429, a 5xx or a refused/dropped connection", minimum=0),
+    Option("backoff", float, 0.5, "seconds before the first retry, doubling each time", minimum=0),
+    Option("vision", bool, False, "the model can see images: send the image as a data-URL content part"),
+)
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 #: longest side of an image sent to a vision model; larger ones are downscaled first
 MAX_IMAGE_SIDE = 1024
 
-OnText = Callable[[str], None]
 
 
 def image_data_url(image: Image.Image, max_side: int = MAX_IMAGE_SIDE) -> str:
@@ -154,8 +159,8 @@ class OpenAIGenerator(Generator):
                 yield event
 
     # --- the contract ----------------------------------------------------------------------------
-    def generate(self, prompt: str, *, params: GenerationParams = GenerationParams(),
-                 image: Image.Image | None = None, on_text: OnText | None = None) -> str:
+    def execute(self, prompt: str, *, params: GenerationParams, image: Image.Image | None,
+                on_text: OnText | None) -> str:
         """Ask the server for a chat completion; with ``on_text`` the answer is streamed to it
         chunk by chunk as it arrives, and the whole answer is still returned."""
         body = self.payload(prompt, params, image, stream=on_text is not None)
@@ -175,27 +180,20 @@ class OpenAIGenerator(Generator):
         return "".join(pieces).strip()
 
 
+@declare(*OPTIONS)
 def create(spec: Spec) -> OpenAIGenerator:
-    """Build an :class:`OpenAIGenerator`; nothing is sent until the first ``generate``."""
+    """Any OpenAI-compatible chat-completions server (Ollama, vLLM, llama.cpp server, hosted APIs)."""
     if not spec.name:
         raise ConfigError("the openai generator needs a model name: e.g. "
                           "'openai:llama3.2?base_url=http://localhost:11434/v1' or 'openai:gpt-4o-mini'")
-    unknown = sorted(set(spec.opts) - set(_OPTIONS))
-    if unknown:
-        raise ConfigError(f"unknown option(s) {', '.join(unknown)} in {str(spec)!r}; known: {', '.join(_OPTIONS)}")
-    base_url = spec.opts.get("base_url") or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+    opts = parse_options(spec, OPTIONS)
+    base_url = opts["base_url"] or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(f"base_url {base_url!r} in {str(spec)!r} must be an http(s) URL such as "
                           "http://localhost:11434/v1")
-    api_key_env = spec.opts.get("api_key_env") or "OPENAI_API_KEY"
+    api_key_env = opts["api_key_env"]
     if "api_key_env" in spec.opts and not os.environ.get(api_key_env):
         raise ConfigError(f"{str(spec)!r} reads its API key from ${api_key_env}, which is not set; export it first")
-    vision = spec.opts.get("vision", "0").lower()
-    if vision not in ("0", "1", "true", "false", "yes", "no", ""):
-        raise ConfigError(f"option vision={vision!r} in {str(spec)!r} must be 1 or 0")
-    return OpenAIGenerator(spec, base_url=base_url, api_key_env=api_key_env,
-                           timeout=_number(spec, "timeout", float, 60.0, 0.001),
-                           retries=_number(spec, "retries", int, 2, 0),
-                           backoff=_number(spec, "backoff", float, 0.5, 0.0),
-                           vision=vision in ("1", "true", "yes"))
+    return OpenAIGenerator(spec, base_url=base_url, api_key_env=api_key_env, timeout=opts["timeout"],
+                           retries=opts["retries"], backoff=opts["backoff"], vision=opts["vision"])

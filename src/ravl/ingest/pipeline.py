@@ -19,9 +19,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from ..collection import NewItem, translating_sqlite_errors
 from ..errors import ConfigError, ImageError
 from ..images import decode_image, read_file
-from ..store.db import NewItem, translating_sqlite_errors
 from .sources import Record, read_sources
 from .text_stage import TextStage
 
@@ -103,11 +103,10 @@ def index_sources(collection, sources: Iterable[str], *, images_root=None, split
     report.total = len(records)
     report.seconds["read_sources"] = time.perf_counter() - t
 
-    db = collection.db
     encoder = collection.encoder
-    states = db.file_states()
+    states = collection.file_states()
     by_sha = {sha: item_id for item_id, _, _, sha in states.values()}
-    known_caps = db.captions_by_item()
+    known_caps = collection.captions_by_item()
     batch_size = batch_size or encoder.batch_size
     workers = workers or min(4, os.cpu_count() or 2)
     min_side = encoder.image_size_hint
@@ -170,10 +169,10 @@ def index_sources(collection, sources: Iterable[str], *, images_root=None, split
         reuse = [p for p in side if p.kind == "reuse"]
         if reuse:
             src_ids = [p.item_id for p in reuse if p.item_id is not None]
-            ids_e, emb = db.item_vectors(src_ids, "emb")
-            ids_f, feat = db.item_vectors(src_ids, "feat")
+            ids_e, emb = collection.item_vectors(src_ids, "emb")
+            ids_f, feat = collection.item_vectors(src_ids, "feat")
             pos_e, pos_f = {int(i): n for n, i in enumerate(ids_e)}, {int(i): n for n, i in enumerate(ids_f)}
-            src = db.items(src_ids)
+            src = collection.items(src_ids)
             for p in reuse:
                 assert p.item_id is not None  # reuse always names its source item
                 row = src[p.item_id]
@@ -187,7 +186,7 @@ def index_sources(collection, sources: Iterable[str], *, images_root=None, split
             if p.kind == "touch":
                 touched.append((p.item_id, p.size, p.mtime_ns))
                 extra += [(p.item_id, c, text_vecs[c], "ingest") for pp, c in wanted if pp is p]
-        ids = db.write_batch(new_items, touched, extra, on_skip=lambda uri, why: report.skipped.append((uri, why)))
+        ids = collection.add_batch(new_items, touched, extra, on_skip=lambda uri, why: report.skipped.append((uri, why)))
         timing["write"] += time.perf_counter() - t
         stored = {item.uri for item_id, item in zip(ids, new_items) if item_id is not None}
         for item_id, item in zip(ids, new_items):

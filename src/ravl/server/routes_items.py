@@ -83,7 +83,7 @@ def build_router() -> APIRouter:
             path = state.save_upload(data, name)
             record = Record(path, texts, {"source": "upload", "filename": name})
             report = index_sources(state.collection, [], records=[record], workers=1)
-            row = state.collection.db.item_by_uri(str(path))
+            row = state.collection.item_by_uri(str(path))
         if row is None:
             reason = report.skipped[0][1] if report.skipped else "unknown reason"
             raise InputError(f"{name}: could not be indexed ({reason})")

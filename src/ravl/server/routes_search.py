@@ -44,7 +44,7 @@ def query_image(state: ServerState, image: UploadFile | None, path: str | None, 
             raise InputError("this server does not fetch URLs; upload the image in 'image', or give a path inside "
                              "the collection's image roots")
         real = state.allowed_file(unquote(parsed.path) if parsed.scheme == "file" else path)
-        row = state.collection.db.item_by_uri(str(real))
+        row = state.collection.item_by_uri(str(real))
         exclude = (row.id,) if row else ()
     from ..images import read_file
 
@@ -147,15 +147,14 @@ def build_router(settings: ServerSettings) -> APIRouter:
                  state: ServerState = Depends(get_state)) -> dict:
         """Same JSON as ``ravl ask --json``: answer, numbered evidence with ids/uris/scores, prompt,
         generator. Without a language model the answer says so and the evidence is still returned."""
-        from ..ask import ask_image
         from ..generate.base import GenerationParams
+        from ..rag.ask import AskOptions, ask_image
 
         if not question.strip():
             raise InputError("'question' must not be blank")
         img, name, exclude = query_image(state, image, path, item)
         params = GenerationParams(max_tokens=max_tokens, temperature=temperature, seed=seed)
-        gen = state.generator(generator, "ask")
-        return ask_image(state.collection, img, question, k=k, generator=gen, params=params,
-                         ocr=ocr, exclude_items=exclude, name=name).to_dict()
+        return ask_image(state.collection, img, question, generator=state.generator(generator, "ask"),
+                         options=AskOptions(k=k, params=params, ocr=ocr), exclude_items=exclude, name=name).to_dict()
 
     return router

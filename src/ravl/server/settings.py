@@ -45,8 +45,9 @@ class ServerSettings:
     generators: tuple[str, ...] = ()
     #: encoder spec; None uses the one the collection was built with
     encoder: str | None = None
-    #: torch intra-op threads in the server process (None leaves torch's default). One thread per
-    #: model call is much faster under concurrent load: spinning thread teams fight over the cores.
+    #: torch intra-op threads in the server process, also given to the encoder as its ``threads=``
+    #: spec option when it declares one (None leaves the defaults). One thread per model call is
+    #: much faster under concurrent load: spinning thread teams fight over the cores.
     model_threads: int | None = 1
     #: dynamic batching: a model call serves up to this many queued requests (1: no batching) ...
     batch_size: int = 32

@@ -10,11 +10,11 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from ..collection import STALE_TMP_SECONDS
 from ..errors import ConfigError, InputError
 from ..generate.base import GenerationParams, Generator
 from ..generate.images.base import ImageGenerator
 from ..images import sniff_format
-from ..store.integrity import STALE_TMP_SECONDS, clean_stale_tmp
 from .batcher import BatchedEncoder
 from .errors import NotFoundError, UploadTooLargeError
 from .settings import ServerSettings
@@ -32,7 +32,7 @@ class LockedGenerator(Generator):
         self.inner = inner
         self._lock = threading.Lock()
         self.spec, self.supports_images = inner.spec, inner.supports_images
-        self.is_language_model = inner.is_language_model
+        self.is_language_model, self.supports_streaming = inner.is_language_model, inner.supports_streaming
 
     def __getattr__(self, name: str):
         """Everything else (``count_tokens``, ``context_tokens``, ``can_translate``) from the model."""
@@ -41,9 +41,9 @@ class LockedGenerator(Generator):
             raise AttributeError(name)
         return getattr(inner, name)
 
-    def generate(self, prompt: str, *, params: GenerationParams = GenerationParams(), image=None) -> str:
+    def execute(self, prompt: str, *, params: GenerationParams, image, on_text) -> str:
         with self._lock:
-            return self.inner.generate(prompt, params=params, image=image)
+            return self.inner.generate(prompt, params=params, image=image, on_text=on_text)
 
 
 class ServerState:
@@ -71,9 +71,13 @@ class ServerState:
         from ..generate.base import load_generator
 
         settings.check()
+        from .. import registry
+
         probe = open_collection(settings.collection, readonly=True)
         spec = settings.encoder or probe.encoder_spec
         probe.close()
+        if settings.model_threads:  # a runtime-only option: the vectors (and fingerprint) stay the same
+            spec = registry.with_option("encoders", spec, "threads", settings.model_threads)
         inner = load_encoder(spec)
         if settings.model_threads:
             _set_torch_threads(settings.model_threads)
@@ -103,9 +107,9 @@ class ServerState:
         """Remove what killed writers left: stale ``*.tmp`` files (index caches, uploads,
         thumbnails) and uploaded files no item refers to. Only files older than
         ``STALE_TMP_SECONDS`` go, so another worker's upload in flight is left alone."""
-        removed = clean_stale_tmp(self.collection.path / "index")
+        removed = self.collection.clean_stale_index_files()
         cutoff = time.time() - STALE_TMP_SECONDS
-        known = {os.path.realpath(uri) for uri in self.collection.db.file_states()}
+        known = {os.path.realpath(uri) for uri in self.collection.file_states()}
         for folder in (self.upload_dir, self.thumbnail_dir):
             if not folder.is_dir():
                 continue
@@ -127,8 +131,8 @@ class ServerState:
         return self.collection.encoder  # type: ignore[return-value]
 
     def close(self) -> None:
+        encoder = self.collection.encoder  # loaded at open: no model load here
         self.collection.close()
-        encoder = self.collection._encoder
         if isinstance(encoder, BatchedEncoder):
             encoder.close()
 
@@ -153,11 +157,11 @@ class ServerState:
     # --- files --------------------------------------------------------------------------------
     def image_roots(self) -> tuple[Path, ...]:
         """The folders the collection's items live in (smallest covering set), per db generation."""
-        gen = self.collection.db.generation()
+        gen = self.collection.generation()
         with self._roots_lock:
             if self._roots[0] == gen:
                 return self._roots[1]
-            uris = self.collection.db.file_states()
+            uris = self.collection.file_states()
             parents = sorted({Path(uri).parent.resolve() for uri in uris}, key=lambda p: len(p.parts))
             roots: list[Path] = []
             for p in parents:

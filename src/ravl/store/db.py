@@ -1,7 +1,6 @@
 """The collection database: items, captions and their vectors in one SQLite file (WAL mode)."""
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sqlite3
@@ -14,10 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CollectionError
 from .schema import LATEST, migrate, schema_version
-
-DB_NAME = "ravl.sqlite"
+from .sqlite_errors import DB_NAME, sqlite_errors, translating_sqlite_errors  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)
@@ -49,39 +46,6 @@ class NewItem:
     source: str = ""
 
 
-@contextmanager
-def sqlite_errors(path: Path) -> Iterator[None]:
-    """Turn SQLite failures into one-line CollectionErrors that say what to do."""
-    try:
-        yield
-    except (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError):
-        raise  # bugs or per-record problems: handled (or reported) by the caller
-    except sqlite3.OperationalError as exc:
-        msg = str(exc)
-        if "full" in msg:
-            raise CollectionError(f"disk full while writing {path}; free some space and run the same command "
-                                  "again (everything committed so far is kept)") from None
-        if "locked" in msg or "busy" in msg:
-            raise CollectionError(f"{path} stayed locked by another process for 30 s; try again when its "
-                                  "writer is done") from None
-        if "readonly" in msg or "read-only" in msg:
-            raise CollectionError(f"{path} is read-only here; give a collection folder you can write to") from None
-        raise CollectionError(f"cannot use the collection database {path} ({msg}); if it is damaged, restore a "
-                              "backup or index into a new --collection folder") from None
-    except sqlite3.DatabaseError as exc:  # malformed file, not a database, I/O error
-        raise CollectionError(f"the collection database {path} is damaged or unreadable ({exc}); restore a "
-                              "backup, or delete the folder and re-index") from None
-
-
-def translating_sqlite_errors(fn):
-    """Decorator for methods of objects with a ``.path`` folder holding the database."""
-    @functools.wraps(fn)
-    def wrapper(self, *args, **kwargs):
-        with sqlite_errors(Path(self.path) / DB_NAME if Path(self.path).is_dir() else Path(self.path)):
-            return fn(self, *args, **kwargs)
-    return wrapper
-
-
 def uri_param(uri: str) -> str | bytes:
     """How a uri is stored: as text when it is valid UTF-8, else as the file name's raw bytes (a
     BLOB in the uri column; names that are not UTF-8 are kept losslessly and stay unique)."""
@@ -95,6 +59,10 @@ def uri_param(uri: str) -> str | bytes:
 def uri_value(value: str | bytes) -> str:
     """A stored uri back as the str Python uses for that path (undecodable bytes as surrogates)."""
     return os.fsdecode(value) if isinstance(value, bytes) else value
+#: caption source of text read from the image (``ravl index --ocr``): it describes the image's print,
+#: not its scene, so it is never used as a caption of a neighbour
+OCR_SOURCE = "ocr"
+_SQL_CHUNK = 5000  # ids per SQL "IN (...)" query, well under SQLite's variable limit
 
 
 def _blob(vec: np.ndarray) -> bytes:
@@ -187,6 +155,14 @@ class Database:
         target.executemany("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
                            [(k, str(v)) for k, v in values.items()])
 
+    def finish_meta(self, initial: dict[str, object]) -> dict[str, str]:
+        """Write ``initial`` metadata unless another process already has (finishing an interrupted
+        creation); returns the stored metadata."""
+        with self.transaction() as c:
+            if "encoder_spec" not in dict(c.execute("SELECT key, value FROM meta").fetchall()):
+                self.set_meta(initial, c)
+            return dict(c.execute("SELECT key, value FROM meta").fetchall())
+
     def generation(self) -> int:
         row = self.conn.execute("SELECT value FROM meta WHERE key='generation'").fetchone()
         return int(row[0]) if row else 0
@@ -249,14 +225,21 @@ class Database:
         return out
 
     def items(self, ids: Sequence[int]) -> dict[int, ItemRow]:
-        if not ids:
-            return {}
-        marks = ",".join("?" * len(ids))
-        rows = self.conn.execute(
-            f"SELECT id, uri, sha256, size, mtime_ns, width, height, metadata FROM items WHERE id IN ({marks})", list(ids))
-        caps = self.captions_by_item(ids)
-        return {r[0]: ItemRow(r[0], uri_value(r[1]), r[2], r[3], r[4], r[5], r[6], metadata=json.loads(r[7]),
-                               captions=tuple(caps.get(r[0], ()))) for r in rows}
+        out: dict[int, ItemRow] = {}
+        for chunk in _chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(
+                f"SELECT id, uri, sha256, size, mtime_ns, width, height, metadata FROM items WHERE id IN ({marks})", chunk)
+            caps = self.captions_by_item(chunk)
+            out.update({r[0]: ItemRow(r[0], uri_value(r[1]), r[2], r[3], r[4], r[5], r[6], metadata=json.loads(r[7]),
+                                      captions=tuple(caps.get(r[0], ()))) for r in rows})
+        return out
+
+    def item_metadata(self, item_ids: Iterable[int] | None = None) -> list[tuple[int, str, dict]]:
+        """(id, uri, metadata) of every item (or of ``item_ids``), by id."""
+        rows = self.conn.execute("SELECT id, uri, metadata FROM items ORDER BY id").fetchall()
+        wanted = None if item_ids is None else set(item_ids)
+        return [(i, uri_value(uri), json.loads(meta or "{}")) for i, uri, meta in rows if wanted is None or i in wanted]
 
     def item_by_uri(self, uri: str) -> ItemRow | None:
         row = self.conn.execute("SELECT id FROM items WHERE uri=?", (uri_param(uri),)).fetchone()
@@ -264,13 +247,14 @@ class Database:
 
     def caption_rows(self, caption_ids: Sequence[int]) -> dict[int, tuple[str, int, str]]:
         """caption id -> (text, item_id, item uri)."""
-        if not caption_ids:
-            return {}
-        marks = ",".join("?" * len(caption_ids))
-        rows = self.conn.execute(
-            f"SELECT c.id, c.text, c.item_id, i.uri FROM captions c JOIN items i ON i.id=c.item_id WHERE c.id IN ({marks})",
-            list(caption_ids))
-        return {cid: (text, item_id, uri_value(uri)) for cid, text, item_id, uri in rows}
+        out: dict[int, tuple[str, int, str]] = {}
+        for chunk in _chunks(caption_ids):
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(
+                f"SELECT c.id, c.text, c.item_id, i.uri FROM captions c JOIN items i ON i.id=c.item_id "
+                f"WHERE c.id IN ({marks})", chunk)
+            out.update({cid: (text, item_id, uri_value(uri)) for cid, text, item_id, uri in rows})
+        return out
 
     def item_vectors(self, item_ids: Sequence[int] | None = None, which: str = "emb") -> tuple[np.ndarray, np.ndarray]:
         """(ids, vectors) for ``which`` in {'emb', 'feat'}; all items when ``item_ids`` is None."""
@@ -296,10 +280,10 @@ class Database:
         if not item_ids:
             return {}
         marks = ",".join("?" * len(item_ids))
+        where, args = (" AND source != ?", [*item_ids, exclude_source]) if exclude_source else ("", list(item_ids))
         out: dict[int, list[int]] = {}
         for cid, item_id in self.conn.execute(
-                f"SELECT id, item_id FROM captions WHERE item_id IN ({marks}) AND source != ? ORDER BY id",
-                [*item_ids, exclude_source or ""]):
+                f"SELECT id, item_id FROM captions WHERE item_id IN ({marks}){where} ORDER BY id", args):
             out.setdefault(item_id, []).append(cid)
         return out
 
@@ -379,6 +363,22 @@ class Database:
                       [(item_id, text, it.source, _blob(vec)) for text, vec in it.captions])
         return item_id
 
+    def replace_captions(self, source: str, batch: Sequence[tuple[int, Sequence[tuple[str, np.ndarray]], dict]]) -> int:
+        """For each ``(item_id, [(text, vector), ...], metadata)``: drop the item's captions of
+        ``source``, add the given ones and set its metadata — all in ONE transaction. Returns the
+        number of captions added."""
+        added = 0
+        with self.transaction() as c:
+            for item_id, captions, metadata in batch:
+                c.execute("DELETE FROM captions WHERE item_id=? AND source=?", (item_id, source))
+                rows = [(item_id, text, source, _blob(vec)) for text, vec in captions]
+                added += max(c.executemany("INSERT OR IGNORE INTO captions(item_id, text, source, emb) VALUES(?,?,?,?)",
+                                           rows).rowcount, 0)
+                c.execute("UPDATE items SET metadata=? WHERE id=?", (json.dumps(metadata), item_id))
+            if batch:
+                self.bump_generation(c)  # the caption index cache is rebuilt on next use
+        return added
+
     def delete_items(self, item_ids: Sequence[int]) -> int:
         if not item_ids:
             return 0
@@ -388,6 +388,12 @@ class Database:
             if n:
                 self.bump_generation(c)
         return n
+
+
+def _chunks(ids: Sequence[int]) -> list[list[int]]:
+    """``ids`` in pieces small enough for one ``IN (...)`` query (SQLite limits its variables)."""
+    ids = [int(i) for i in ids]
+    return [ids[start:start + _SQL_CHUNK] for start in range(0, len(ids), _SQL_CHUNK)]
 
 
 def _stack(rows: list) -> tuple[np.ndarray, np.ndarray]:

@@ -22,12 +22,18 @@ from urllib.parse import urlsplit
 from PIL import Image
 
 from ...errors import ConfigError, GenerationError
-from ...specs import Spec
-from ..http import HttpClient, number_option
+from ...specs import Option, Spec, declare, parse_options
+from ..http import HttpClient
 from .base import GeneratedImage, ImageGenerator, ImageParams, fit, png_bytes
 from .openai_images import b64_image
 
-OPTIONS = ("sampler", "timeout", "retries", "backoff", "api_key_env")
+OPTIONS = (
+    Option("sampler", str, None, "sampler name as the web UI lists it (default: the UI's)"),
+    Option("timeout", float, 600.0, "seconds to wait for an image", minimum=0.001),
+    Option("retries", int, 2, "further attempts after a 429, a 5xx or a refused/dropped connection", minimum=0),
+    Option("backoff", float, 0.5, "seconds before the first retry, doubling each time", minimum=0),
+    Option("api_key_env", str, None, "environment variable holding a bearer token (unset: none is sent)"),
+)
 DEFAULT_STEPS = 20
 DEFAULT_CFG = 7.0
 
@@ -103,18 +109,16 @@ class A1111ImageGenerator(ImageGenerator):
         return GeneratedImage(image=image, seed=seed, steps=steps, guidance=cfg, extra=extra)
 
 
+@declare(*OPTIONS)
 def create(spec: Spec) -> A1111ImageGenerator:
+    """An AUTOMATIC1111 / Forge web UI server (its /sdapi/v1 API)."""
     url = spec.name
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(f"{str(spec)!r} must name the web UI's URL, e.g. 'a1111:http://127.0.0.1:7860'")
-    unknown = sorted(set(spec.opts) - set(OPTIONS))
-    if unknown:
-        raise ConfigError(f"unknown option(s) {', '.join(unknown)} in {str(spec)!r}; known: {', '.join(OPTIONS)}")
-    api_key_env = spec.opts.get("api_key_env") or None
+    opts = parse_options(spec, OPTIONS)
+    api_key_env = opts["api_key_env"]
     if api_key_env and not os.environ.get(api_key_env):
         raise ConfigError(f"{str(spec)!r} reads its API key from ${api_key_env}, which is not set; export it first")
-    return A1111ImageGenerator(spec, url=url, sampler=spec.opts.get("sampler") or None,
-                               timeout=number_option(spec, "timeout", float, 600.0, 0.001),
-                               retries=number_option(spec, "retries", int, 2, 0),
-                               backoff=number_option(spec, "backoff", float, 0.5, 0.0), api_key_env=api_key_env)
+    return A1111ImageGenerator(spec, url=url, sampler=opts["sampler"], timeout=opts["timeout"],
+                               retries=opts["retries"], backoff=opts["backoff"], api_key_env=api_key_env)

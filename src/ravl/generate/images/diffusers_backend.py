@@ -17,7 +17,6 @@ device (diffusers' advice for reproducibility).
 """
 from __future__ import annotations
 
-import os
 import threading
 import warnings
 from collections.abc import Callable, Sequence
@@ -26,13 +25,21 @@ from typing import Any
 
 from PIL import Image
 
+from ...config import env_int
 from ...errors import ConfigError, GenerationError, MissingDependencyError, ModelNotAvailableError
-from ...specs import Spec
+from ...specs import Option, Spec, declare, parse_options
 from ..hf_backend import torch_device
 from .base import GeneratedImage, ImageGenerator, ImageParams, fit
 
-OPTIONS = ("device", "dtype", "ip_adapter", "ip_adapter_scale", "download", "threads")
 DTYPES = ("float32", "float16", "bfloat16")
+OPTIONS = (
+    Option("device", str, "cpu", "torch device: cpu, cuda, cuda:N, mps or auto"),
+    Option("dtype", str, None, "weights dtype (default float32 on cpu, float16 elsewhere)", choices=DTYPES),
+    Option("ip_adapter", str, None, "IP-Adapter weights file: reference images steer the image (--mode reference)"),
+    Option("ip_adapter_scale", float, 0.6, "how strongly the reference images steer", minimum=0),
+    Option("download", bool, False, "allow downloading a Hub repo id (ravl is offline by default)"),
+    Option("threads", int, None, "torch CPU threads (default $RAVL_THREADS, else torch's)", minimum=1),
+)
 DEFAULT_STEPS = 20
 Progress = Callable[[int, int], None]
 
@@ -133,11 +140,6 @@ class DiffusersImageGenerator(ImageGenerator):
                               else float(getattr(pipe, "guidance_scale", 7.5)), extra=extra)
 
 
-def _flag(spec: Spec, key: str) -> bool:
-    value = spec.opts.get(key, "0").strip().lower()
-    if value not in ("0", "1", "true", "false", "yes", "no", ""):
-        raise ConfigError(f"option {key}={value!r} in {str(spec)!r} must be 1 or 0")
-    return value in ("1", "true", "yes")
 
 
 def _not_available(spec: Spec, source: str, exc: Exception, download: bool) -> ModelNotAvailableError:
@@ -175,35 +177,26 @@ def _load_ip_adapter(spec: Spec, pipe: Any, path: str) -> str:
     return str(file.resolve())
 
 
+@declare(*OPTIONS, requires=("diffusers", "torch", "transformers"), install="pip install 'ravl[diffusers]'")
 def create(spec: Spec) -> DiffusersImageGenerator:
-    """Load the pipeline named by ``spec`` from a local folder (or the Hub cache)."""
+    """A diffusers Stable-Diffusion pipeline from a local folder (or the Hub cache)."""
     if not spec.name:
         raise ConfigError("the diffusers image generator needs a pipeline: 'diffusers:/path/to/pipeline' or "
                           "'diffusers:stabilityai/sd-turbo'")
-    unknown = sorted(set(spec.opts) - set(OPTIONS))
-    if unknown:
-        raise ConfigError(f"unknown option(s) {', '.join(unknown)} in {str(spec)!r}; known: {', '.join(OPTIONS)}")
+    opts = parse_options(spec, OPTIONS)
     try:
         import diffusers
         import torch
         from diffusers import AutoPipelineForText2Image
     except ImportError as exc:
         raise MissingDependencyError(f"{str(spec)!r} needs diffusers: pip install 'ravl[diffusers]' ({exc})") from None
-    threads = spec.opts.get("threads") or os.environ.get("RAVL_THREADS")
+    threads = opts["threads"] or env_int("RAVL_THREADS", 0)
     if threads:
-        try:
-            torch.set_num_threads(max(1, int(threads)))
-        except ValueError:
-            raise ConfigError(f"threads={threads!r} must be an integer") from None
-    download = _flag(spec, "download")
-    device = torch_device(torch, spec)
-    dtype_name = spec.opts.get("dtype") or ("float32" if device == "cpu" else "float16")
-    if dtype_name not in DTYPES:
-        raise ConfigError(f"unknown dtype {dtype_name!r} in {str(spec)!r}; choose one of {', '.join(DTYPES)}")
-    try:
-        ip_scale = float(spec.opts.get("ip_adapter_scale") or 0.6)
-    except ValueError:
-        raise ConfigError(f"ip_adapter_scale in {str(spec)!r} must be a number") from None
+        torch.set_num_threads(max(1, threads))
+    download = opts["download"]
+    device = torch_device(torch, spec, opts["device"])
+    dtype_name = opts["dtype"] or ("float32" if device == "cpu" else "float16")
+    ip_scale = opts["ip_adapter_scale"]
     local = Path(spec.name).expanduser()
     source = str(local.resolve()) if local.exists() else spec.name
     if local.is_dir() and not (local / "model_index.json").is_file():
@@ -228,7 +221,7 @@ def create(spec: Spec) -> DiffusersImageGenerator:
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 raise _not_available(spec, source, exc, download) from exc
         pipe.set_progress_bar_config(disable=True)
-        ip_adapter = _load_ip_adapter(spec, pipe, spec.opts["ip_adapter"]) if spec.opts.get("ip_adapter") else None
+        ip_adapter = _load_ip_adapter(spec, pipe, opts["ip_adapter"]) if opts["ip_adapter"] else None
     finally:
         for b, was, level in zip(bars, was_enabled, verbosity):
             b.set_verbosity(level)

@@ -24,11 +24,18 @@ from urllib.parse import urljoin, urlsplit
 from PIL import Image
 
 from ...errors import ConfigError, GenerationError
-from ...specs import Spec
-from ..http import HttpClient, multipart, number_option
+from ...specs import Option, Spec, declare, parse_options
+from ..http import HttpClient, multipart
 from .base import GeneratedImage, ImageGenerator, ImageParams, decode_generated, png_bytes
 
-OPTIONS = ("base_url", "api_key_env", "timeout", "retries", "backoff", "quality")
+OPTIONS = (
+    Option("base_url", str, None, "API root ending in /v1 (default $OPENAI_BASE_URL, else https://api.openai.com/v1)"),
+    Option("api_key_env", str, "OPENAI_API_KEY", "environment variable holding the API key (unset: no key is sent)"),
+    Option("timeout", float, 300.0, "seconds to wait for an image", minimum=0.001),
+    Option("retries", int, 2, "further attempts after a 429, a 5xx or a refused/dropped connection", minimum=0),
+    Option("backoff", float, 0.5, "seconds before the first retry, doubling each time", minimum=0),
+    Option("quality", str, None, "the API's quality setting, passed through (e.g. low, medium, high)"),
+)
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 
@@ -139,23 +146,21 @@ class OpenAIImagesGenerator(ImageGenerator):
         return GeneratedImage(image=image, seed=None, steps=None, guidance=None, extra=extra)
 
 
+@declare(*OPTIONS)
 def create(spec: Spec) -> OpenAIImagesGenerator:
+    """An OpenAI-compatible images API (/v1/images/generations and /edits)."""
     if not spec.name:
         raise ConfigError("the openai-images generator needs a model name: e.g. 'openai-images:gpt-image-1' or "
                           "'openai-images:sd-1.5?base_url=http://localhost:8080/v1'")
-    unknown = sorted(set(spec.opts) - set(OPTIONS))
-    if unknown:
-        raise ConfigError(f"unknown option(s) {', '.join(unknown)} in {str(spec)!r}; known: {', '.join(OPTIONS)}")
-    base_url = spec.opts.get("base_url") or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+    opts = parse_options(spec, OPTIONS)
+    base_url = opts["base_url"] or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(f"base_url {base_url!r} in {str(spec)!r} must be an http(s) URL such as "
                           "http://localhost:8080/v1")
-    api_key_env = spec.opts.get("api_key_env") or "OPENAI_API_KEY"
+    api_key_env = opts["api_key_env"]
     if "api_key_env" in spec.opts and not os.environ.get(api_key_env):
         raise ConfigError(f"{str(spec)!r} reads its API key from ${api_key_env}, which is not set; export it first")
     return OpenAIImagesGenerator(spec, base_url=base_url, api_key_env=api_key_env,
-                                 timeout=number_option(spec, "timeout", float, 300.0, 0.001),
-                                 retries=number_option(spec, "retries", int, 2, 0),
-                                 backoff=number_option(spec, "backoff", float, 0.5, 0.0),
-                                 quality=spec.opts.get("quality") or None)
+                                 timeout=opts["timeout"], retries=opts["retries"], backoff=opts["backoff"],
+                                 quality=opts["quality"])

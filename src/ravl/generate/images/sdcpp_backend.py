@@ -16,11 +16,14 @@ from typing import Any
 from PIL import Image
 
 from ...errors import ConfigError, GenerationError, MissingDependencyError, ModelNotAvailableError
-from ...specs import Spec
-from ..http import number_option
+from ...specs import Option, Spec, declare, parse_options
 from .base import GeneratedImage, ImageGenerator, ImageParams, fit
 
-OPTIONS = ("threads", "sampler", "vae")
+OPTIONS = (
+    Option("threads", int, None, "CPU threads (default: stable-diffusion.cpp's)", minimum=1),
+    Option("sampler", str, None, "sampling method name (default: stable-diffusion.cpp's)"),
+    Option("vae", str, None, "path to a separate VAE file"),
+)
 DEFAULT_STEPS = 20
 DEFAULT_CFG = 7.0
 
@@ -65,12 +68,12 @@ class SdcppImageGenerator(ImageGenerator):
                               extra={"engine": "stable-diffusion.cpp"})
 
 
+@declare(*OPTIONS, requires=("stable_diffusion_cpp",), install="pip install 'ravl[sdcpp]'")
 def create(spec: Spec) -> SdcppImageGenerator:
+    """A Stable Diffusion checkpoint run in-process by stable-diffusion.cpp."""
     if not spec.name:
         raise ConfigError("the sdcpp image generator needs a model file: 'sdcpp:/models/sd-v1-5.q8_0.gguf'")
-    unknown = sorted(set(spec.opts) - set(OPTIONS))
-    if unknown:
-        raise ConfigError(f"unknown option(s) {', '.join(unknown)} in {str(spec)!r}; known: {', '.join(OPTIONS)}")
+    opts = parse_options(spec, OPTIONS)
     path = Path(spec.name).expanduser()
     if not path.is_file():
         raise ModelNotAvailableError(f"{str(spec)!r}: no model file at {path}; give a local .gguf/.safetensors/.ckpt "
@@ -81,13 +84,13 @@ def create(spec: Spec) -> SdcppImageGenerator:
         raise MissingDependencyError(f"{str(spec)!r} needs stable-diffusion-cpp-python: pip install 'ravl[sdcpp]' "
                                      "(it compiles stable-diffusion.cpp from source)") from None
     kwargs: dict[str, Any] = {"model_path": str(path), "verbose": False}
-    if spec.opts.get("threads"):
-        kwargs["n_threads"] = number_option(spec, "threads", int, 1, 1)
-    if spec.opts.get("vae"):
-        kwargs["vae_path"] = str(Path(spec.opts["vae"]).expanduser())
+    if opts["threads"]:
+        kwargs["n_threads"] = opts["threads"]
+    if opts["vae"]:
+        kwargs["vae_path"] = str(Path(opts["vae"]).expanduser())
     try:
         model = StableDiffusion(**kwargs)
     except (ValueError, RuntimeError, OSError) as exc:
         raise ModelNotAvailableError(f"{str(spec)!r}: stable-diffusion.cpp could not load {path} "
                                      f"({' '.join(str(exc).split())[:300]})") from exc
-    return SdcppImageGenerator(spec, model, spec.opts.get("sampler") or None)
+    return SdcppImageGenerator(spec, model, opts["sampler"])

@@ -8,12 +8,12 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from PIL import Image
 
-from .collection import Collection, ImageHit
-from .errors import GenerationError
-from .generate.base import GenerationParams, Generator, load_generator
-from .generate.consensus import consensus_select
-from .generate.fit import fit_prompt
-from .generate.prompts import caption_prompt
+from ..collection import Collection, ImageHit
+from ..errors import GenerationError
+from ..generate.base import GenerationParams, Generator, load_generator
+from ..generate.fit import fit_prompt
+from ..generate.prompts import caption_prompt
+from .evidence import neighbour_evidence
 
 #: how many consensus-ranked captions go into a language model's prompt (SmallCap uses 4)
 PROMPT_CAPTIONS = 4
@@ -37,12 +37,6 @@ class CaptionResult:
                 "prompt": self.prompt, "error": self.error, "notes": self.notes}
 
 
-def _resolve_generator(generator: str | Generator | None) -> Generator:
-    if generator is None:
-        return load_generator("consensus")
-    return load_generator(generator) if isinstance(generator, str) else generator
-
-
 def caption_image(collection: Collection, image: Image.Image, *, k: int = 5,
                   generator: str | Generator | None = None, params: GenerationParams = GenerationParams(),
                   exclude_items: Iterable[int] = (), template: str | None = None,
@@ -55,23 +49,16 @@ def caption_image(collection: Collection, image: Image.Image, *, k: int = 5,
     consensus-ranked captions fill a SmallCap-style prompt. If the model fails, the consensus
     caption is returned with the error, so the evidence is never lost.
     """
-    gen = _resolve_generator(generator)
+    gen = load_generator("consensus" if generator is None else generator)
     query = collection.encoder.embed_images([image.convert("RGB")])
     neighbours: list[ImageHit] = collection.search_vectors(  # type: ignore[assignment]  # "features" gives ImageHits
         query.features, index="features", k=k, exclude_items=exclude_items)[0]
-    # text read from a neighbour (OCR) describes that image's print, not the scene: never a caption
-    cap_ids = collection.db.caption_ids_for_items([n.id for n in neighbours], exclude_source="ocr")
-    pairs = [(cid, n.id) for n in neighbours for cid in cap_ids.get(n.id, [])]
-    if not pairs:
+    found = neighbour_evidence(collection, neighbours)
+    if not len(found.captions):
         return CaptionResult(name, "", "consensus", gen.spec, neighbours,
                              error="no captioned neighbours: index images with captions to caption new ones")
-    ids, vecs = collection.db.caption_vectors([cid for cid, _ in pairs])
-    by_id = dict(zip(ids.tolist(), vecs))
-    rows = collection.db.caption_rows([cid for cid, _ in pairs])
-    texts = [rows[cid][0] for cid, _ in pairs]
-    cap_vecs = np.stack([by_id[cid] for cid, _ in pairs])
-    _, agreement = consensus_select(texts, cap_vecs)
-    relevance = cap_vecs @ query.embedding[0]
+    texts, pairs = found.captions.texts, list(zip(found.captions.ids, found.captions.item_ids))
+    agreement, relevance = found.agreement, found.relevance(query.embedding[0])
     scores = agreement + relevance
     order = np.argsort(-scores, kind="stable")
     candidates = [{"caption": texts[i], "caption_id": pairs[i][0], "image_id": pairs[i][1],

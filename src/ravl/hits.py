@@ -1,0 +1,75 @@
+"""What a search returns (image and caption hits, aligned caption sets) and the checks on a query's
+``k``, texts and target; shared by :mod:`ravl.collection` and its callers."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import numpy as np
+
+from .errors import ConfigError
+
+Target = Literal["images", "captions"]
+TARGETS = ("images", "captions")
+MAX_K = 1000
+
+
+@dataclass(frozen=True)
+class ImageHit:
+    id: int
+    uri: str
+    score: float
+    captions: tuple[str, ...]
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["captions"] = list(self.captions)
+        return d
+
+
+@dataclass(frozen=True)
+class CaptionHit:
+    id: int
+    caption: str
+    image_id: int
+    uri: str
+    score: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class CaptionSet:
+    """Captions of some items, aligned: caption ids, their item ids, texts and (n, dim) vectors."""
+
+    ids: list[int]
+    item_ids: list[int]
+    texts: list[str]
+    vectors: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def check_k(k: int) -> int:
+    if not isinstance(k, int) or k < 1 or k > MAX_K:
+        raise ConfigError(f"k must be an integer between 1 and {MAX_K}, got {k!r}")
+    return k
+
+
+def check_texts(texts: Sequence[str]) -> None:
+    if not texts or any(not isinstance(t, str) or not t.strip() for t in texts):
+        raise ConfigError("a text query must be a non-empty string")
+    for t in texts:
+        try:
+            t.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ConfigError("a text query holds bytes that are not UTF-8; pass UTF-8 text") from None
+
+
+def check_target(target: str) -> str:
+    if target not in TARGETS:
+        raise ConfigError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
+    return target
