@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 
 import numpy as np
+from PIL import Image
 
 from ..encoders.base import Encoder, ImageVectors
 
@@ -164,6 +165,12 @@ class BatchedEncoder(Encoder):
 
     def describe(self) -> dict:
         return self.inner.describe()
+
+    def top_labels(self, images: Sequence[Image.Image], k: int = 5) -> list[list[tuple[str, float]]]:
+        if self._lock is None:
+            return self.inner.top_labels(images, k=k)
+        with self._lock:
+            return self.inner.top_labels(images, k=k)
 
     def __getattr__(self, name: str):
         """Optional capabilities of the inner encoder (e.g. ``top_labels``), under the model lock if any."""
