@@ -61,14 +61,11 @@ def load_questions(path: Path = DATA) -> list[dict]:
 
 
 def _ask(coll, image, q, gen, exclude, k):
-    try:
-        from ravl.rag import ask_image  # after the rag/ package consolidation
-    except ImportError:
-        from ravl.ask import ask_image
     from ravl.generate.base import GenerationParams
+    from ravl.rag import AskOptions, ask_image
 
-    return ask_image(coll, image, q["question"], k=k, generator=gen, ocr=False, exclude_items=exclude,
-                     params=GenerationParams(max_tokens=48))
+    return ask_image(coll, image, q["question"], generator=gen, exclude_items=exclude,
+                     options=AskOptions(k=k, ocr=False, params=GenerationParams(max_tokens=48)))
 
 
 def summarise(rows: list[dict], load_s: float | None = None) -> dict:
@@ -96,8 +93,7 @@ def run(coll, questions, specs, k: int = 5) -> dict:
     from ravl.images import load_image
     from ravl.rag import caption_image
 
-    # uri -> (id, size, mtime_ns, sha256); a Collection method once the store has one door (issue 9)
-    states = coll.file_states() if hasattr(coll, "file_states") else coll.db.file_states()
+    states = coll.file_states()  # uri -> (id, size, mtime_ns, sha256)
     by_sha: dict[str, list[int]] = {}
     for item_id, _size, _mtime, sha in states.values():
         by_sha.setdefault(sha, []).append(item_id)
