@@ -6,6 +6,12 @@ set -u
 want=()
 [ -d /usr/share/tuxpaint/stamps ] || want+=(tuxpaint-stamps-default)
 command -v tesseract >/dev/null 2>&1 || want+=(tesseract-ocr tesseract-ocr-eng)
+# other scripts for `ravl read --lang chi_sim|jpn|deu|fra|...` (text in images meets multilingual queries)
+for lang in chi-sim jpn deu fra spa; do
+  dpkg -s "tesseract-ocr-$lang" >/dev/null 2>&1 || want+=("tesseract-ocr-$lang")
+done
+# a CJK font (4.5 MB) so the OCR tests can render Chinese and Japanese signs to read
+dpkg -s fonts-wqy-microhei >/dev/null 2>&1 || want+=(fonts-wqy-microhei)
 command -v chromium >/dev/null 2>&1 || want+=(chromium)
 command -v java >/dev/null 2>&1 || want+=(default-jre-headless)
 [ ${#want[@]} -eq 0 ] && exit 0

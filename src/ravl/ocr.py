@@ -122,15 +122,32 @@ def available_engines() -> list[str]:
     return found
 
 
-def _tesseract_lines(image: Image.Image, lang: str, min_confidence: float) -> list[TextLine]:
+#: Tesseract scripts written without spaces between words (their words are joined with none)
+_CJK_LANGS = ("chi_sim", "chi_tra", "jpn", "kor", "chi_sim_vert", "chi_tra_vert", "jpn_vert", "kor_vert")
+_CJK = re.compile(r"[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")
+#: Tesseract reads best at about this letter height (px); far larger letters are read again smaller
+_GOOD_HEIGHT, _TOO_TALL = 40, 80
+
+
+def _join_words(words: list[str]) -> str:
+    """Words of one line, with no space between two CJK characters (Tesseract splits Chinese and
+    Japanese into 'words' the text never separated)."""
+    out = ""
+    for word in words:
+        if out and not (_CJK.match(out[-1]) and _CJK.match(word[0])):
+            out += " "
+        out += word
+    return out
+
+
+def _tesseract_pass(grey: Image.Image, lang: str, scale: float, psm: int) -> list[tuple[TextLine, float]]:
+    """One Tesseract run at ``scale``: lines (boxes in original pixels) with their median word height
+    in the scaled image."""
     pytesseract = _pytesseract()
-    grey = ImageOps.grayscale(image)
-    scale = 1.0
-    if max(grey.size) < _UPSCALE_BELOW:  # Tesseract reads text best at ~30 px letter height
-        scale = min(4.0, _UPSCALE_BELOW / max(grey.size))
+    if scale != 1.0:
         grey = grey.resize((round(grey.width * scale), round(grey.height * scale)), Image.Resampling.LANCZOS)
     try:
-        data = pytesseract.image_to_data(grey, lang=lang, output_type=pytesseract.Output.DICT)
+        data = pytesseract.image_to_data(grey, lang=lang, config=f"--psm {psm}", output_type=pytesseract.Output.DICT)
     except pytesseract.TesseractNotFoundError:
         raise MissingDependencyError(
             "the tesseract program is not installed or not on PATH; install it with: "
@@ -139,9 +156,10 @@ def _tesseract_lines(image: Image.Image, lang: str, min_confidence: float) -> li
     except pytesseract.TesseractError as exc:
         message = " ".join(str(exc).split())
         if "Failed loading language" in message or "load any languages" in message:
+            packages = " ".join(f"tesseract-ocr-{code.replace('_', '-')}" for code in lang.split("+"))
             raise MissingDependencyError(
-                f"Tesseract has no data for language {lang!r}; install it with: "
-                f"apt-get install tesseract-ocr-{lang.split('+')[0]} (list installed ones with tesseract --list-langs)"
+                f"Tesseract has no data for language {lang!r}; install it with: apt-get install {packages} "
+                "(codes use underscores, e.g. chi_sim; list installed ones with tesseract --list-langs)"
             ) from None
         raise InputError(f"Tesseract could not read the image: {message}") from None
     groups: dict[tuple[int, int, int], list[int]] = {}
@@ -151,15 +169,36 @@ def _tesseract_lines(image: Image.Image, lang: str, min_confidence: float) -> li
     lines = []
     for idx in groups.values():
         conf = sum(float(data["conf"][i]) for i in idx) / len(idx) / 100.0
-        if conf < min_confidence:
-            continue
         left = min(data["left"][i] for i in idx)
         top = min(data["top"][i] for i in idx)
         right = max(data["left"][i] + data["width"][i] for i in idx)
         bottom = max(data["top"][i] + data["height"][i] for i in idx)
         box = tuple(round(v / scale) for v in (left, top, right - left, bottom - top))
-        lines.append(TextLine(" ".join(data["text"][i].strip() for i in idx), box, conf))
+        height = sorted(data["height"][i] for i in idx)[len(idx) // 2]
+        lines.append((TextLine(_join_words([data["text"][i].strip() for i in idx]), box, conf), float(height)))
     return lines
+
+
+def _tesseract_lines(image: Image.Image, lang: str, min_confidence: float) -> list[TextLine]:
+    grey = ImageOps.grayscale(image)
+    scale = 1.0
+    if max(grey.size) < _UPSCALE_BELOW:  # Tesseract reads text best at ~30 px letter height
+        scale = min(4.0, _UPSCALE_BELOW / max(grey.size))
+    found = _tesseract_pass(grey, lang, scale, 3)
+    if found:
+        height = sorted(h for _, h in found)[len(found) // 2]
+        if height > _TOO_TALL:  # letters far taller than Tesseract reads best (CJK suffers most): read smaller
+            again = _tesseract_pass(grey, lang, scale * _GOOD_HEIGHT / height, 3)
+            if again and _mean_confidence(again) > _mean_confidence(found):
+                found = again
+    elif any(code in _CJK_LANGS for code in lang.split("+")):
+        # a short CJK sign that page segmentation missed: read it as one block of text, unscaled
+        found = _tesseract_pass(grey, lang, 1.0, 6)
+    return [line for line, _ in found if line.confidence >= min_confidence]
+
+
+def _mean_confidence(found: list[tuple[TextLine, float]]) -> float:
+    return sum(line.confidence for line, _ in found) / len(found)
 
 
 def _rapidocr_lines(image: Image.Image, min_confidence: float) -> list[TextLine]:
