@@ -136,7 +136,7 @@ def caption_runs(coll, records, workdir: Path, name: str, prompts: list[str]) ->
     return rows
 
 
-ARTICLES = {"", "a", "an", "the", "this", "is"}
+ARTICLES = {"", "a", "an", "the"}  # as ravl.rag.caption rejects them
 
 
 def degenerate(caption: str) -> bool:
