@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test lint install system bench clean
+.PHONY: demo test lint install system data bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ install: $(STAMP)
 # Debian packages used by the demo, OCR and browser tests (no-op where apt is absent or they are present).
 system:
 	bash scripts/setup-system.sh
+
+# Open emoji datasets from npm (~200 MB into .data/npm) for benchmarks/tune.py; the tests do not need them.
+data:
+	bash scripts/setup-data.sh
 
 demo: install system
 	$(VENV)/bin/ravl demo

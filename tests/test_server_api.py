@@ -195,9 +195,14 @@ def test_text_search_images_and_captions(client, ids):
     assert body["query"] == {"text": "a red circle"} and len(body["results"]) == 3
     scores = [r["score"] for r in body["results"]]
     assert scores == sorted(scores, reverse=True)
-    assert set(body["results"][0]) == {"id", "uri", "score", "captions"}
+    assert set(body["results"][0]) == {"id", "uri", "score", "captions", "found_by"}
     caps = client.get("/search", params={"q": "a cat", "target": "captions", "k": 4}).json()["results"]
-    assert len(caps) == 4 and set(caps[0]) == {"id", "caption", "image_id", "uri", "score"}
+    assert len(caps) == 4 and set(caps[0]) == {"id", "caption", "image_id", "uri", "score", "found_by"}
+    for mode in ("vector", "keyword", "hybrid"):
+        body = client.get("/search", params={"q": "a red circle", "k": 3, "mode": mode, "keyword_weight": 2}).json()
+        assert body["mode"] == mode and all(set(r["found_by"]) <= {"vector", "keyword"} for r in body["results"])
+        assert all(set(r["found_by"]) == {mode} for r in body["results"]) or mode == "hybrid"
+    assert client.get("/search", params={"q": "x", "mode": "fuzzy"}).status_code == 400
     assert caps[0]["caption"] in PHOTOS.values() or "background" in caps[0]["caption"]
 
 

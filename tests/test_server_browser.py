@@ -70,7 +70,8 @@ def test_type_a_query_and_see_result_images(page):
     wait_js(page, ALL_IMAGES_LOADED, "#results .card img")
     assert page.locator("#results .card").count() == 10
     first = page.locator("#results .card").first
-    assert float(first.locator(".score").text_content()) > 0
+    score, _, signals = first.locator(".score").text_content().partition(" · ")
+    assert float(score) > 0 and set(signals.split("+")) <= {"vector", "keyword"} and signals  # which signal found it
     assert first.locator(".cap").text_content()
     widths = page.evaluate("[...document.querySelectorAll('#results .card img')].map(i => i.naturalWidth)")
     assert all(w > 0 for w in widths)

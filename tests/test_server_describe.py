@@ -1,9 +1,7 @@
 """The web page's "describe" on a real `ravl serve` process: with no --generator the server uses
-the same defaults as the CLI. POST /caption without a generator (what the page's describe button
-sends) uses `ravl caption`'s default, consensus, which scored as high as SmolLM2 or higher
-(docs/generation.md); POST /ask answers with the bundled SmolLM2 when it is installed, and the
-page may ask for the LM's caption by name. Without the model the server describes by consensus
-and says why on stderr."""
+the same defaults as the CLI, so POST /caption (what the page's describe button sends) is written
+by the bundled SmolLM2 when it is installed, and POST /ask answers with it in chat form; without
+the model the server describes by consensus and says why on stderr."""
 from __future__ import annotations
 
 import os
@@ -34,8 +32,7 @@ def test_server_defaults_follow_the_cli(monkeypatch, tmp_path):
 
 
 @needs_model
-def test_server_describes_like_the_cli_and_answers_with_the_bundled_lm(smol, tmp_path_factory, skimage_photos,
-                                                                       tmp_path):
+def test_page_describe_is_written_by_the_bundled_lm(smol, tmp_path_factory, skimage_photos, tmp_path):
     images, coll = build_collection(tmp_path_factory, skimage_photos)
     # the server reads the model from the session's RAVL_HOME: link the cache the smol fixture built
     link = cache_dir("models") / smol["folder"].name
@@ -45,23 +42,20 @@ def test_server_describes_like_the_cli_and_answers_with_the_bundled_lm(smol, tmp
     try:
         with httpx.Client(base_url=srv.url, timeout=300) as client:
             info = client.get("/info").json()
-            assert info["generators"] == list(defaults.server_generators())
-            assert info["generators"][0] == defaults.default_generator("caption")
-            assert defaults.LM_CAPTION in info["generators"] and "smollm2" in info["generators"]
+            assert info["generators"] == ["smollm2?chat=0", "smollm2", "consensus"]
             page = client.get("/static/app.js").text
             assert "result.generator" in page and "result.neighbours" in page  # the page shows both
             hits = client.get("/search", params={"q": "a tabby cat", "k": 1}).json()["results"]
             item = hits[0]["id"]
-            body = client.post("/caption", data={"item": item, "k": 3}).json()  # the page's describe
-            assert body["generator"] == defaults.default_generator("caption"), body
+            body = client.post("/caption", data={"item": item, "k": 3, "max_tokens": 16}).json()
+            assert body["method"] == "generator" and body["generator"] == "smollm2?chat=0", body
+            assert body["caption"].strip() and body["error"] is None
             assert len(body["neighbours"]) == 3 and item not in [n["id"] for n in body["neighbours"]]
-            written = client.post("/caption", data={"item": item, "k": 3, "max_tokens": 16,
-                                                    "generator": defaults.LM_CAPTION}).json()
-            assert written["method"] == "generator" and written["generator"] == defaults.LM_CAPTION, written
-            assert written["caption"].strip() and written["error"] is None
+            picked = client.post("/caption", data={"item": item, "k": 3, "generator": "consensus"}).json()
+            assert picked["method"] == "consensus"
             answer = client.post("/ask", data={"item": item, "question": "What animal is this?", "k": 3,
                                                "max_tokens": 24}).json()
             assert answer["generator"] == "smollm2" and answer["method"] == "generator", answer
-        assert f"describe with {defaults.default_generator('caption')}" in srv.log.read_text()
+        assert "describe with smollm2?chat=0" in srv.log.read_text()
     finally:
         srv.stop()

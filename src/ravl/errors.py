@@ -52,6 +52,10 @@ class ItemNotFoundError(CollectionError):
     """No item with that id or uri exists in the collection."""
 
 
+class BridgeError(CollectionError):
+    """The collection's tuned bridge is missing or damaged: run 'ravl tune --reset'."""
+
+
 # --- input data -------------------------------------------------------------------------------
 class InputError(RavlError):
     """Input data (a file, a manifest, a query) is malformed."""
@@ -67,6 +71,10 @@ class ImageError(InputError):
 
 class UnsupportedImageError(ImageError):
     """A file's content is not one of the allowed image formats (JPEG, PNG, GIF, WebP, BMP, TIFF)."""
+
+
+class TuneDataError(InputError):
+    """A collection holds too few captioned pairs to tune a bridge on: index more captioned images."""
 
 
 # --- generation -------------------------------------------------------------------------------

@@ -21,10 +21,13 @@ class ImageHit:
     uri: str
     score: float
     captions: tuple[str, ...]
+    found_by: dict | None = None  # text search: {signal: rank} for the rankings that found it
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["captions"] = list(self.captions)
+        if self.found_by is None:
+            del d["found_by"]
         return d
 
 
@@ -35,9 +38,13 @@ class CaptionHit:
     image_id: int
     uri: str
     score: float
+    found_by: dict | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if self.found_by is None:
+            del d["found_by"]
+        return d
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .collection import Collection, Target, check_k, check_target
 from .errors import InputError
+from .hybrid import Fusion
 from .images import load_image
 from .inputs import parse_json, read_text
 
@@ -40,7 +41,7 @@ def _check_query(q, where: str, base: Path | None = None) -> dict:
 
 
 def run_queries(collection: Collection, queries: Sequence[dict], *, target: Target = "images",
-                k: int = 10) -> list[dict]:
+                k: int = 10, mode: str = "auto", fusion: Fusion = Fusion()) -> list[dict]:
     """``[{"query": q, "results": [...]}, ...]`` in input order; texts and images each batched."""
     check_target(target)
     check_k(k)
@@ -49,7 +50,8 @@ def run_queries(collection: Collection, queries: Sequence[dict], *, target: Targ
     text_pos = [i for i, q in enumerate(queries) if "text" in q]
     image_pos = [i for i, q in enumerate(queries) if "image" in q]
     if text_pos:
-        hits = collection.search_text([queries[i]["text"] for i in text_pos], target=target, k=k)
+        hits = collection.search_text([queries[i]["text"] for i in text_pos], target=target, k=k, mode=mode,
+                                      fusion=fusion)
         for i, h in zip(text_pos, hits):
             results[i] = h
     if image_pos:

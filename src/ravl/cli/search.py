@@ -17,7 +17,17 @@ def add_parser(sub) -> None:
     p.add_argument("--target", choices=("images", "captions"), default="images",
                    help="what to return: images (default) or captions")
     p.add_argument("--k", "-k", type=int, default=10, help="number of results per query (default 10)")
-    p.add_argument("--json", action="store_true", help="one JSON object per query: {\"query\": ..., \"results\": [...]}")
+    p.add_argument("--mode", choices=("auto", "vector", "keyword", "hybrid"), default="auto",
+                   help="text queries: vector (shared space), keyword (BM25 over captions, sidecar and OCR text), "
+                        "hybrid (both, reciprocal rank fusion) or auto (default: hybrid when the collection has text)")
+    p.add_argument("--vector-weight", type=float, default=1.0, metavar="W",
+                   help="hybrid: weight of the vector ranking (default 1)")
+    p.add_argument("--keyword-weight", type=float, default=1.0, metavar="W",
+                   help="hybrid: weight of the keyword ranking (default 1)")
+    p.add_argument("--rrf-k", type=float, default=60.0, metavar="K",
+                   help="hybrid: rank offset of reciprocal rank fusion (default 60)")
+    p.add_argument("--json", action="store_true", help="one JSON object per query: {\"query\": ..., \"results\": [...]}; "
+                   "text results carry found_by: the rank each signal gave them")
     p.set_defaults(run=run)
 
 
@@ -25,6 +35,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from ..collection import open_collection
+    from ..hybrid import Fusion
     from ..query import read_queries, run_queries
 
     if args.queries:
@@ -34,7 +45,8 @@ def run(args) -> int:
     else:
         queries = [{"image": str(Path(args.image).expanduser().resolve())}]
     with open_collection(args.collection, readonly=True) as coll:
-        answers = run_queries(coll, queries, target=args.target, k=args.k)
+        fusion = Fusion(args.vector_weight, args.keyword_weight, args.rrf_k)
+        answers = run_queries(coll, queries, target=args.target, k=args.k, mode=args.mode, fusion=fusion)
     for answer in answers:
         if args.json:
             emit_json(answer)

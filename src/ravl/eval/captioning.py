@@ -43,7 +43,7 @@ def caption_config(collection, *, generator_spec: str, k: int, leave_one_out: bo
                    template: str | None = None, data: Sequence[str] = (), split: str | None = None,
                    ds_hash: str = "", backend: str = "auto") -> dict:
     """The report configuration of a captioning run (the cache key uses the generation part)."""
-    return {"task": "captioning", "encoder": collection.encoder_spec, "encoder_fingerprint": collection.fingerprint,
+    return {"task": "captioning", "encoder": collection.encoder_spec, "encoder_fingerprint": collection.active_fingerprint,
             "generator": generator_spec, "k": k, "leave_one_out": leave_one_out,
             "params": dict(vars(params)) if params is not None else {}, "template": template,
             "collection": str(collection.path), "collection_generation": collection.generation(),

@@ -142,7 +142,7 @@ def evaluate_retrieval(collection, *, ks: Iterable[int] = (1, 5, 10), split: str
     from .recall import retrieval_scores
 
     ks = parse_ks(ks)
-    item_ids, image_vecs = collection.item_vectors(which="emb")
+    item_ids, image_vecs = collection.item_embeddings()
     if not len(item_ids):
         raise InputError(f"collection {collection.path} holds no images; index a captioned dataset first")
     rows = collection.items(item_ids.tolist())
@@ -184,7 +184,7 @@ def evaluate_retrieval(collection, *, ks: Iterable[int] = (1, 5, 10), split: str
 def retrieval_config(collection, run: RetrievalRun, ks: Sequence[int], *, data: Sequence[str] = (),
                      ties: str = "pessimistic") -> dict:
     """The report configuration of a retrieval run."""
-    return {"task": "retrieval", "encoder": collection.encoder_spec, "encoder_fingerprint": collection.fingerprint,
+    return {"task": "retrieval", "encoder": collection.encoder_spec, "encoder_fingerprint": collection.active_fingerprint,
             "k": list(ks), "split": run.split, "data": list(data), "collection": str(collection.path),
             "dataset_hash": run.dataset_hash, "n_images": run.n_images, "n_captions": run.n_captions,
             "ties": ties, "protocol": "CLIP benchmark (t2i: own image relevant; i2t: any own caption)",

@@ -3,23 +3,17 @@
 ``ravl ask`` answers with the bundled SmolLM2 (``smollm2``) whenever it is installed: without a
 language model it can only show the evidence. ``ravl caption`` uses whichever scored higher in
 the leave-one-out captioning benchmark (``benchmarks/offline_lm.py``, figures in
-docs/generation.md): consensus. The demo captions with SmolLM2's best measured prompt
-(:data:`LM_CAPTION`) to show the language model, the consensus pick beside it. Everything falls
-back to ``consensus`` when SmolLM2 is not installed.
+docs/generation.md). Both fall back to ``consensus`` when SmolLM2 is not installed.
 
 ``ravl serve`` offers the same defaults: the page's "describe" (POST /caption without a
-``generator``) uses the caption default, POST /ask the ask default, and :data:`LM_CAPTION` is
-loaded too so a request can ask for the model's caption (:func:`server_generators`).
+``generator``) uses the caption default, POST /ask the ask default; ``consensus`` is always loaded
+too (:func:`server_generators`).
 """
 from __future__ import annotations
 
-#: the winner of the measured comparison (docs/generation.md, 2026-11-30): on 200 random stamps
-#: consensus and SmolLM2 tied (CIDEr-D 0.468 vs 0.431, the difference within noise); on 200 random
-#: emoji consensus scored higher on every metric (CIDEr-D 0.693 vs 0.582, outside noise), at 1/40
-#: of the time per caption and no model load
-CAPTION_CHOICE = "consensus"
-#: SmolLM2's best measured caption prompt: SmallCap's, continued as plain text
-LM_CAPTION = "smollm2?chat=0"
+#: the winner of the measured comparison (docs/generation.md): SmolLM2 continuing SmallCap's prompt
+#: as plain text scored at least as high as consensus on every metric, on the stamps and the emoji
+CAPTION_CHOICE = "smollm2?chat=0"
 TASKS = ("caption", "ask", "demo")
 
 
@@ -41,12 +35,9 @@ def default_generator(task: str) -> str:
 
 def server_generators() -> tuple[str, ...]:
     """What ``ravl serve`` loads when given no ``--generator``: the caption default first (the
-    page's "describe"), then the ask default and the LM's caption prompt (one shared model), then
-    ``consensus``; just ``consensus`` without SmolLM2."""
-    specs = [default_generator("caption"), default_generator("ask")]
-    if smollm2_installed():
-        specs.append(LM_CAPTION)
-    return tuple(dict.fromkeys([*specs, "consensus"]))
+    page's "describe"), then the ask default, then ``consensus``; just ``consensus`` without SmolLM2."""
+    specs = [default_generator("caption"), default_generator("ask"), "consensus"]
+    return tuple(dict.fromkeys(specs))
 
 
 def fallback_note() -> str | None:

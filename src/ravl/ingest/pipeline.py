@@ -103,7 +103,7 @@ def index_sources(collection, sources: Iterable[str], *, images_root=None, split
     report.total = len(records)
     report.seconds["read_sources"] = time.perf_counter() - t
 
-    encoder = collection.encoder
+    encoder = collection.base_encoder  # the store keeps base vectors; a tuned bridge applies on read
     states = collection.file_states()
     by_sha = {sha: item_id for item_id, _, _, sha in states.values()}
     known_caps = collection.captions_by_item()

@@ -4,7 +4,8 @@ captions) before anything is written, so a malformed source fails fast and store
 Formats: a folder of images (recursive; ``name.txt`` beside ``name.jpg`` holds captions, one per
 line), a JSONL or CSV manifest (``image`` plus ``caption`` or ``captions``), a COCO captions
 JSON (``captions_val2014.json``; needs ``images_root``) and a Karpathy split JSON
-(``dataset_coco.json``; ``split`` picks train/val/test/restval).
+(``dataset_coco.json``; ``split`` picks train/val/test/restval); an npm ``emoji-datasource-*``
+package folder (:mod:`ravl.ingest.emoji`).
 """
 from __future__ import annotations
 
@@ -13,11 +14,11 @@ import io
 import json
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import SourceError
 from ..inputs import parse_json, read_text
+from .record import Record
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
 def _image_name(value, where: str) -> str:
@@ -36,17 +37,6 @@ def _under_root(root: Path, name: str, where: str, confine: bool) -> Path:
         raise SourceError(f"{where}: image {name!r} lies outside --images-root {root}; file names in COCO and "
                           "Karpathy files must be relative to it")
     return joined.resolve()
-
-
-@dataclass
-class Record:
-    path: Path
-    captions: list[str] = field(default_factory=list)
-    metadata: dict = field(default_factory=dict)
-
-    @property
-    def uri(self) -> str:
-        return str(self.path)
 
 
 def _clean(captions: Iterable) -> list[str]:
@@ -223,7 +213,9 @@ def read_source(source: str | Path, *, images_root: str | Path | None = None, sp
     if not path.exists():
         raise SourceError(f"{path}: no such file or folder")
     if path.is_dir():
-        return read_folder(path)
+        from .emoji import is_emoji_datasource, read_emoji_datasource
+
+        return read_emoji_datasource(path) if is_emoji_datasource(path) else read_folder(path)
     suffix = path.suffix.lower()
     if suffix in IMAGE_EXTENSIONS:
         return [Record(path.resolve(), [], {"source": "file"})]

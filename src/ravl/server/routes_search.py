@@ -14,6 +14,7 @@ from .settings import ServerSettings
 from .state import ServerState
 
 Target = Literal["images", "captions"]
+Mode = Literal["auto", "vector", "keyword", "hybrid"]
 
 
 async def get_state(request: Request) -> ServerState:
@@ -76,8 +77,17 @@ def build_router(settings: ServerSettings) -> APIRouter:
     async def search_get(q: str | None = Query(None, max_length=2000, description="text query"),
                          item: int | None = Query(None, description="search with this item's image"),
                          k: int = K, target: Target = Query("images"),
+                         mode: Mode = Query("auto", description="text search: vector, keyword (BM25 over captions, "
+                                            "sidecar and OCR text), hybrid (reciprocal rank fusion of both) or auto "
+                                            "(hybrid when the collection has text)"),
+                         vector_weight: float = Query(1.0, ge=0.0, le=100.0, description="hybrid: vector ranking weight"),
+                         keyword_weight: float = Query(1.0, ge=0.0, le=100.0,
+                                                       description="hybrid: keyword ranking weight"),
+                         rrf_k: float = Query(60.0, ge=0.0, le=10000.0, description="hybrid: RRF rank offset"),
                          state: ServerState = Depends(get_state)) -> dict:
         # async: the text waits for its batch without holding a worker thread; store work runs in the pool
+        from ..hybrid import Fusion
+
         coll = state.collection
         if (q is None) == (item is None):
             raise InputError("give exactly one of q (text) or item (an item id), e.g. /search?q=a+red+car")
@@ -86,9 +96,12 @@ def build_router(settings: ServerSettings) -> APIRouter:
             return {"query": {"item": item}, "target": target, "results": hits_json(hits)}
         text = q or ""
         check_texts([text])
-        vector = await state.encoder.encode_text_async(text)
-        hits = (await run_in_threadpool(coll.search_vectors, vector, index=target, k=k))[0]
-        return {"query": {"text": q}, "target": target, "results": hits_json(hits)}
+        fusion = Fusion(vector_weight, keyword_weight, rrf_k)
+        resolved = await run_in_threadpool(coll.text_mode, mode)
+        vector = None if resolved == "keyword" else await state.encoder.encode_text_async(text)
+        hits = (await run_in_threadpool(coll.search_text_vectors, [text], vector, target=target, k=k, mode=resolved,
+                                        fusion=fusion))[0]
+        return {"query": {"text": q}, "target": target, "mode": mode, "results": hits_json(hits)}
 
     @router.get("/items/{item_id}/similar", tags=["search"], summary="Images (or captions) similar to an item")
     def similar(item_id: int, k: int = K, target: Target = Query("images"),

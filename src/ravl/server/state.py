@@ -128,10 +128,10 @@ class ServerState:
     @property
     def encoder(self) -> BatchedEncoder:
         """The collection's encoder behind the server's batchers (fingerprint checked at open)."""
-        return self.collection.encoder  # type: ignore[return-value]
+        return self.collection.base_encoder  # type: ignore[return-value]  # a tuned bridge applies on search
 
     def close(self) -> None:
-        encoder = self.collection.encoder  # loaded at open: no model load here
+        encoder = self.collection.base_encoder  # loaded at open: no model load here
         self.collection.close()
         if isinstance(encoder, BatchedEncoder):
             encoder.close()

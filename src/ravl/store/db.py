@@ -287,33 +287,27 @@ class Database:
             out.setdefault(item_id, []).append(cid)
         return out
 
-    def export_rows(self, chunk: int) -> Iterator[list[dict]]:
-        """Every item with its vectors and captions (with theirs), ``chunk`` items at a time, by id."""
-        last = -1
-        while True:
-            rows = self.conn.execute(
-                "SELECT i.id, i.uri, i.sha256, i.size, i.mtime_ns, i.width, i.height, i.metadata, v.emb, v.feat "
-                "FROM items i JOIN item_vectors v ON v.item_id = i.id WHERE i.id > ? ORDER BY i.id LIMIT ?",
-                (last, chunk)).fetchall()
-            if not rows:
-                return
-            caps: dict[int, list[tuple[str, str, bytes]]] = {}
-            for item_id, text, source, emb in self.conn.execute(
-                    "SELECT item_id, text, source, emb FROM captions WHERE item_id BETWEEN ? AND ? ORDER BY id",
-                    (rows[0][0], rows[-1][0])):
-                caps.setdefault(item_id, []).append((text, source, emb))
-            out = []
-            for r in rows:
-                mine = caps.get(r[0], [])
-                out.append({"id": r[0], "uri": r[1], "sha256": r[2], "size": r[3], "mtime_ns": r[4], "width": r[5],
-                            "height": r[6], "metadata": r[7], "embedding": np.frombuffer(r[8], np.float32),
-                            "features": np.frombuffer(r[9], np.float32), "captions": [c[0] for c in mine],
-                            "caption_sources": [c[1] for c in mine],
-                            "caption_embeddings": [np.frombuffer(c[2], np.float32) for c in mine]})
-            yield out
-            last = rows[-1][0]
+    def has_keyword_index(self) -> bool:
+        """False for a collection created before keyword search that was only opened read-only since."""
+        return self.conn.execute("SELECT 1 FROM sqlite_master WHERE name='captions_fts'").fetchone() is not None
+
+    def keyword_search(self, match: str, limit: int) -> list[tuple[int, int, float]]:
+        """(caption id, item id, BM25 score, higher is better) for an FTS5 ``match`` expression, best first."""
+        rows = self.conn.execute(
+            "SELECT f.rowid, c.item_id, -bm25(captions_fts) FROM captions_fts f JOIN captions c ON c.id = f.rowid "
+            "WHERE captions_fts MATCH ? ORDER BY bm25(captions_fts), f.rowid LIMIT ?", (match, limit)).fetchall()
+        return [(int(a), int(b), float(s)) for a, b, s in rows]
 
     # --- writes -------------------------------------------------------------------------------
+    def set_bridge(self, name: str | None, sha256: str | None) -> None:
+        """Record (or with None, forget) the tuned bridge file in use, and mark the vectors changed."""
+        with self.transaction() as c:
+            if name is None:
+                c.execute("DELETE FROM meta WHERE key IN ('bridge_file', 'bridge_sha256')")
+            else:
+                self.set_meta({"bridge_file": name, "bridge_sha256": sha256}, c)
+            self.bump_generation(c)
+
     def write_batch(self, new_items: Sequence[NewItem], touched: Sequence[tuple[int, int, int]] = (),
                     extra_captions: Sequence[tuple[int, str, np.ndarray, str]] = (),
                     on_skip: Callable[[str, str], None] | None = None) -> list[int | None]:

@@ -50,8 +50,26 @@ INSERT OR IGNORE INTO meta(key, value) VALUES('collection_id', lower(hex(randomb
 INSERT OR IGNORE INTO meta(key, value) VALUES('state', lower(hex(randomblob(8))));
 """
 
+# Keyword search (FTS5) over every caption, sidecar and OCR text; triggers keep it in the same
+# transactions as the rows (deletes cascading from items included).
+_V3_FTS = """
+CREATE VIRTUAL TABLE captions_fts USING fts5(text, content='captions', content_rowid='id',
+  tokenize='porter unicode61 remove_diacritics 2');
+CREATE TRIGGER captions_fts_insert AFTER INSERT ON captions BEGIN
+  INSERT INTO captions_fts(rowid, text) VALUES (new.id, new.text);
+END;
+CREATE TRIGGER captions_fts_delete AFTER DELETE ON captions BEGIN
+  INSERT INTO captions_fts(captions_fts, rowid, text) VALUES ('delete', old.id, old.text);
+END;
+CREATE TRIGGER captions_fts_update AFTER UPDATE OF text ON captions BEGIN
+  INSERT INTO captions_fts(captions_fts, rowid, text) VALUES ('delete', old.id, old.text);
+  INSERT INTO captions_fts(rowid, text) VALUES (new.id, new.text);
+END;
+INSERT INTO captions_fts(captions_fts) VALUES ('rebuild');
+"""
+
 #: version -> SQL that brings a database from version-1 to version
-MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2}
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3_FTS}
 LATEST = max(MIGRATIONS)
 
 

@@ -45,7 +45,8 @@ function card(hit, opts) {
   img.src = `/items/${itemId}/thumbnail`;
   node.appendChild(img);
   const meta = el("div", "meta");
-  meta.appendChild(el("div", "score", hit.score.toFixed(3)));
+  const found = hit.found_by ? " · " + Object.keys(hit.found_by).join("+") : "";
+  meta.appendChild(el("div", "score", hit.score.toFixed(3) + found));
   meta.appendChild(el("div", "cap", captions.slice(0, 2).join(" · ") || "(no caption)"));
   const actions = el("div", "actions");
   const similar = el("a", "similar", "similar");
@@ -99,13 +100,13 @@ async function run(label, fn) {
 }
 
 function params() {
-  return { k: $("k").value, target: $("target").value };
+  return { k: $("k").value, target: $("target").value, mode: $("mode").value };
 }
 
 async function searchText(q) {
   const p = params();
   await run("searching", async () => {
-    const url = `/search?q=${encodeURIComponent(q)}&k=${p.k}&target=${p.target}`;
+    const url = `/search?q=${encodeURIComponent(q)}&k=${p.k}&target=${p.target}&mode=${p.mode}`;
     const body = await api(url);
     showResults(`“${q}” — ${body.results.length} ${p.target}`, body.results);
     setStatus(`${body.results.length} results in ${body._ms} ms`);

@@ -1,31 +1,28 @@
-"""A collection: a folder holding the SQLite database and FAISS index caches, plus the encoder
-that made its vectors. Search across modalities lives here; ingest lives in :mod:`ravl.ingest`."""
+"""The :class:`Collection` class: store access (the one door), index caches and search."""
 from __future__ import annotations
 
-import logging
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from . import __version__
-from .encoders.base import Encoder, ImageVectors, load_encoder
-from .errors import CollectionError, CollectionNotFoundError, ConfigError, EncoderMismatchError, ItemNotFoundError
-from .fsutil import WriterLock
-from .hits import MAX_K, TARGETS, CaptionHit, CaptionSet, ImageHit, Target, check_k, check_target, check_texts
-from .store.db import DB_NAME, OCR_SOURCE, Database, ItemRow, NewItem, sqlite_errors, translating_sqlite_errors
-from .store.integrity import STALE_TMP_SECONDS, clean_stale_tmp
-from .store.vectors import VectorIndex, load_or_build
+from ..encoders.base import Encoder, ImageVectors, load_encoder
+from ..encoders.bridge import Bridge, TunedEncoder
+from ..errors import ConfigError, EncoderMismatchError, ItemNotFoundError
+from ..fsutil import WriterLock
+from ..hits import MAX_K, CaptionHit, CaptionSet, ImageHit, Target, check_k, check_target, check_texts
+from ..hybrid import Fusion, check_mode, fts_query, fuse, ranked
+from ..store import bulk
+from ..store.db import OCR_SOURCE, Database, ItemRow, NewItem
+from ..store.integrity import clean_stale_tmp
+from ..store.sqlite_errors import translating_sqlite_errors
+from ..store.vectors import VectorIndex, load_or_build
+from .tuned import TunedBridge
 
-__all__ = ["MAX_K", "STALE_TMP_SECONDS", "TARGETS", "CaptionHit", "CaptionSet", "Collection", "ImageHit", "NewItem",
-           "OCR_SOURCE", "Target", "check_k", "check_target", "check_texts", "open_collection",
-           "translating_sqlite_errors"]
 
-
-class Collection:
+class Collection(TunedBridge):
     """Open with :func:`open_collection`."""
 
     def __init__(self, path: Path, db: Database, *, encoder: Encoder | None = None):
@@ -38,6 +35,8 @@ class Collection:
         self.feature_dim = int(meta["feature_dim"])
         self._encoder = encoder
         self._indexes: dict[str, tuple[int, VectorIndex]] = {}
+        self._bridge: tuple[int, tuple[Bridge, str] | None] | None = None  # (generation, (bridge, sha256))
+        self._tuned: TunedEncoder | None = None
         self._lock = threading.Lock()
         self._writer_lock: WriterLock | None = None  # held while opened with create=True
 
@@ -55,12 +54,13 @@ class Collection:
         self.close()
 
     @property
-    def encoder(self) -> Encoder:
-        """The collection's encoder, loaded on first use and checked against the stored fingerprint."""
+    def base_encoder(self) -> Encoder:
+        """The encoder the collection was built with, loaded on first use and checked against the
+        stored fingerprint (no tuned bridge: what ingest stores)."""
         with self._lock:
             if self._encoder is None:
                 self._encoder = load_encoder(self.encoder_spec)
-            _check_fingerprint(self.path, self.fingerprint, self._encoder)
+            check_fingerprint(self.path, self.fingerprint, self._encoder)
             return self._encoder
 
     # --- facts --------------------------------------------------------------------------------
@@ -69,9 +69,9 @@ class Collection:
         size = sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
         meta = self._db.get_meta()
         return {"path": str(self.path), **self._db.counts(), "encoder": self.encoder_spec,
-                "fingerprint": self.fingerprint, "dim": self.dim, "feature_dim": self.feature_dim,
+                "fingerprint": self.active_fingerprint, "dim": self.dim, "feature_dim": self.feature_dim,
                 "created_at": meta.get("created_at"), "ravl_version": meta.get("ravl_version"),
-                "generation": self._db.generation(), "size_bytes": size}
+                "generation": self._db.generation(), "size_bytes": size, "tuned": self.tuned_info()}
 
     @translating_sqlite_errors
     def get_item(self, item_id: int) -> ItemRow:
@@ -126,7 +126,7 @@ class Collection:
 
     def export_rows(self, chunk: int) -> Iterator[list[dict]]:
         """Every item with its captions and vectors, ``chunk`` items at a time, in id order."""
-        return self._db.export_rows(chunk)
+        return bulk.export_rows(self._db, chunk)
 
     def add_batch(self, new_items: Sequence[NewItem], touched: Sequence[tuple[int, int, int]] = (),
                   extra_captions: Sequence[tuple[int, str, np.ndarray, str]] = (),
@@ -153,9 +153,9 @@ class Collection:
             elif name == "features":
                 fetch, dim = (lambda: self._db.item_vectors(which="feat")), self.feature_dim
             else:
-                fetch, dim = (lambda: self._db.item_vectors(which="emb")), self.dim
+                fetch, dim = self.item_embeddings, self.dim  # through the tuned bridge, if any
             with self._db.snapshot():  # the binding and a rebuild see the same database state
-                binding = {**self._db.index_binding(name), "dim": dim}
+                binding = self._binding(name, dim)
                 index = load_or_build(self.path / "index", name, binding, dim, fetch)
             built_at = binding["generation"]
             assert isinstance(built_at, int)
@@ -166,7 +166,13 @@ class Collection:
         """What the ``name`` index cache must be sealed to now (collection id, generation, count, dim)."""
         dim = self.feature_dim if name == "features" else self.dim
         with self._db.snapshot():
-            return {**self._db.index_binding(name), "dim": dim}
+            return self._binding(name, dim)
+
+    def _binding(self, name: str, dim: int) -> dict:
+        binding = {**self._db.index_binding(name), "dim": dim}
+        if name == "images":  # its vectors go through the tuned bridge, if any
+            binding["bridge"] = self._db.get_meta().get("bridge_sha256")
+        return binding
 
     @translating_sqlite_errors
     def clean_stale_index_files(self) -> int:
@@ -210,24 +216,75 @@ class Collection:
         return [[ImageHit(i, items[i].uri, score, items[i].captions) for i, score in hits if i in items]
                 for hits in raw]
 
-    def search_text(self, texts: Sequence[str], *, target: Target = "images", k: int = 10):
-        """Text -> images (shared space) or text -> captions."""
+    def text_mode(self, mode: str) -> str:
+        """``mode`` checked, ``auto`` resolved: ``hybrid`` when the collection holds text, else ``vector``."""
+        check_mode(mode)
+        has_index = self._db.has_keyword_index()
+        if mode == "auto":
+            return "hybrid" if has_index and self._db.counts()["captions"] > 0 else "vector"
+        if mode != "vector" and not has_index:
+            raise ConfigError(f"collection {self.path} predates keyword search; run 'ravl index' on it once (any "
+                              "source) to build its keyword index, or use --mode vector")
+        return mode
+
+    def search_text(self, texts: Sequence[str], *, target: Target = "images", k: int = 10, mode: str = "auto",
+                    fusion: Fusion = Fusion()):
+        """Text -> images or captions by ``mode``: ``vector`` (shared space), ``keyword`` (BM25 over
+        captions, sidecar and OCR text), ``hybrid`` (both, reciprocal rank fusion) or ``auto``
+        (hybrid when the collection holds text, else vector). Each hit's ``found_by`` gives the rank
+        each signal gave it."""
         check_target(target)
+        check_k(k)
         check_texts(texts)
-        queries = self.encoder.encode_texts(list(texts))
-        return self.search_vectors(queries, index=target, k=k)
+        mode = self.text_mode(mode)
+        vectors = None if mode == "keyword" else self.encoder.encode_texts(list(texts))
+        return self.search_text_vectors(texts, vectors, target=target, k=k, mode=mode, fusion=fusion)
+
+    @translating_sqlite_errors
+    def search_text_vectors(self, texts: Sequence[str], vectors: np.ndarray | None, *, target: Target = "images",
+                            k: int = 10, mode: str = "vector", fusion: Fusion = Fusion()):
+        """:meth:`search_text` with the texts' vectors already computed (e.g. by a batcher; None for
+        ``keyword``); ``mode`` as :meth:`text_mode` resolved it."""
+        check_target(target)
+        depth = k if mode == "vector" else min(MAX_K, max(50, 3 * k))
+        vector_hits: list[list] = [[] for _ in texts]
+        if mode != "keyword":
+            if vectors is None:
+                raise ConfigError(f"search mode {mode!r} needs the texts' vectors")
+            vector_hits = self.search_vectors(vectors, index=target, k=depth)
+        if mode == "vector":
+            return [ranked(hits, "vector") for hits in vector_hits]
+        return [fuse(hits, self._keyword_hits(text, target, depth), mode, fusion, k)
+                for text, hits in zip(texts, vector_hits)]
+
+    def _keyword_hits(self, text: str, target: str, depth: int) -> list:
+        match = fts_query(text)
+        if match is None:
+            return []
+        rows = self._db.keyword_search(match, depth if target == "captions" else depth * 4)
+        if target == "captions":
+            cap = self._db.caption_rows([cid for cid, _, _ in rows])
+            return [CaptionHit(cid, cap[cid][0], cap[cid][1], cap[cid][2], score) for cid, _, score in rows if cid in cap]
+        best: dict[int, float] = {}
+        for _, item_id, score in rows:
+            best.setdefault(item_id, score)
+        ids = list(best)[:depth]
+        items = self._db.items(ids)
+        return [ImageHit(i, items[i].uri, best[i], items[i].captions) for i in ids if i in items]
 
     def search_image(self, images: Sequence[Image.Image], *, target: Target = "images", k: int = 10,
                      exclude_items: Iterable[int] = ()):
         """Image -> similar images (image features) or image -> captions (shared space)."""
         check_target(target)
-        vecs = self.encoder.embed_images([im.convert("RGB") for im in images])
+        vecs = self.base_encoder.embed_images([im.convert("RGB") for im in images])
         return self.search_image_vectors(vecs, target=target, k=k, exclude_items=exclude_items)
 
     def search_image_vectors(self, vecs: ImageVectors, *, target: Target = "images", k: int = 10,
                              exclude_items: Iterable[int] = ()):
-        """:meth:`search_image` with the images' vectors already computed (e.g. by a batcher)."""
+        """:meth:`search_image` with the images' vectors already computed by the base encoder (e.g.
+        by a batcher); the tuned bridge, if any, is applied here."""
         check_target(target)
+        vecs = self.bridged(vecs)
         if target == "images":
             return self.search_vectors(vecs.features, index="features", k=k, exclude_items=exclude_items)
         return self.search_vectors(vecs.embedding, index="captions", k=k, exclude_items=exclude_items)
@@ -237,8 +294,10 @@ class Collection:
         """Search with a stored item's own vectors (no image decoding or model call)."""
         check_target(target)
         self.get_item(item_id)
-        which = "feat" if target == "images" else "emb"
-        _, vecs = self._db.item_vectors([item_id], which=which)
+        if target == "images":
+            _, vecs = self._db.item_vectors([item_id], which="feat")
+        else:
+            _, vecs = self.item_embeddings([item_id])
         exclude = () if include_self else (item_id,)
         index = "features" if target == "images" else "captions"
         return self.search_vectors(vecs, index=index, k=k, exclude_items=exclude)[0]
@@ -249,104 +308,9 @@ def _valid_id(item_id) -> bool:
     return isinstance(item_id, int) and not isinstance(item_id, bool) and 0 <= item_id < 2**63
 
 
-def _same_vectors(a: str, b: str) -> bool:
-    """True when specs ``a`` and ``b`` differ only in options their family declares runtime-only."""
-    from . import registry
-    from .errors import RavlError
-    from .specs import fingerprint_spec, parse_spec
-
-    try:
-        pa, pb = parse_spec(a), parse_spec(b)
-        if pa.family != pb.family:
-            return False
-        options = registry.declaration(registry.factory_for("encoders", pa)).options
-    except (RavlError, ImportError, AttributeError):
-        return False
-    return bool(options) and fingerprint_spec(pa, options) == fingerprint_spec(pb, options)
-
-
-def _check_fingerprint(path: Path, stored: str, encoder: Encoder) -> None:
+def check_fingerprint(path: Path, stored: str, encoder: Encoder) -> None:
     if encoder.fingerprint != stored:
         raise EncoderMismatchError(
             f"collection {path} was built with encoder {stored!r}, but {encoder.fingerprint!r} is loaded; "
             "re-index into a new --collection folder to use this encoder"
         )
-
-
-LOCK_NAME = "ravl.lock"
-log = logging.getLogger("ravl")
-
-
-def _initial_meta(enc: Encoder) -> dict[str, object]:
-    return {"encoder_spec": enc.spec, "encoder_fingerprint": enc.fingerprint, "dim": enc.dim,
-            "feature_dim": enc.feature_dim, "created_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "ravl_version": __version__, "generation": 0}
-
-
-def open_collection(path: str | Path, *, encoder: str | Encoder | None = None, create: bool = False,
-                    readonly: bool = False) -> Collection:
-    """Open the collection in folder ``path``.
-
-    ``encoder`` (a spec or an :class:`Encoder`) is used to create a new collection; for an existing
-    one it must match what the collection was built with. ``create=True`` makes the folder and
-    database when missing (schema and metadata in one transaction), finishes a collection whose
-    creation was interrupted, and holds the collection's writer lock until :meth:`Collection.close`:
-    a second process opening it with ``create=True`` waits (and logs that it waits).
-    """
-    path = Path(path).expanduser().resolve()
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"--collection {path} is a file; give a folder path")
-    lock = None
-    if create:
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-            lock = WriterLock(path / LOCK_NAME, on_wait=lambda: log.warning(
-                "ravl: another process is writing to %s; waiting for it to finish (Ctrl-C to stop)", path))
-        except OSError as exc:
-            raise CollectionError(f"cannot write to collection folder {path} ({exc.strerror or exc}); "
-                                  "choose a folder you can write to") from None
-    try:
-        coll = _open(path, encoder, create, readonly)
-    except BaseException:
-        if lock:
-            lock.release()
-        raise
-    coll._writer_lock = lock
-    return coll
-
-
-def _open(path: Path, encoder: str | Encoder | None, create: bool, readonly: bool) -> Collection:
-    db_path = path / DB_NAME
-    enc_obj = encoder if isinstance(encoder, Encoder) else None
-    initial = None
-    if not db_path.exists():
-        if not create:
-            raise CollectionNotFoundError(
-                f"no collection at {path}; build one with 'ravl index SOURCE --collection {path}'")
-        enc_obj = enc_obj or load_encoder(str(encoder or "default"))
-        initial = _initial_meta(enc_obj)
-    db = Database(db_path, readonly=readonly and not create, initial_meta=initial)
-    try:
-        with sqlite_errors(db_path):
-            meta = db.get_meta()
-        if "encoder_spec" not in meta:  # creation interrupted (or made by an older ravl): finish it
-            if not create:
-                raise CollectionNotFoundError(
-                    f"{path} holds an unfinished collection (its creation was interrupted); run 'ravl index "
-                    f"SOURCE --collection {path}' to finish creating it")
-            enc_obj = enc_obj or load_encoder(str(encoder or "default"))
-            meta = db.finish_meta(_initial_meta(enc_obj))
-        if enc_obj is None and encoder is not None and str(encoder).strip() != meta["encoder_spec"]:
-            if _same_vectors(str(encoder), meta["encoder_spec"]):  # differs only in runtime options (threads, ...)
-                enc_obj = load_encoder(str(encoder))
-        if enc_obj is None and encoder is not None and str(encoder).strip() != meta["encoder_spec"]:
-            raise EncoderMismatchError(
-                f"collection {path} was built with encoder {meta['encoder_spec']!r}, not {encoder!r}; omit "
-                "--encoder to use the collection's own, or index into a new --collection folder")
-        coll = Collection(path, db, encoder=enc_obj)
-        if enc_obj is not None:
-            _check_fingerprint(path, coll.fingerprint, enc_obj)
-        return coll
-    except BaseException:
-        db.close()
-        raise

@@ -1,0 +1,49 @@
+"""Bulk reads over a whole collection: every item for ``ravl export``, and the caption/image pairs
+``ravl tune`` learns from. Plain functions over a :class:`~ravl.store.db.Database`."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from .db import Database
+
+
+def export_rows(db: Database, chunk: int) -> Iterator[list[dict]]:
+    """Every item with its vectors and captions (with theirs), ``chunk`` items at a time, by id."""
+    last = -1
+    while True:
+        rows = db.conn.execute(
+            "SELECT i.id, i.uri, i.sha256, i.size, i.mtime_ns, i.width, i.height, i.metadata, v.emb, v.feat "
+            "FROM items i JOIN item_vectors v ON v.item_id = i.id WHERE i.id > ? ORDER BY i.id LIMIT ?",
+            (last, chunk)).fetchall()
+        if not rows:
+            return
+        caps: dict[int, list[tuple[str, str, bytes]]] = {}
+        for item_id, text, source, emb in db.conn.execute(
+                "SELECT item_id, text, source, emb FROM captions WHERE item_id BETWEEN ? AND ? ORDER BY id",
+                (rows[0][0], rows[-1][0])):
+            caps.setdefault(item_id, []).append((text, source, emb))
+        out = []
+        for r in rows:
+            mine = caps.get(r[0], [])
+            out.append({"id": r[0], "uri": r[1], "sha256": r[2], "size": r[3], "mtime_ns": r[4], "width": r[5],
+                        "height": r[6], "metadata": r[7], "embedding": np.frombuffer(r[8], np.float32),
+                        "features": np.frombuffer(r[9], np.float32), "captions": [c[0] for c in mine],
+                        "caption_sources": [c[1] for c in mine],
+                        "caption_embeddings": [np.frombuffer(c[2], np.float32) for c in mine]})
+        yield out
+        last = rows[-1][0]
+
+
+def training_pairs(db: Database) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """(owner item ids, texts, text vectors) of every caption not read by OCR, in id order."""
+    rows = db.conn.execute("SELECT item_id, text, emb FROM captions WHERE source != 'ocr' ORDER BY id").fetchall()
+    owners = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    vecs = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), -1) if rows \
+        else np.zeros((0, 0), np.float32)
+    return owners, [r[1] for r in rows], vecs
+
+
+def item_hashes(db: Database) -> dict[int, str]:
+    return dict(db.conn.execute("SELECT id, sha256 FROM items").fetchall())
