@@ -68,6 +68,7 @@ def collection(tmp_path_factory, skimage_photos):
     return root
 
 
+@pytest.mark.slow
 def test_no_torch_or_transformers_on_the_query_path(collection):
     photo = str(collection / "coffee.jpg")
     proc = subprocess.run([sys.executable, "-c", PROBE, str(collection / "coll"), photo], capture_output=True,

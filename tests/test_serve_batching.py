@@ -50,6 +50,7 @@ def built(tmp_path_factory, skimage_photos):
     return build_collection(tmp_path_factory, skimage_photos)
 
 
+@pytest.mark.slow
 def test_batched_answers_equal_unbatched(built, tmp_path, skimage_photos):
     uploads = {n: jpeg_bytes(skimage_photos, n) for n in ("coffee", "chelsea", "rocket")}
     queries = [("text", q) for q in ("a cat", "a red circle", "a rocket", "coffee", "a square", "a vehicle",
@@ -95,6 +96,7 @@ def test_batched_answers_equal_unbatched(built, tmp_path, skimage_photos):
             assert np.allclose([h["score"] for h in got], [h["score"] for h in want], atol=1e-5), q
 
 
+@pytest.mark.slow
 def test_health_and_static_files_answer_while_a_model_call_is_in_flight(tmp_path):
     sys.path.insert(0, str(TESTS))
     import slow_encoder

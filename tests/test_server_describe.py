@@ -32,6 +32,7 @@ def test_server_defaults_follow_the_cli(monkeypatch, tmp_path):
 
 
 @needs_model
+@pytest.mark.slow
 def test_page_describe_is_written_by_the_bundled_lm(smol, tmp_path_factory, skimage_photos, tmp_path):
     images, coll = build_collection(tmp_path_factory, skimage_photos)
     # the server reads the model from the session's RAVL_HOME: link the cache the smol fixture built

@@ -131,6 +131,7 @@ def test_gguf_is_found_through_the_package_spec():
 
 
 @needs_model
+@pytest.mark.slow
 def test_cache_round_trip_is_verified(smol, monkeypatch):
     monkeypatch.setenv("RAVL_HOME", str(smol["home"]))
     folder = smol["folder"]
@@ -144,6 +145,7 @@ def test_cache_round_trip_is_verified(smol, monkeypatch):
 
 
 @needs_model
+@pytest.mark.slow
 def test_real_model_captions_and_answers_with_citations(smol, tmp_path, colour_spec):
     coll = _fruit_collection(tmp_path, colour_spec, {"red1": "A red strawberry.", "red2": "A ripe strawberry.",
                                                      "red3": "A strawberry on a plate.", "blue": "A blue car."})

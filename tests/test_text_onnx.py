@@ -33,6 +33,7 @@ def test_tokens_match_transformers(torch_tower):
     assert ids.shape[1] == 128  # the long check sentence is truncated like the torch path
 
 
+@pytest.mark.slow
 def test_default_text_vectors_match_the_torch_path():
     onnx_enc, torch_enc = load_encoder("default"), load_encoder("default?runtime=torch")
     got, ref = onnx_enc.encode_texts(TEXTS), torch_enc.encode_texts(TEXTS)
@@ -47,6 +48,7 @@ def test_default_text_vectors_match_the_torch_path():
     np.testing.assert_allclose(onnx_enc.encode_texts(TEXTS[::-1])[::-1], got, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_export_cached_checked_and_reexported_when_damaged(ravl_home, torch_tower):
     first = _tower(lambda: torch_tower)
     first.load()
@@ -73,6 +75,7 @@ class _WrongReference:
         return out
 
 
+@pytest.mark.slow
 def test_export_that_disagrees_with_torch_is_refused(ravl_home, torch_tower):
     primary = _tower(_WrongReference)
     tower = FallbackTower(primary, lambda: torch_tower)
