@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import GenerationError, GenerationTimeoutError, GeneratorUnreachableError
+from ..specs import Option, Spec
 
 MAX_WAIT = 30.0
 RETRY_STATUS = (408, 409, 429)
@@ -180,17 +181,26 @@ def multipart(fields: dict[str, str], files: list[tuple[str, str, bytes, str]]) 
     return bytes(out), f"multipart/form-data; boundary={boundary}"
 
 
-def number_option(spec, key: str, kind: type, default: float, low: float) -> Any:
-    """``spec``'s option ``key`` as a number of ``kind`` (at least ``low``), or ``default``."""
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+
+
+def retry_options(timeout: float, waits_for: str) -> tuple[Option, ...]:
+    """The ``timeout``/``retries``/``backoff`` options every HTTP backend declares."""
+    return (Option("timeout", float, timeout, f"seconds to wait for {waits_for}", minimum=0.001),
+            Option("retries", int, 2, "further attempts after a 429, a 5xx or a refused/dropped connection", minimum=0),
+            Option("backoff", float, 0.5, "seconds before the first retry, doubling each time", minimum=0))
+
+
+def openai_endpoint(spec: Spec, opts: dict[str, Any], example: str) -> tuple[str, str]:
+    """``(base_url, api_key_env)`` of an OpenAI-compatible backend: ``?base_url=``, else
+    ``$OPENAI_BASE_URL``, else OpenAI's; an ``?api_key_env=`` naming an unset variable is an error."""
     from ..errors import ConfigError
 
-    value = spec.opts.get(key)
-    if value is None or value == "":
-        return kind(default)
-    try:
-        number = kind(value)
-    except ValueError:
-        raise ConfigError(f"option {key}={value!r} in {str(spec)!r} must be a number") from None
-    if number < low:
-        raise ConfigError(f"option {key}={value!r} in {str(spec)!r} must be at least {low}")
-    return number
+    base_url = opts["base_url"] or os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"base_url {base_url!r} in {str(spec)!r} must be an http(s) URL such as {example}")
+    api_key_env = opts["api_key_env"]
+    if "api_key_env" in spec.opts and not os.environ.get(api_key_env):
+        raise ConfigError(f"{str(spec)!r} reads its API key from ${api_key_env}, which is not set; export it first")
+    return base_url, api_key_env

@@ -18,27 +18,23 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit
 
 from PIL import Image
 
 from ..errors import ConfigError, GenerationError
 from ..specs import Option, Spec, declare, parse_options
 from .base import GenerationParams, Generator, OnText
-from .http import HttpClient, server_message
+from .http import OPENAI_BASE_URL, HttpClient, openai_endpoint, retry_options, server_message
 
 OPTIONS = (
     Option("base_url", str, None, "API root ending in /v1 (default $OPENAI_BASE_URL, else https://api.openai.com/v1)"),
     Option("api_key_env", str, "OPENAI_API_KEY", "environment variable holding the API key (unset: no key is sent)"),
-    Option("timeout", float, 60.0, "seconds to wait for an answer, and between streamed chunks", minimum=0.001),
-    Option("retries", int, 2, "further attempts after a 429, a 5xx or a refused/dropped connection", minimum=0),
-    Option("backoff", float, 0.5, "seconds before the first retry, doubling each time", minimum=0),
+    *retry_options(60.0, "an answer, and between streamed chunks"),
     Option("vision", bool, False, "the model can see images: send the image as a data-URL content part"),
 )
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_BASE_URL = OPENAI_BASE_URL
 #: longest side of an image sent to a vision model; larger ones are downscaled first
 MAX_IMAGE_SIDE = 1024
 
@@ -187,13 +183,6 @@ def create(spec: Spec) -> OpenAIGenerator:
         raise ConfigError("the openai generator needs a model name: e.g. "
                           "'openai:llama3.2?base_url=http://localhost:11434/v1' or 'openai:gpt-4o-mini'")
     opts = parse_options(spec, OPTIONS)
-    base_url = opts["base_url"] or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
-    parts = urlsplit(base_url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(f"base_url {base_url!r} in {str(spec)!r} must be an http(s) URL such as "
-                          "http://localhost:11434/v1")
-    api_key_env = opts["api_key_env"]
-    if "api_key_env" in spec.opts and not os.environ.get(api_key_env):
-        raise ConfigError(f"{str(spec)!r} reads its API key from ${api_key_env}, which is not set; export it first")
+    base_url, api_key_env = openai_endpoint(spec, opts, "http://localhost:11434/v1")
     return OpenAIGenerator(spec, base_url=base_url, api_key_env=api_key_env, timeout=opts["timeout"],
                            retries=opts["retries"], backoff=opts["backoff"], vision=opts["vision"])

@@ -23,15 +23,13 @@ from PIL import Image
 
 from ...errors import ConfigError, GenerationError
 from ...specs import Option, Spec, declare, parse_options
-from ..http import HttpClient
+from ..http import HttpClient, retry_options
 from .base import GeneratedImage, ImageGenerator, ImageParams, fit, png_bytes
 from .openai_images import b64_image
 
 OPTIONS = (
     Option("sampler", str, None, "sampler name as the web UI lists it (default: the UI's)"),
-    Option("timeout", float, 600.0, "seconds to wait for an image", minimum=0.001),
-    Option("retries", int, 2, "further attempts after a 429, a 5xx or a refused/dropped connection", minimum=0),
-    Option("backoff", float, 0.5, "seconds before the first retry, doubling each time", minimum=0),
+    *retry_options(600.0, "an image"),
     Option("api_key_env", str, None, "environment variable holding a bearer token (unset: none is sent)"),
 )
 DEFAULT_STEPS = 20

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -25,18 +24,16 @@ from PIL import Image
 
 from ...errors import ConfigError, GenerationError
 from ...specs import Option, Spec, declare, parse_options
-from ..http import HttpClient, multipart
+from ..http import OPENAI_BASE_URL, HttpClient, multipart, openai_endpoint, retry_options
 from .base import GeneratedImage, ImageGenerator, ImageParams, decode_generated, png_bytes
 
 OPTIONS = (
     Option("base_url", str, None, "API root ending in /v1 (default $OPENAI_BASE_URL, else https://api.openai.com/v1)"),
     Option("api_key_env", str, "OPENAI_API_KEY", "environment variable holding the API key (unset: no key is sent)"),
-    Option("timeout", float, 300.0, "seconds to wait for an image", minimum=0.001),
-    Option("retries", int, 2, "further attempts after a 429, a 5xx or a refused/dropped connection", minimum=0),
-    Option("backoff", float, 0.5, "seconds before the first retry, doubling each time", minimum=0),
+    *retry_options(300.0, "an image"),
     Option("quality", str, None, "the API's quality setting, passed through (e.g. low, medium, high)"),
 )
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_BASE_URL = OPENAI_BASE_URL
 
 
 def b64_image(value: Any, where: str) -> Image.Image:
@@ -153,14 +150,7 @@ def create(spec: Spec) -> OpenAIImagesGenerator:
         raise ConfigError("the openai-images generator needs a model name: e.g. 'openai-images:gpt-image-1' or "
                           "'openai-images:sd-1.5?base_url=http://localhost:8080/v1'")
     opts = parse_options(spec, OPTIONS)
-    base_url = opts["base_url"] or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
-    parts = urlsplit(base_url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(f"base_url {base_url!r} in {str(spec)!r} must be an http(s) URL such as "
-                          "http://localhost:8080/v1")
-    api_key_env = opts["api_key_env"]
-    if "api_key_env" in spec.opts and not os.environ.get(api_key_env):
-        raise ConfigError(f"{str(spec)!r} reads its API key from ${api_key_env}, which is not set; export it first")
+    base_url, api_key_env = openai_endpoint(spec, opts, "http://localhost:8080/v1")
     return OpenAIImagesGenerator(spec, base_url=base_url, api_key_env=api_key_env,
                                  timeout=opts["timeout"], retries=opts["retries"], backoff=opts["backoff"],
                                  quality=opts["quality"])
