@@ -136,9 +136,17 @@ def caption_runs(coll, records, workdir: Path, name: str, prompts: list[str]) ->
     return rows
 
 
+ARTICLES = {"", "a", "an", "the"}  # as ravl.rag.caption rejects them
+
+
+def degenerate(caption: str) -> bool:
+    """A caption that is only an article (SmolLM2 sometimes stops after "a"), or nothing."""
+    return " ".join(re.sub(r"[^a-z]+", " ", caption.lower()).split()) in ARTICLES
+
+
 def with_fallback(rows: list[dict], records, name: str) -> list[dict]:
-    """What each LM prompt would score if a caption of fewer than two words (SmolLM2 sometimes stops
-    after "a") were replaced by the consensus caption: scored, not generated again."""
+    """What each LM prompt would score if a :func:`degenerate` caption were replaced by the
+    consensus caption: scored, not generated again."""
     from ravl.eval.scoring import score_captions
 
     base = next(r for r in rows if r["prompt"] == "consensus")
@@ -147,11 +155,11 @@ def with_fallback(rows: list[dict], records, name: str) -> list[dict]:
     for row in rows:
         if row is base:
             continue
-        caps = {u: c if len(c.split()) >= 2 else base["captions"][u] for u, c in row["captions"].items()}
+        caps = {u: base["captions"][u] if degenerate(c) else c for u, c in row["captions"].items()}
         scores = score_captions(refs, caps)
         out.append({"dataset": name, "prompt": row["prompt"] + "+fallback", "n": len(caps),
                     "s_per_caption": row["s_per_caption"], "metrics": dict(scores.corpus),
-                    "replaced": sum(1 for c in row["captions"].values() if len(c.split()) < 2),
+                    "replaced": sum(1 for c in row["captions"].values() if degenerate(c)),
                     "per_image": {u: v.get("CIDEr-D") for u, v in scores.per_image.items()}})
         log(json.dumps({k: v for k, v in out[-1].items() if k != "per_image"}))
     return out

@@ -64,6 +64,9 @@ def test_generator_gets_smallcap_prompt_and_failure_keeps_evidence(tmp_path, col
     assert result.prompt == gen.prompts[0]
     failing = caption_image(coll, Image.new("RGB", (8, 8), (245, 5, 5)), k=3, generator=Recording(fail=True))
     assert failing.caption == "a red square" and "timed out" in failing.error and failing.neighbours
+    for stub in ("a", " The.", "an\n"):  # a model that stops after an article wrote no caption
+        cut = caption_image(coll, Image.new("RGB", (8, 8), (245, 5, 5)), k=3, generator=Recording(stub))
+        assert cut.caption == "a red square" and cut.method == "consensus" and "wrote only" in cut.error
 
 
 @pytest.mark.slow

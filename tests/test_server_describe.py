@@ -1,7 +1,8 @@
 """The web page's "describe" on a real `ravl serve` process: with no --generator the server uses
-the same defaults as the CLI, so POST /caption (what the page's describe button sends) is written
-by the bundled SmolLM2 when it is installed, and POST /ask answers with it in chat form; without
-the model the server describes by consensus and says why on stderr."""
+the same defaults as the CLI, so POST /caption without a generator (what the page's describe
+button sends) is written by the bundled SmolLM2 when it is installed, as `ravl caption` is, and
+POST /ask answers with it in chat form; without the model the server describes by consensus and
+says why on stderr."""
 from __future__ import annotations
 
 import os
@@ -43,20 +44,23 @@ def test_page_describe_is_written_by_the_bundled_lm(smol, tmp_path_factory, skim
     try:
         with httpx.Client(base_url=srv.url, timeout=300) as client:
             info = client.get("/info").json()
-            assert info["generators"] == ["smollm2?chat=0", "smollm2", "consensus"]
+            assert info["generators"] == list(defaults.server_generators())
+            assert info["generators"] == [defaults.default_generator("caption"), "smollm2", "consensus"]
             page = client.get("/static/app.js").text
             assert "result.generator" in page and "result.neighbours" in page  # the page shows both
             hits = client.get("/search", params={"q": "a tabby cat", "k": 1}).json()["results"]
             item = hits[0]["id"]
-            body = client.post("/caption", data={"item": item, "k": 3, "max_tokens": 16}).json()
-            assert body["method"] == "generator" and body["generator"] == "smollm2?chat=0", body
-            assert body["caption"].strip() and body["error"] is None
+            body = client.post("/caption", data={"item": item, "k": 3, "max_tokens": 16}).json()  # describe
+            assert body["generator"] == defaults.default_generator("caption"), body
+            if defaults.CAPTION_CHOICE != "consensus":  # the measured winner is the language model
+                assert body["method"] == "generator" and body["generator"] == defaults.LM_CAPTION, body
+                assert body["caption"].strip() and body["error"] is None
             assert len(body["neighbours"]) == 3 and item not in [n["id"] for n in body["neighbours"]]
             picked = client.post("/caption", data={"item": item, "k": 3, "generator": "consensus"}).json()
-            assert picked["method"] == "consensus"
+            assert picked["method"] == "consensus" and picked["generator"] == "consensus"
             answer = client.post("/ask", data={"item": item, "question": "What animal is this?", "k": 3,
                                                "max_tokens": 24}).json()
             assert answer["generator"] == "smollm2" and answer["method"] == "generator", answer
-        assert "describe with smollm2?chat=0" in srv.log.read_text()
+        assert f"describe with {defaults.default_generator('caption')}" in srv.log.read_text()
     finally:
         srv.stop()

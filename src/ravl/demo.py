@@ -76,7 +76,7 @@ def run_demo(collection_dir: Path, *, use_stamps: bool = True, k: int = 5, gener
     ``on_status`` hears one line before each slow step."""
     from .collection import open_collection
     from .generate.base import load_generator
-    from .generate.defaults import default_generator
+    from .generate.defaults import LM_CAPTION, default_generator
     from .images import load_image
     from .ingest.pipeline import index_sources
     from .rag import caption_image
@@ -122,9 +122,9 @@ def run_demo(collection_dir: Path, *, use_stamps: bool = True, k: int = 5, gener
             gen_info: dict = {"spec": gen.spec, "load_seconds": round(time.perf_counter() - t, 2)}
             result["generator"] = gen_info
             cap_gen = gen
-            if generator is None and gen.spec == "smollm2" and default_generator("caption") == "smollm2?chat=0":
+            if generator is None and gen.spec == "smollm2":  # caption with the LM's best measured prompt
                 cap_gen = copy.copy(gen)  # the same loaded model, continuing the caption prompt as plain text
-                cap_gen.use_chat, cap_gen.spec = False, "smollm2?chat=0"  # type: ignore[attr-defined]
+                cap_gen.use_chat, cap_gen.spec = False, LM_CAPTION  # type: ignore[attr-defined]
             gen_info["caption_spec"] = cap_gen.spec
             captions = []
             for path in held.values():

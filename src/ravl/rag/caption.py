@@ -2,6 +2,7 @@
 always returning the evidence (provenance) with the text."""
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
@@ -17,6 +18,8 @@ from .evidence import neighbour_evidence
 
 #: how many consensus-ranked captions go into a language model's prompt (SmallCap uses 4)
 PROMPT_CAPTIONS = 4
+#: what a language model's caption must not be on its own (then the consensus caption stands)
+_ONLY_ARTICLE = frozenset({"a", "an", "the"})
 
 
 @dataclass
@@ -81,10 +84,13 @@ def caption_image(collection: Collection, image: Image.Image, *, k: int = 5,
     except GenerationError as exc:
         result.error = f"generator {gen.spec} failed, consensus caption returned instead: {exc}"
         return result
-    if text:
-        result.caption, result.method = text, "generator"
-    else:
+    if not text:
         result.error = f"generator {gen.spec} returned no text; consensus caption returned instead"
+    elif " ".join(re.sub(r"[^a-z]+", " ", text.lower()).split()) in _ONLY_ARTICLE:
+        # a small model sometimes stops after "a" (8 of 200 stamps, docs/generation.md): not a caption
+        result.error = f"generator {gen.spec} wrote only {text!r}; consensus caption returned instead"
+    else:
+        result.caption, result.method = text, "generator"
     return result
 
 
