@@ -19,6 +19,8 @@ from ravl.ingest.pipeline import index_sources
 from ravl.store.integrity import clean_stale_tmp, read_sealed, seal_path, write_sealed
 
 INDEX_NAMES = ("images", "features", "captions")
+#: every index kind a collection can be built with: each must pass every damage and replacement test
+KINDS = ("flat", "hnsw", "ivfpq")
 WORDS = ("red", "green", "blue", "white", "yellow", "black")
 
 
@@ -43,9 +45,11 @@ def answers(coll) -> list:
     return out
 
 
-def build(path, source, spec):
+def build(path, source, spec, kind="flat"):
     with open_collection(path, encoder=spec, create=True) as coll:
+        coll.set_index_config(kind)
         index_sources(coll, [source])
+        assert {f["kind"] for f in coll.index_facts().values()} == {kind}
         return answers(coll)
 
 
@@ -54,40 +58,42 @@ def sets(tmp_path):
     return make_set(tmp_path / "setB", 1), make_set(tmp_path / "setC", 2)
 
 
-def test_replaced_database_never_uses_the_old_cache(tmp_path, sets, colour_spec):
+@pytest.mark.parametrize("kind", KINDS)
+def test_replaced_database_never_uses_the_old_cache(tmp_path, sets, colour_spec, kind):
     set_b, set_c = sets
-    clean_c = build(tmp_path / "clean", set_c, colour_spec)
+    clean_c = build(tmp_path / "clean", set_c, colour_spec, kind)
     coll_dir = tmp_path / "A"
-    build(coll_dir, set_b, colour_spec)
+    build(coll_dir, set_b, colour_spec, kind)
     for f in coll_dir.glob("ravl.sqlite*"):  # what ravl's own messages tell users to do
         f.unlink()
-    assert build(coll_dir, set_c, colour_spec) == clean_c
+    assert build(coll_dir, set_c, colour_spec, kind) == clean_c
     with open_collection(coll_dir) as coll:  # a fresh process-like open reads the rewritten caches
         assert answers(coll) == clean_c
         assert all("setC" in h.uri for h in coll.search_text(["red"], k=20)[0])
 
 
-def test_database_replaced_by_same_count_and_generation(tmp_path, sets, colour_spec):
+@pytest.mark.parametrize("kind", KINDS)
+def test_database_replaced_by_same_count_and_generation(tmp_path, sets, colour_spec, kind):
     """Same item count, same generation number: only the collection id tells them apart."""
     set_b, set_c = sets
     b_dir, c_dir = tmp_path / "B", tmp_path / "C"
-    build(b_dir, set_b, colour_spec)
-    clean_c = build(c_dir, set_c, colour_spec)
+    build(b_dir, set_b, colour_spec, kind)
+    clean_c = build(c_dir, set_c, colour_spec, kind)
     shutil.copy(c_dir / "ravl.sqlite", b_dir / "ravl.sqlite")  # B's caches stay in place
     with open_collection(b_dir) as coll:
         assert answers(coll) == clean_c
 
 
-@pytest.fixture(scope="module")
-def clean_build(tmp_path_factory):
-    """One collection over set B and its answers; damage tests work on copies of it."""
+@pytest.fixture(scope="module", params=KINDS)
+def clean_build(tmp_path_factory, request):
+    """One collection over set B (per index kind) and its answers; damage tests work on copies."""
     import fakes
     from ravl import registry
 
     registry.register("encoders", "testcolour", fakes.create)
     root = tmp_path_factory.mktemp("clean")
     coll_dir = root / "c"
-    return coll_dir, build(coll_dir, make_set(root / "setB", 1), "testcolour")
+    return coll_dir, build(coll_dir, make_set(root / "setB", 1), "testcolour", request.param)
 
 
 @pytest.mark.parametrize("name", INDEX_NAMES)

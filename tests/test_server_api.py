@@ -206,6 +206,16 @@ def test_text_search_images_and_captions(client, ids):
     assert caps[0]["caption"] in PHOTOS.values() or "background" in caps[0]["caption"]
 
 
+def test_search_knobs_are_per_query_parameters(client, ids):
+    plain = client.get("/search", params={"q": "a red circle", "k": 3}).json()
+    knobs = client.get("/search", params={"q": "a red circle", "k": 3, "ef_search": 8, "nprobe": 2}).json()
+    assert knobs["results"] == plain["results"]  # an exact index has no knobs: same answers
+    similar = client.get(f"/items/{ids['chelsea']}/similar", params={"k": 2, "ef_search": 16}).json()
+    assert len(similar["results"]) == 2
+    for bad in ({"ef_search": 0}, {"nprobe": 70000}, {"nprobe": "many"}):
+        assert_error(client.get("/search", params={"q": "x", **bad}), 400)
+
+
 def test_search_by_item_and_similar(client, ids):
     a = client.get("/search", params={"item": ids["chelsea"], "k": 5}).json()
     b = client.get(f"/items/{ids['chelsea']}/similar", params={"k": 5}).json()

@@ -80,3 +80,17 @@ def check_target(target: str) -> str:
     if target not in TARGETS:
         raise ConfigError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
     return target
+
+
+#: the largest efSearch / nprobe a query may ask for
+MAX_SEARCH_PARAM = 65536
+
+
+def check_search_params(ef_search: int | None = None, nprobe: int | None = None) -> dict[str, int | None]:
+    """Per-query index knobs, validated: ``ef_search`` (HNSW candidates explored) and ``nprobe``
+    (IVF lists visited); None keeps the default tuned at build time for recall@10 >= 0.95."""
+    for name, value in (("ef_search", ef_search), ("nprobe", nprobe)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                  or not 1 <= value <= MAX_SEARCH_PARAM):
+            raise ConfigError(f"{name} must be an integer between 1 and {MAX_SEARCH_PARAM}, got {value!r}")
+    return {"ef_search": ef_search, "nprobe": nprobe}

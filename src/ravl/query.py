@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .collection import Collection, Target, check_k, check_target
 from .errors import InputError
+from .hits import check_search_params
 from .hybrid import Fusion
 from .images import load_image
 from .inputs import parse_json, read_text
@@ -41,22 +42,24 @@ def _check_query(q, where: str, base: Path | None = None) -> dict:
 
 
 def run_queries(collection: Collection, queries: Sequence[dict], *, target: Target = "images",
-                k: int = 10, mode: str = "auto", fusion: Fusion = Fusion()) -> list[dict]:
+                k: int = 10, mode: str = "auto", fusion: Fusion = Fusion(), ef_search: int | None = None,
+                nprobe: int | None = None) -> list[dict]:
     """``[{"query": q, "results": [...]}, ...]`` in input order; texts and images each batched."""
     check_target(target)
     check_k(k)
+    check_search_params(ef_search, nprobe)
     queries = [_check_query(q, f"query {i + 1}") for i, q in enumerate(queries)]
     results: list[list] = [[] for _ in queries]
     text_pos = [i for i, q in enumerate(queries) if "text" in q]
     image_pos = [i for i, q in enumerate(queries) if "image" in q]
     if text_pos:
         hits = collection.search_text([queries[i]["text"] for i in text_pos], target=target, k=k, mode=mode,
-                                      fusion=fusion)
+                                      fusion=fusion, ef_search=ef_search, nprobe=nprobe)
         for i, h in zip(text_pos, hits):
             results[i] = h
     if image_pos:
         images = [load_image(queries[i]["image"]).image for i in image_pos]
-        hits = collection.search_image(images, target=target, k=k)
+        hits = collection.search_image(images, target=target, k=k, ef_search=ef_search, nprobe=nprobe)
         for i, h in zip(image_pos, hits):
             results[i] = h
     return [{"query": q, "results": [h.to_dict() for h in r]} for q, r in zip(queries, results)]

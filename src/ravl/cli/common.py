@@ -12,6 +12,63 @@ def add_collection_arg(parser, required: bool = True) -> None:
                         help="collection folder (created by 'ravl index')")
 
 
+#: the index kinds (ravl.collection.INDEX_KINDS; spelled out so parsing needs no numpy/FAISS import)
+INDEX_KINDS = ("auto", "flat", "hnsw", "ivfpq")
+
+
+def add_index_args(parser) -> None:
+    parser.add_argument("--index", choices=INDEX_KINDS, default=None,
+                        help="vector index: auto (exact while small, then HNSW or IVF-PQ to fit the budget; the "
+                             "default for a new collection), flat (exact), hnsw, ivfpq (compressed codes, shortlist "
+                             "re-ranked exactly); default for an existing collection: its recorded choice")
+    parser.add_argument("--memory-budget", metavar="SIZE", default=None,
+                        help="memory for the collection's three indexes together, e.g. 2GB or 512MB; 'none' for no "
+                             "limit (default: the recorded budget, none for a new collection)")
+
+
+def index_settings(args) -> dict | None:
+    """``set_index_config``'s keyword arguments from ``--index``/``--memory-budget`` (None for an
+    option not given: the recorded value stays; budget 0: none), or None when neither was given."""
+    from ..collection import parse_memory_budget
+
+    if args.index is None and args.memory_budget is None:
+        return None
+    budget = args.memory_budget
+    if budget is not None:
+        budget = 0 if budget.strip().lower() == "none" else parse_memory_budget(budget)
+    return {"kind": args.index, "memory_budget": budget}
+
+
+def _size(n: float) -> str:
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB"
+
+
+def index_lines(facts: dict[str, dict]) -> list[str]:
+    """One line per index: kind, size, recall and how it was built."""
+    lines = []
+    for name, f in facts.items():
+        recall = f.get("recall_at_10")
+        search = ", ".join(f"{k}={v}" for k, v in sorted((f.get("search") or {}).items()))
+        lines.append(f"index {name}: {f.get('kind')} ({f.get('factory')}) over {f.get('count')} vectors, "
+                     f"{_size(f.get('bytes') or 0)}, recall@10 "
+                     f"{'n/a' if recall is None else format(recall, '.3f')}"
+                     + (f" ({f['recall_note']})" if f.get("recall_note") else "")
+                     + (f", search {search}" if search else "")
+                     + f", built in {f.get('build_seconds')}s at generation {f.get('generation')}"
+                     + (f"; {f['over_budget']}" if f.get("over_budget") else "")
+                     + (f"; {f['note']}" if f.get("note") else ""))
+    return lines
+
+
+def add_search_knobs(parser) -> None:
+    parser.add_argument("--ef-search", type=int, default=None, metavar="N",
+                        help="HNSW indexes: candidates explored per query (default: tuned at build for recall@10 "
+                             ">= 0.95; higher = more exact, slower)")
+    parser.add_argument("--nprobe", type=int, default=None, metavar="N",
+                        help="IVF-PQ indexes: inverted lists visited per query (default: tuned at build for "
+                             "recall@10 >= 0.95)")
+
+
 @contextmanager
 def progress_bar(desc: str, unit: str = "img") -> Iterator:
     """A tqdm bar on stderr, exposed as a ``(done, total)`` callback."""

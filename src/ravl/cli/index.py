@@ -1,7 +1,7 @@
 """ravl index SOURCE... --collection DIR"""
 from __future__ import annotations
 
-from .common import add_collection_arg, emit_json, log, progress_bar
+from .common import add_collection_arg, add_index_args, emit_json, index_settings, log, progress_bar
 
 
 def add_parser(sub) -> None:
@@ -22,6 +22,7 @@ def add_parser(sub) -> None:
                    help="also read text printed on the images (Tesseract) and store it as captions (source 'ocr'), "
                         "so 'ravl search --text WORDS --target captions' finds them")
     p.add_argument("--ocr-lang", default="eng", metavar="LANG", help="Tesseract language(s) for --ocr (default eng)")
+    add_index_args(p)
     p.add_argument("--json", action="store_true", help="print the ingest report as JSON")
     p.set_defaults(run=run)
 
@@ -31,7 +32,8 @@ def run(args) -> int:
     from ..ingest.pipeline import index_sources
     from ..ingest.sources import read_sources
 
-    # read and validate every source before anything is created or written
+    # read and validate every source (and the index options) before anything is created or written
+    index_settings(args)
     records = read_sources(args.sources, images_root=args.images_root, split=args.split)
     if args.ocr:
         from ..errors import MissingDependencyError
@@ -41,6 +43,9 @@ def run(args) -> int:
             raise MissingDependencyError("--ocr needs an OCR engine; install Tesseract with: apt-get install "
                                          "tesseract-ocr and pip install 'ravl[ocr]'")
     with open_collection(args.collection, encoder=args.encoder, create=True) as coll:
+        settings = index_settings(args)
+        if settings:
+            coll.set_index_config(**settings)  # checked against the collection's size; built at the end
         with progress_bar("indexing") as bar:
             report = index_sources(coll, args.sources, images_root=args.images_root, split=args.split,
                                    batch_size=args.batch_size, workers=args.workers, progress=bar,
@@ -52,13 +57,18 @@ def run(args) -> int:
             with progress_bar("reading text") as bar:
                 ocr_report = ocr_collection(coll, lang=args.ocr_lang, progress=bar)
         counts = coll.counts()
+        indexes = coll.index_facts()
     if args.json:
-        emit_json({**report.to_dict(), "collection": counts, "ocr": ocr_report.to_dict() if ocr_report else None})
+        emit_json({**report.to_dict(), "collection": counts, "ocr": ocr_report.to_dict() if ocr_report else None,
+                   "indexes": indexes})
     else:
         s = report.seconds
         print(f"{report.total} images seen: {report.added} added, {report.updated} updated, "
               f"{report.unchanged} unchanged, {len(report.skipped)} skipped; {report.captions_added} captions added")
         print(f"collection now holds {counts['images']} images and {counts['captions']} captions")
+        for name, facts in indexes.items():
+            if facts.get("over_budget"):
+                log(f"warning: the {name} index is over its budget: {facts['over_budget']}")
         print(f"time: {s.get('total', 0):.1f}s total (decode {s.get('decode', 0):.1f}s across threads, "
               f"images {s.get('encode_images', 0):.1f}s, texts {s.get('encode_texts', 0):.1f}s, "
               f"write {s.get('write', 0):.1f}s)")

@@ -1,7 +1,7 @@
 """ravl info --collection DIR"""
 from __future__ import annotations
 
-from .common import add_collection_arg, emit_json
+from .common import add_collection_arg, emit_json, index_lines
 
 
 def add_parser(sub) -> None:
@@ -22,5 +22,12 @@ def run(args) -> int:
         for key, value in info.items():
             if key == "size_bytes":
                 value = f"{value} ({value / 2**20:.1f} MiB)"
+            if key == "index":
+                budget = value.get("memory_budget")
+                value = value["kind"] + (f" within {budget / 2**20:.1f} MiB" if budget else "")
+            if key == "indexes":
+                for line in index_lines(value):
+                    print(line)
+                continue
             print(f"{key}: {value}")
     return 0

@@ -1,7 +1,7 @@
 """ravl search --collection DIR (--text T | --image PATH | --queries FILE)"""
 from __future__ import annotations
 
-from .common import add_collection_arg, emit_json
+from .common import add_collection_arg, add_search_knobs, emit_json
 
 
 def add_parser(sub) -> None:
@@ -26,6 +26,7 @@ def add_parser(sub) -> None:
                    help="hybrid: weight of the keyword ranking (default 1)")
     p.add_argument("--rrf-k", type=float, default=60.0, metavar="K",
                    help="hybrid: rank offset of reciprocal rank fusion (default 60)")
+    add_search_knobs(p)
     p.add_argument("--json", action="store_true", help="one JSON object per query: {\"query\": ..., \"results\": [...]}; "
                    "text results carry found_by: the rank each signal gave them")
     p.set_defaults(run=run)
@@ -46,7 +47,8 @@ def run(args) -> int:
         queries = [{"image": str(Path(args.image).expanduser().resolve())}]
     with open_collection(args.collection, readonly=True) as coll:
         fusion = Fusion(args.vector_weight, args.keyword_weight, args.rrf_k)
-        answers = run_queries(coll, queries, target=args.target, k=args.k, mode=args.mode, fusion=fusion)
+        answers = run_queries(coll, queries, target=args.target, k=args.k, mode=args.mode, fusion=fusion,
+                              ef_search=args.ef_search, nprobe=args.nprobe)
     for answer in answers:
         if args.json:
             emit_json(answer)

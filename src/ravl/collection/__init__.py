@@ -9,13 +9,27 @@ writes a collection through its methods. The class is split by job over this pac
 """
 from __future__ import annotations
 
-from ..hits import MAX_K, TARGETS, CaptionHit, CaptionSet, ImageHit, Target, check_k, check_target, check_texts
+from ..hits import (
+                    MAX_K,
+                    TARGETS,
+                    CaptionHit,
+                    CaptionSet,
+                    ImageHit,
+                    Target,
+                    check_k,
+                    check_search_params,
+                    check_target,
+                    check_texts,
+)
 from ..store.db import OCR_SOURCE, NewItem
+from ..store.index_plan import KINDS as INDEX_KINDS
+from ..store.index_plan import parse_size as parse_memory_budget
+from ..store.indexes import INDEX_NAMES
 from ..store.integrity import STALE_TMP_SECONDS
 from ..store.sqlite_errors import translating_sqlite_errors
 from .core import Collection
 from .opening import LOCK_NAME, open_collection
 
-__all__ = ["LOCK_NAME", "MAX_K", "STALE_TMP_SECONDS", "TARGETS", "CaptionHit", "CaptionSet", "Collection", "ImageHit",
-           "NewItem", "OCR_SOURCE", "Target", "check_k", "check_target", "check_texts", "open_collection",
-           "translating_sqlite_errors"]
+__all__ = ["INDEX_KINDS", "INDEX_NAMES", "LOCK_NAME", "MAX_K", "STALE_TMP_SECONDS", "TARGETS", "CaptionHit",
+           "CaptionSet", "Collection", "ImageHit", "NewItem", "OCR_SOURCE", "Target", "check_k", "check_search_params",
+           "check_target", "check_texts", "open_collection", "parse_memory_budget", "translating_sqlite_errors"]

@@ -12,13 +12,14 @@ from ..encoders.base import Encoder, ImageVectors, load_encoder
 from ..encoders.bridge import Bridge, TunedEncoder
 from ..errors import ConfigError, EncoderMismatchError, ItemNotFoundError
 from ..fsutil import WriterLock
-from ..hits import MAX_K, CaptionHit, CaptionSet, ImageHit, Target, check_k, check_target, check_texts
+from ..hits import MAX_K, CaptionHit, CaptionSet, ImageHit, Target, check_k, check_search_params, check_target, check_texts
 from ..hybrid import Fusion, check_mode, fts_query, fuse, ranked
 from ..store import bulk
 from ..store.db import OCR_SOURCE, Database, ItemRow, NewItem
+from ..store.indexes import IndexSet
 from ..store.integrity import clean_stale_tmp
 from ..store.sqlite_errors import translating_sqlite_errors
-from ..store.vectors import VectorIndex, load_or_build
+from ..store.vectors import SearchIndex
 from .tuned import TunedBridge
 
 
@@ -34,7 +35,10 @@ class Collection(TunedBridge):
         self.dim = int(meta["dim"])
         self.feature_dim = int(meta["feature_dim"])
         self._encoder = encoder
-        self._indexes: dict[str, tuple[int, VectorIndex]] = {}
+        self._indexes = IndexSet(db, path / "index", {"images": self.dim, "features": self.feature_dim,
+                                                      "captions": self.dim},
+                                 readers={"images": self.item_embeddings},  # through the tuned bridge, if any
+                                 extra_binding=self._extra_binding)
         self._bridge: tuple[int, tuple[Bridge, str] | None] | None = None  # (generation, (bridge, sha256))
         self._tuned: TunedEncoder | None = None
         self._lock = threading.Lock()
@@ -71,7 +75,8 @@ class Collection(TunedBridge):
         return {"path": str(self.path), **self._db.counts(), "encoder": self.encoder_spec,
                 "fingerprint": self.active_fingerprint, "dim": self.dim, "feature_dim": self.feature_dim,
                 "created_at": meta.get("created_at"), "ravl_version": meta.get("ravl_version"),
-                "generation": self._db.generation(), "size_bytes": size, "tuned": self.tuned_info()}
+                "generation": self._db.generation(), "size_bytes": size, "tuned": self.tuned_info(),
+                "index": self._indexes.settings(), "indexes": self._indexes.facts()}
 
     @translating_sqlite_errors
     def get_item(self, item_id: int) -> ItemRow:
@@ -141,48 +146,56 @@ class Collection(TunedBridge):
         return self._db.replace_captions(source, batch)
 
     # --- indexes ------------------------------------------------------------------------------
-    def _index(self, name: str) -> VectorIndex:
-        generation = self._db.generation()
-        with self._lock:
-            cached = self._indexes.get(name)
-            if cached and cached[0] == generation:
-                return cached[1]
-            if name == "captions":
-                fetch: Callable[[], tuple[np.ndarray, np.ndarray]]
-                fetch, dim = self._db.caption_vectors, self.dim
-            elif name == "features":
-                fetch, dim = (lambda: self._db.item_vectors(which="feat")), self.feature_dim
-            else:
-                fetch, dim = self.item_embeddings, self.dim  # through the tuned bridge, if any
-            with self._db.snapshot():  # the binding and a rebuild see the same database state
-                binding = self._binding(name, dim)
-                index = load_or_build(self.path / "index", name, binding, dim, fetch)
-            built_at = binding["generation"]
-            assert isinstance(built_at, int)
-            self._indexes[name] = (built_at, index)
-            return index
+    def _index(self, name: str) -> SearchIndex:
+        """The ``name`` index for the database as it is now (from its sealed cache file when that
+        verifies, else built as the recorded index settings ask)."""
+        return self._indexes.get(name)
 
     def index_binding(self, name: str) -> dict:
-        """What the ``name`` index cache must be sealed to now (collection id, generation, count, dim)."""
-        dim = self.feature_dim if name == "features" else self.dim
-        with self._db.snapshot():
-            return self._binding(name, dim)
+        """What the ``name`` index cache must be sealed to now (collection id, generation, count,
+        dim, the index plan's kind and factory string, and for ``images`` the tuned bridge)."""
+        return self._indexes.binding(name)
 
-    def _binding(self, name: str, dim: int) -> dict:
-        binding = {**self._db.index_binding(name), "dim": dim}
+    def _extra_binding(self, name: str) -> dict:
         if name == "images":  # its vectors go through the tuned bridge, if any
-            binding["bridge"] = self._db.get_meta().get("bridge_sha256")
-        return binding
+            return {"bridge": self._db.get_meta().get("bridge_sha256")}
+        return {}
 
     @translating_sqlite_errors
     def clean_stale_index_files(self) -> int:
         """Remove index ``*.tmp`` files a killed writer left (older than ``STALE_TMP_SECONDS``)."""
         return clean_stale_tmp(self.path / "index")
 
+    @translating_sqlite_errors
     def refresh_indexes(self) -> None:
-        """Bring every index cache file up to date (called at the end of ingest)."""
-        for name in ("images", "features", "captions"):
-            self._index(name)
+        """Bring every index cache file up to date (called at the end of ingest) and record the
+        facts of those built (shown by :meth:`info`)."""
+        self._indexes.refresh()
+
+    # --- index kinds ----------------------------------------------------------------------------
+    @translating_sqlite_errors
+    def index_config(self) -> dict:
+        """``{"kind": 'auto'|'flat'|'hnsw'|'ivfpq', "memory_budget": bytes or None}``, as recorded."""
+        return self._indexes.settings()
+
+    @translating_sqlite_errors
+    def set_index_config(self, kind: str | None = None, memory_budget: int | str | None = None) -> dict:
+        """Record the index kind and memory budget ('2GB', bytes; 0 = none; None keeps the recorded
+        value) after checking them against the collection's size (a ConfigError says what would
+        fit). The indexes are built that way at the next write's end, or by :meth:`reindex`."""
+        return self._indexes.set_settings(kind, memory_budget)
+
+    @translating_sqlite_errors
+    def reindex(self, kind: str | None = None, memory_budget: int | str | None = None) -> dict[str, dict]:
+        """:meth:`set_index_config`, then rebuild every index from the stored vectors (IVF-PQ is
+        retrained); returns :meth:`index_facts`."""
+        return self._indexes.rebuild(kind, memory_budget)
+
+    @translating_sqlite_errors
+    def index_facts(self) -> dict[str, dict]:
+        """index name -> kind, FAISS factory, parameters, vector count, build seconds, bytes, tuned
+        search parameters and recall@10 measured at build time (as recorded)."""
+        return self._indexes.facts()
 
     # --- captions -----------------------------------------------------------------------------
     def scene_captions(self, item_ids: Sequence[int]) -> CaptionSet:
@@ -200,18 +213,22 @@ class Collection(TunedBridge):
 
     # --- search -------------------------------------------------------------------------------
     @translating_sqlite_errors
-    def search_vectors(self, queries: np.ndarray, *, index: str, k: int,
-                       exclude_items: Iterable[int] = ()) -> list[list[ImageHit] | list[CaptionHit]]:
-        """Search the ``images``, ``features`` or ``captions`` index with raw query vectors."""
+    def search_vectors(self, queries: np.ndarray, *, index: str, k: int, exclude_items: Iterable[int] = (),
+                       ef_search: int | None = None,
+                       nprobe: int | None = None) -> list[list[ImageHit] | list[CaptionHit]]:
+        """Search the ``images``, ``features`` or ``captions`` index with raw query vectors.
+        ``ef_search`` (HNSW) and ``nprobe`` (IVF-PQ) override the defaults tuned at build time
+        (recall@10 >= 0.95) for this query; exact indexes ignore them."""
         check_k(k)
+        knobs = check_search_params(ef_search, nprobe)
         excluded = list(exclude_items)
         if index == "captions":
             excl = [c for ids in self._db.caption_ids_for_items(excluded).values() for c in ids]
-            raw = self._index("captions").search(queries, k, excl)
+            raw = self._indexes.search("captions", queries, k, excl, **knobs)
             rows = self._db.caption_rows(sorted({i for hits in raw for i, _ in hits}))
             return [[CaptionHit(cid, rows[cid][0], rows[cid][1], rows[cid][2], score) for cid, score in hits
                      if cid in rows] for hits in raw]
-        raw = self._index(index).search(queries, k, excluded)
+        raw = self._indexes.search(index, queries, k, excluded, **knobs)
         items = self._db.items(sorted({i for hits in raw for i, _ in hits}))
         return [[ImageHit(i, items[i].uri, score, items[i].captions) for i, score in hits if i in items]
                 for hits in raw]
@@ -228,7 +245,7 @@ class Collection(TunedBridge):
         return mode
 
     def search_text(self, texts: Sequence[str], *, target: Target = "images", k: int = 10, mode: str = "auto",
-                    fusion: Fusion = Fusion()):
+                    fusion: Fusion = Fusion(), ef_search: int | None = None, nprobe: int | None = None):
         """Text -> images or captions by ``mode``: ``vector`` (shared space), ``keyword`` (BM25 over
         captions, sidecar and OCR text), ``hybrid`` (both, reciprocal rank fusion) or ``auto``
         (hybrid when the collection holds text, else vector). Each hit's ``found_by`` gives the rank
@@ -238,11 +255,13 @@ class Collection(TunedBridge):
         check_texts(texts)
         mode = self.text_mode(mode)
         vectors = None if mode == "keyword" else self.encoder.encode_texts(list(texts))
-        return self.search_text_vectors(texts, vectors, target=target, k=k, mode=mode, fusion=fusion)
+        return self.search_text_vectors(texts, vectors, target=target, k=k, mode=mode, fusion=fusion,
+                                        ef_search=ef_search, nprobe=nprobe)
 
     @translating_sqlite_errors
     def search_text_vectors(self, texts: Sequence[str], vectors: np.ndarray | None, *, target: Target = "images",
-                            k: int = 10, mode: str = "vector", fusion: Fusion = Fusion()):
+                            k: int = 10, mode: str = "vector", fusion: Fusion = Fusion(),
+                            ef_search: int | None = None, nprobe: int | None = None):
         """:meth:`search_text` with the texts' vectors already computed (e.g. by a batcher; None for
         ``keyword``); ``mode`` as :meth:`text_mode` resolved it."""
         check_target(target)
@@ -251,7 +270,7 @@ class Collection(TunedBridge):
         if mode != "keyword":
             if vectors is None:
                 raise ConfigError(f"search mode {mode!r} needs the texts' vectors")
-            vector_hits = self.search_vectors(vectors, index=target, k=depth)
+            vector_hits = self.search_vectors(vectors, index=target, k=depth, ef_search=ef_search, nprobe=nprobe)
         if mode == "vector":
             return [ranked(hits, "vector") for hits in vector_hits]
         return [fuse(hits, self._keyword_hits(text, target, depth), mode, fusion, k)
@@ -273,24 +292,29 @@ class Collection(TunedBridge):
         return [ImageHit(i, items[i].uri, best[i], items[i].captions) for i in ids if i in items]
 
     def search_image(self, images: Sequence[Image.Image], *, target: Target = "images", k: int = 10,
-                     exclude_items: Iterable[int] = ()):
+                     exclude_items: Iterable[int] = (), ef_search: int | None = None, nprobe: int | None = None):
         """Image -> similar images (image features) or image -> captions (shared space)."""
         check_target(target)
         vecs = self.base_encoder.embed_images([im.convert("RGB") for im in images])
-        return self.search_image_vectors(vecs, target=target, k=k, exclude_items=exclude_items)
+        return self.search_image_vectors(vecs, target=target, k=k, exclude_items=exclude_items,
+                                         ef_search=ef_search, nprobe=nprobe)
 
     def search_image_vectors(self, vecs: ImageVectors, *, target: Target = "images", k: int = 10,
-                             exclude_items: Iterable[int] = ()):
+                             exclude_items: Iterable[int] = (), ef_search: int | None = None,
+                             nprobe: int | None = None):
         """:meth:`search_image` with the images' vectors already computed by the base encoder (e.g.
         by a batcher); the tuned bridge, if any, is applied here."""
         check_target(target)
         vecs = self.bridged(vecs)
         if target == "images":
-            return self.search_vectors(vecs.features, index="features", k=k, exclude_items=exclude_items)
-        return self.search_vectors(vecs.embedding, index="captions", k=k, exclude_items=exclude_items)
+            return self.search_vectors(vecs.features, index="features", k=k, exclude_items=exclude_items,
+                                       ef_search=ef_search, nprobe=nprobe)
+        return self.search_vectors(vecs.embedding, index="captions", k=k, exclude_items=exclude_items,
+                                   ef_search=ef_search, nprobe=nprobe)
 
     @translating_sqlite_errors
-    def search_item(self, item_id: int, *, target: Target = "images", k: int = 10, include_self: bool = False):
+    def search_item(self, item_id: int, *, target: Target = "images", k: int = 10, include_self: bool = False,
+                    ef_search: int | None = None, nprobe: int | None = None):
         """Search with a stored item's own vectors (no image decoding or model call)."""
         check_target(target)
         self.get_item(item_id)
@@ -300,7 +324,8 @@ class Collection(TunedBridge):
             _, vecs = self.item_embeddings([item_id])
         exclude = () if include_self else (item_id,)
         index = "features" if target == "images" else "captions"
-        return self.search_vectors(vecs, index=index, k=k, exclude_items=exclude)[0]
+        return self.search_vectors(vecs, index=index, k=k, exclude_items=exclude, ef_search=ef_search,
+                                   nprobe=nprobe)[0]
 
 
 def _valid_id(item_id) -> bool:

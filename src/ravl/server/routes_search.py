@@ -10,11 +10,14 @@ from starlette.concurrency import run_in_threadpool
 from .. import __version__
 from ..collection import check_texts
 from ..errors import InputError
+from ..hits import MAX_SEARCH_PARAM
 from .settings import ServerSettings
 from .state import ServerState
 
 Target = Literal["images", "captions"]
 Mode = Literal["auto", "vector", "keyword", "hybrid"]
+EF_DOC = "HNSW indexes: candidates explored per query (default: tuned at build for recall@10 >= 0.95)"
+NPROBE_DOC = "IVF-PQ indexes: inverted lists visited per query (default: tuned at build for recall@10 >= 0.95)"
 
 
 async def get_state(request: Request) -> ServerState:
@@ -84,15 +87,18 @@ def build_router(settings: ServerSettings) -> APIRouter:
                          keyword_weight: float = Query(1.0, ge=0.0, le=100.0,
                                                        description="hybrid: keyword ranking weight"),
                          rrf_k: float = Query(60.0, ge=0.0, le=10000.0, description="hybrid: RRF rank offset"),
+                         ef_search: int | None = Query(None, ge=1, le=MAX_SEARCH_PARAM, description=EF_DOC),
+                         nprobe: int | None = Query(None, ge=1, le=MAX_SEARCH_PARAM, description=NPROBE_DOC),
                          state: ServerState = Depends(get_state)) -> dict:
         # async: the text waits for its batch without holding a worker thread; store work runs in the pool
         from ..hybrid import Fusion
 
         coll = state.collection
+        knobs = {"ef_search": ef_search, "nprobe": nprobe}
         if (q is None) == (item is None):
             raise InputError("give exactly one of q (text) or item (an item id), e.g. /search?q=a+red+car")
         if item is not None:
-            hits = await run_in_threadpool(coll.search_item, item, target=target, k=k)
+            hits = await run_in_threadpool(coll.search_item, item, target=target, k=k, **knobs)
             return {"query": {"item": item}, "target": target, "results": hits_json(hits)}
         text = q or ""
         check_texts([text])
@@ -100,13 +106,15 @@ def build_router(settings: ServerSettings) -> APIRouter:
         resolved = await run_in_threadpool(coll.text_mode, mode)
         vector = None if resolved == "keyword" else await state.encoder.encode_text_async(text)
         hits = (await run_in_threadpool(coll.search_text_vectors, [text], vector, target=target, k=k, mode=resolved,
-                                        fusion=fusion))[0]
+                                        fusion=fusion, **knobs))[0]
         return {"query": {"text": q}, "target": target, "mode": mode, "results": hits_json(hits)}
 
     @router.get("/items/{item_id}/similar", tags=["search"], summary="Images (or captions) similar to an item")
     def similar(item_id: int, k: int = K, target: Target = Query("images"),
+                ef_search: int | None = Query(None, ge=1, le=MAX_SEARCH_PARAM, description=EF_DOC),
+                nprobe: int | None = Query(None, ge=1, le=MAX_SEARCH_PARAM, description=NPROBE_DOC),
                 state: ServerState = Depends(get_state)) -> dict:
-        hits = state.collection.search_item(item_id, target=target, k=k)
+        hits = state.collection.search_item(item_id, target=target, k=k, ef_search=ef_search, nprobe=nprobe)
         return {"query": {"item": item_id}, "target": target, "results": hits_json(hits)}
 
     @router.post("/search", tags=["search"], summary="Search by an uploaded image or a path inside the image roots")
@@ -116,6 +124,8 @@ def build_router(settings: ServerSettings) -> APIRouter:
                           url: str | None = Form(None, max_length=4096,
                                                     description="file:// URL inside the image roots"),
                           k: int = Form(10, ge=1, le=max_k), target: Target = Form("images"),
+                          ef_search: int | None = Form(None, ge=1, le=MAX_SEARCH_PARAM, description=EF_DOC),
+                          nprobe: int | None = Form(None, ge=1, le=MAX_SEARCH_PARAM, description=NPROBE_DOC),
                           state: ServerState = Depends(get_state)) -> dict:
         if path and url:
             raise InputError("give 'path' or 'url', not both")
@@ -127,7 +137,7 @@ def build_router(settings: ServerSettings) -> APIRouter:
         pixels, name, exclude = await run_in_threadpool(prepare)
         vecs = await state.encoder.embed_pixels_async(pixels)
         hits = (await run_in_threadpool(state.collection.search_image_vectors, vecs, target=target, k=k,
-                                        exclude_items=exclude))[0]
+                                        exclude_items=exclude, ef_search=ef_search, nprobe=nprobe))[0]
         return {"query": {"image": name}, "target": target, "results": hits_json(hits)}
 
     def caption(state: ServerState, image, path, item, k, generator, max_tokens, temperature, seed):

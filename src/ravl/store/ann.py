@@ -101,7 +101,10 @@ class AnnIndex:
         q = vectors[rng.choice(len(vectors), min(samples, len(vectors)), replace=False)]
         k = min(10, len(vectors))
         truth = exact_topk(vectors, q, k)
-        truth_ids = [set(self.labels[row].tolist()) for row in truth]
+        # tie-aware: a hit counts when its exact score reaches the k-th exact score (duplicate
+        # vectors make any of several ids a right answer)
+        kth = np.einsum("ij,ij->i", vectors[truth[:, -1]], q) - 1e-5
+        row_of = {int(i): n for n, i in enumerate(self.labels)}
         key, choices = {"hnsw": ("ef_search", EF_CHOICES), "ivfpq": ("nprobe", NPROBE_CHOICES)}.get(
             self.plan.kind, (None, (None,)))
         if key == "nprobe":
@@ -110,7 +113,8 @@ class AnnIndex:
         for value in choices:
             got = self.search(q, k, fetch=fetch, ef_search=value if key == "ef_search" else None,
                               nprobe=value if key == "nprobe" else None)
-            recall = float(np.mean([len({i for i, _ in hits} & t) / k for hits, t in zip(got, truth_ids)]))
+            recall = float(np.mean([sum(float(vectors[row_of[i]] @ qv) >= bar for i, _ in hits[:k]) / k
+                                    for hits, qv, bar in zip(got, q, kth)]))
             if key:
                 self.info["search"][key] = value
             if recall >= RECALL_TARGET:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .index_meta import IndexMetaMixin
 from .schema import LATEST, migrate, schema_version
 from .sqlite_errors import DB_NAME, sqlite_errors, translating_sqlite_errors  # noqa: F401  (re-exported)
 
@@ -69,7 +70,7 @@ def _blob(vec: np.ndarray) -> bytes:
     return np.ascontiguousarray(vec, dtype=np.float32).tobytes()
 
 
-class Database:
+class Database(IndexMetaMixin):
     """One SQLite file; each thread gets its own connection, so a reader never sees another
     thread's uncommitted transaction (WAL gives every connection a consistent snapshot)."""
 
@@ -262,17 +263,21 @@ class Database:
         if item_ids is None:
             rows = self.conn.execute(f"SELECT item_id, {col} FROM item_vectors ORDER BY item_id").fetchall()
         else:
-            marks = ",".join("?" * len(item_ids))
-            rows = self.conn.execute(f"SELECT item_id, {col} FROM item_vectors WHERE item_id IN ({marks})",
-                                     list(item_ids)).fetchall()
+            rows = []
+            for chunk in _chunks(item_ids):
+                marks = ",".join("?" * len(chunk))
+                rows += self.conn.execute(f"SELECT item_id, {col} FROM item_vectors WHERE item_id IN ({marks})",
+                                          chunk).fetchall()
         return _stack(rows)
 
     def caption_vectors(self, caption_ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         if caption_ids is None:
             rows = self.conn.execute("SELECT id, emb FROM captions ORDER BY id").fetchall()
         else:
-            marks = ",".join("?" * len(caption_ids))
-            rows = self.conn.execute(f"SELECT id, emb FROM captions WHERE id IN ({marks})", list(caption_ids)).fetchall()
+            rows = []
+            for chunk in _chunks(caption_ids):
+                marks = ",".join("?" * len(chunk))
+                rows += self.conn.execute(f"SELECT id, emb FROM captions WHERE id IN ({marks})", chunk).fetchall()
         return _stack(rows)
 
     def caption_ids_for_items(self, item_ids: Sequence[int], exclude_source: str | None = None) -> dict[int, list[int]]:

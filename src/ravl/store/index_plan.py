@@ -185,3 +185,9 @@ def split_budget(budget: int | None, sizes: dict[str, int]) -> dict[str, int | N
         return {name: None for name in sizes}
     total = sum(sizes.values()) or 1
     return {name: max(1, int(budget * s / total)) for name, s in sizes.items()}
+
+
+def smallest_plan(n: int, dim: int, reason: str) -> IndexPlan:
+    """The most compact index there is (IVF-PQ with the shortest code): what a collection that grew
+    past its budget is built as, with ``reason`` saying so."""
+    return _ivfpq(n, dim, pq_sizes(dim)[0], reason)

@@ -1,25 +1,41 @@
-"""FAISS indexes over the vectors in SQLite, persisted as cache files next to the database.
+"""Vector indexes over the vectors in SQLite, persisted as cache files next to the database.
 
 Each index file ``<name>.faiss`` is sealed (:mod:`.integrity`): its ``<name>.faiss.seal.json``
-binds it to the collection id, database generation and row count it was built from, with a
-BLAKE2b hash of its bytes. Anything that does not verify is rebuilt from SQLite, never used, so a
-replaced database, a damaged file or an interrupted writer can never make search return wrong
-ids. Search is exact (inner product on unit vectors = cosine similarity).
+binds it to the collection id, database generation and row count it was built from and to the
+index plan (kind and FAISS factory string), with a BLAKE2b hash of its bytes. Anything that does not
+verify is rebuilt from SQLite, never used, so a replaced database, a damaged file, an interrupted
+writer or a file of another index kind can never make search return wrong ids.
+
+``flat`` is exact search (inner product on unit vectors = cosine similarity), stored as a FAISS
+``IndexIDMap2``. ``hnsw`` and ``ivfpq`` are :class:`~.ann.AnnIndex` files (FAISS index + id labels +
+build facts, tuned search parameters included); IVF-PQ re-ranks its shortlist exactly with vectors
+read back from the database, so every returned score is an exact cosine.
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from .ann import AnnIndex, Fetch
+from .index_plan import IndexPlan, choose_index
 from .integrity import clean_stale_tmp, read_sealed, write_sealed
+
+#: IVF-PQ needs at least this many vectors to train; fewer are searched exactly
+MIN_IVF_TRAIN = 2
 
 
 class VectorIndex:
+    """Exact (flat) search."""
+
     def __init__(self, index, dim: int):
         self.index = index
         self.dim = dim
+        self.kind = "flat"
+        self.info: dict = {"kind": "flat", "factory": "Flat", "search": {}}
 
     @classmethod
     def build(cls, ids: np.ndarray, vectors: np.ndarray, dim: int) -> VectorIndex:
@@ -33,14 +49,16 @@ class VectorIndex:
     def __len__(self) -> int:
         return int(self.index.ntotal)
 
-    def search(self, queries: np.ndarray, k: int, exclude: Iterable[int] = ()) -> list[list[tuple[int, float]]]:
-        """Top-``k`` (id, score) per query row, best first, skipping ids in ``exclude``."""
+    def search(self, queries: np.ndarray, k: int, exclude: Iterable[int] = (), *, fetch: Fetch | None = None,
+               ef_search: int | None = None, nprobe: int | None = None) -> list[list[tuple[int, float]]]:
+        """Top-``k`` (id, score) per query row, best first, skipping ids in ``exclude`` (exact search
+        has no knobs: ``fetch``, ``ef_search`` and ``nprobe`` are accepted and unused)."""
         excluded = set(exclude)
         n = len(self)
         if n == 0 or k <= 0:
             return [[] for _ in range(len(queries))]
-        fetch = min(n, k + len(excluded))
-        scores, ids = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), fetch)
+        fetch_k = min(n, k + len(excluded))
+        scores, ids = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), fetch_k)
         out = []
         for row_s, row_i in zip(scores, ids):
             hits = [(int(i), float(s)) for i, s in zip(row_i, row_s) if i >= 0 and int(i) not in excluded]
@@ -48,33 +66,80 @@ class VectorIndex:
         return out
 
 
+SearchIndex = VectorIndex | AnnIndex
 
-def load_or_build(folder: Path, name: str, binding: Mapping[str, object], dim: int,
-                  fetch: Callable[[], tuple[np.ndarray, np.ndarray]], *, save: bool = True) -> VectorIndex:
-    """The index ``name`` for the database state ``binding`` (see :mod:`.integrity`): from its
-    cache file when the file's seal verifies against ``binding`` and its content, else rebuilt with
-    ``fetch() -> (ids, vectors)`` and (when ``save``) written back sealed. ``binding`` must hold
-    ``count`` (rows in the source); a binding without a ``collection_id`` is never trusted."""
+
+def plan_binding(plan: IndexPlan | None) -> dict[str, object]:
+    """What a cache file's seal records of its index plan (a file of another plan never verifies)."""
+    plan = plan or choose_index(0, 1, "flat")
+    return {"kind": plan.kind, "factory": plan.factory}
+
+
+def _parse(data, dim: int, count: object, plan: IndexPlan | None) -> SearchIndex | None:
     import faiss
 
+    try:
+        if plan is None or plan.kind == "flat":
+            flat = faiss.deserialize_index(data)
+            return VectorIndex(flat, dim) if flat.ntotal == count and flat.d == dim else None
+        ann = AnnIndex.from_bytes(data.tobytes() if hasattr(data, "tobytes") else data)
+        return ann if len(ann) == count and ann.plan.dim == dim else None
+    except (RuntimeError, ValueError, MemoryError):
+        return None  # verified bytes that faiss still refuses (a bug elsewhere): rebuild
+
+
+def _build(plan: IndexPlan | None, ids: np.ndarray, vectors: np.ndarray, dim: int,
+           fetch_ids: Fetch | None, facts: Mapping[str, object]) -> tuple[SearchIndex, Any]:
+    """The index and its file's bytes; ``facts`` go into the index's ``info``."""
+    import faiss
+
+    t0 = time.perf_counter()
+    if plan is not None and plan.kind == "ivfpq" and len(ids) < MIN_IVF_TRAIN:
+        plan = None  # nothing to train on yet: exact search, said in the facts
+        note = f"fewer than {MIN_IVF_TRAIN} vectors to train IVF-PQ on: exact search until there are more"
+    else:
+        note = ""
+    if plan is None or plan.kind == "flat":
+        flat = VectorIndex.build(ids, vectors, dim)
+        data = faiss.serialize_index(flat.index)
+        flat.info.update({"count": len(flat), "recall_at_10": 1.0, "recall_note": "exact search",
+                          "build_seconds": round(time.perf_counter() - t0, 3), "bytes": int(data.nbytes)})
+        flat.info.update(facts)
+        if note:
+            flat.info["note"] = note
+        return flat, data
+    ann = AnnIndex.build(plan, ids, vectors, fetch=fetch_ids)
+    ann.info.update(facts)
+    return ann, ann.to_bytes()
+
+
+def load_or_build(folder: Path, name: str, binding: Mapping[str, object], dim: int,
+                  fetch: Callable[[], tuple[np.ndarray, np.ndarray]], *, save: bool = True,
+                  plan: IndexPlan | None = None, fetch_ids: Fetch | None = None,
+                  rebuild: bool = False) -> tuple[SearchIndex, bool]:
+    """The index ``name`` for the database state ``binding`` (see :mod:`.integrity`) and whether it
+    was built now: from its cache file when the file's seal verifies against ``binding`` and its
+    content (and ``rebuild`` is false), else built as ``plan`` (None: flat) with ``fetch() -> (ids,
+    vectors)`` and (when ``save``) written back sealed. ``binding`` must hold ``count`` (rows in the
+    source) and should hold :func:`plan_binding`; a binding without a ``collection_id`` is never
+    trusted. ``fetch_ids(ids) -> (ids, vectors)`` reads stored vectors back (IVF-PQ re-ranking)."""
     data_path = folder / f"{name}.faiss"
     trusted = bool(binding.get("collection_id"))
-    data = read_sealed(data_path, binding) if trusted else None
+    data = read_sealed(data_path, binding) if trusted and not rebuild else None
     if data is not None:
-        try:
-            index = faiss.deserialize_index(data)
-            if index.ntotal == binding.get("count") and index.d == dim:
-                return VectorIndex(index, dim)
-        except (RuntimeError, ValueError, MemoryError):
-            pass  # verified bytes that faiss still refuses (a bug elsewhere): rebuild below
+        loaded = _parse(data, dim, binding.get("count"), plan)
+        if loaded is not None:
+            return loaded, False
     ids, vectors = fetch()
-    built = VectorIndex.build(ids, vectors.reshape(len(ids), dim) if len(ids) else vectors, dim)
+    vectors = vectors.reshape(len(ids), dim) if len(ids) else np.zeros((0, dim), np.float32)
+    built, blob = _build(plan, ids, vectors, dim, fetch_ids, {
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "generation": binding.get("generation")})
     if save and trusted and len(built) == binding.get("count"):
         try:
             folder.mkdir(parents=True, exist_ok=True)
             clean_stale_tmp(folder)
             (folder / f"{name}.json").unlink(missing_ok=True)  # sidecar of the unsealed format
-            write_sealed(data_path, faiss.serialize_index(built.index), binding)
+            write_sealed(data_path, blob, binding)
         except OSError:
             pass  # read-only collection: search still works from memory
-    return built
+    return built, True
