@@ -180,3 +180,25 @@ def test_docs_scale_options_table_matches_argparse():
     for command, option in rows:
         options = {o for a in sub.choices[command]._actions for o in a.option_strings}
         assert option in options, f"docs/scale.md lists {option} for ravl {command}"
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivfpq"])
+def test_a_tuned_bridge_reaches_every_kind(coll, kind):
+    """The images index holds (and IVF-PQ re-ranks with) the bridged vectors, like the flat one."""
+    from ravl.encoders.bridge import Bridge
+
+    rng = np.random.default_rng(1)
+    bridge = Bridge("mlp", 0.5, False, {"W1": rng.normal(size=(6, 8)).astype(np.float32),
+                                        "b1": np.zeros(8, np.float32),
+                                        "W2": rng.normal(size=(8, 4)).astype(np.float32),
+                                        "b2": np.zeros(4, np.float32)},
+                    {"in_dim": 6, "out_dim": 4, "base_fingerprint": coll.fingerprint})
+    coll.store_bridge(bridge)
+    coll.set_index_config(kind)
+    q = _queries()
+    ids, vecs = coll.item_embeddings()
+    exact = [[int(ids[j]) for j in np.argsort(-row, kind="stable")[:5]] for row in q @ vecs.T]
+    hits = coll.search_vectors(q, index="images", k=5)
+    assert _ids(hits) == exact
+    assert type(coll._index("images")).__name__ == "AnnIndex"
+    assert coll.index_binding("images")["bridge"]
