@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass
 
 from .errors import ConfigError
 
@@ -61,17 +60,21 @@ def rrf(rankings: dict[str, Sequence[Hashable]], weights: dict[str, float], rrf_
     return [(key, scores[key], found[key]) for key in order]
 
 
-def ranked(hits: Sequence[Any], signal: str) -> list[Any]:
-    """``hits`` (image or caption hits, best first) tagged with the rank ``signal`` gave each."""
-    return [replace(h, found_by={signal: rank}) for rank, h in enumerate(hits, 1)]
+Ranked = list[tuple[int, float, dict | None]]  # (id, score, found_by), best first
 
 
-def fuse(vector_hits: Sequence[Any], keyword_hits: Sequence[Any], mode: str, fusion: Fusion, k: int) -> list[Any]:
-    """The ``k`` best hits of a ``keyword`` or ``hybrid`` search from the two rankings (hits are
-    keyed by id; a hybrid hit's score is its RRF score and ``found_by`` has both ranks)."""
+def ranked(pairs: Sequence[tuple[int, float]], signal: str) -> Ranked:
+    """``(id, score)`` pairs, best first, tagged with the rank ``signal`` gave each."""
+    return [(i, score, {signal: rank}) for rank, (i, score) in enumerate(pairs, 1)]
+
+
+def fuse(vector: Sequence[tuple[int, float]], keyword: Sequence[tuple[int, float]], mode: str, fusion: Fusion,
+         k: int) -> Ranked:
+    """The ``k`` best ids of a ``keyword`` or ``hybrid`` search from the two rankings (a hybrid
+    id's score is its RRF score and ``found_by`` has both ranks). Ids only: the caller reads the
+    rows for the ``k`` shown, not for every candidate."""
     if mode == "keyword":
-        return ranked(keyword_hits[:k], "keyword")
-    by_id = {h.id: h for h in keyword_hits} | {h.id: h for h in vector_hits}
-    fused = rrf({"vector": [h.id for h in vector_hits], "keyword": [h.id for h in keyword_hits]},
+        return ranked(keyword[:k], "keyword")
+    fused = rrf({"vector": [i for i, _ in vector], "keyword": [i for i, _ in keyword]},
                 {"vector": fusion.vector_weight, "keyword": fusion.keyword_weight}, fusion.rrf_k)
-    return [replace(by_id[i], score=round(score, 6), found_by=found) for i, score, found in fused[:k]]
+    return [(int(i), round(score, 6), found) for i, score, found in fused[:k]]  # type: ignore[call-overload]

@@ -220,18 +220,28 @@ class Collection(TunedBridge):
         ``ef_search`` (HNSW) and ``nprobe`` (IVF-PQ) override the defaults tuned at build time
         (recall@10 >= 0.95) for this query; exact indexes ignore them."""
         check_k(k)
+        raw = self._nearest(queries, index, k, exclude_items, ef_search, nprobe)
+        return self._hits("captions" if index == "captions" else "images", [[(i, s, None) for i, s in r] for r in raw])
+
+    def _nearest(self, queries: np.ndarray, index: str, k: int, exclude_items: Iterable[int] = (),
+                 ef_search: int | None = None, nprobe: int | None = None) -> list[list[tuple[int, float]]]:
+        """(id, score) of the ``k`` nearest per query; ids are caption ids for ``captions``."""
         knobs = check_search_params(ef_search, nprobe)
         excluded = list(exclude_items)
         if index == "captions":
-            excl = [c for ids in self._db.caption_ids_for_items(excluded).values() for c in ids]
-            raw = self._indexes.search("captions", queries, k, excl, **knobs)
-            rows = self._db.caption_rows(sorted({i for hits in raw for i, _ in hits}))
-            return [[CaptionHit(cid, rows[cid][0], rows[cid][1], rows[cid][2], score) for cid, score in hits
-                     if cid in rows] for hits in raw]
-        raw = self._indexes.search(index, queries, k, excluded, **knobs)
-        items = self._db.items(sorted({i for hits in raw for i, _ in hits}))
-        return [[ImageHit(i, items[i].uri, score, items[i].captions) for i, score in hits if i in items]
-                for hits in raw]
+            excluded = [c for ids in self._db.caption_ids_for_items(excluded).values() for c in ids]
+        return self._indexes.search(index, queries, k, excluded, **knobs)
+
+    def _hits(self, target: str, ranked_ids: list[list[tuple[int, float, dict | None]]]) -> list:
+        """Hits for ``(id, score, found_by)`` lists: only the rows shown are read from the store."""
+        wanted = sorted({i for row in ranked_ids for i, _, _ in row})
+        if target == "captions":
+            rows = self._db.caption_rows(wanted)
+            return [[CaptionHit(c, rows[c][0], rows[c][1], rows[c][2], s, found) for c, s, found in row if c in rows]
+                    for row in ranked_ids]
+        items = self._db.items(wanted)
+        return [[ImageHit(i, items[i].uri, s, items[i].captions, found) for i, s, found in row if i in items]
+                for row in ranked_ids]
 
     def text_mode(self, mode: str) -> str:
         """``mode`` checked, ``auto`` resolved: ``hybrid`` when the collection holds text, else ``vector``."""
@@ -265,31 +275,30 @@ class Collection(TunedBridge):
         """:meth:`search_text` with the texts' vectors already computed (e.g. by a batcher; None for
         ``keyword``); ``mode`` as :meth:`text_mode` resolved it."""
         check_target(target)
+        check_k(k)
         depth = k if mode == "vector" else min(MAX_K, max(50, 3 * k))
-        vector_hits: list[list] = [[] for _ in texts]
+        nearest: list[list[tuple[int, float]]] = [[] for _ in texts]
         if mode != "keyword":
             if vectors is None:
                 raise ConfigError(f"search mode {mode!r} needs the texts' vectors")
-            vector_hits = self.search_vectors(vectors, index=target, k=depth, ef_search=ef_search, nprobe=nprobe)
+            nearest = self._nearest(vectors, target, depth, ef_search=ef_search, nprobe=nprobe)
         if mode == "vector":
-            return [ranked(hits, "vector") for hits in vector_hits]
-        return [fuse(hits, self._keyword_hits(text, target, depth), mode, fusion, k)
-                for text, hits in zip(texts, vector_hits)]
+            return self._hits(target, [ranked(row, "vector") for row in nearest])
+        return self._hits(target, [fuse(row, self._keyword_ids(text, target, depth), mode, fusion, k)
+                                   for text, row in zip(texts, nearest)])
 
-    def _keyword_hits(self, text: str, target: str, depth: int) -> list:
+    def _keyword_ids(self, text: str, target: str, depth: int) -> list[tuple[int, float]]:
+        """(caption or item id, BM25 score) best first: an item ranks by its best caption."""
         match = fts_query(text)
         if match is None:
             return []
         rows = self._db.keyword_search(match, depth if target == "captions" else depth * 4)
         if target == "captions":
-            cap = self._db.caption_rows([cid for cid, _, _ in rows])
-            return [CaptionHit(cid, cap[cid][0], cap[cid][1], cap[cid][2], score) for cid, _, score in rows if cid in cap]
+            return [(cid, score) for cid, _, score in rows]
         best: dict[int, float] = {}
         for _, item_id, score in rows:
             best.setdefault(item_id, score)
-        ids = list(best)[:depth]
-        items = self._db.items(ids)
-        return [ImageHit(i, items[i].uri, best[i], items[i].captions) for i in ids if i in items]
+        return list(best.items())[:depth]
 
     def search_image(self, images: Sequence[Image.Image], *, target: Target = "images", k: int = 10,
                      exclude_items: Iterable[int] = (), ef_search: int | None = None, nprobe: int | None = None):
