@@ -9,10 +9,12 @@ from __future__ import annotations
 import re
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from .errors import ConfigError
 
 MODES = ("auto", "vector", "keyword", "hybrid")
+K = TypeVar("K", bound=Hashable)
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
@@ -46,11 +48,10 @@ def fts_query(text: str) -> str | None:
     return " OR ".join('"' + w.replace('"', '""') + '"' for w in dict.fromkeys(w.lower() for w in words))
 
 
-def rrf(rankings: dict[str, Sequence[Hashable]], weights: dict[str, float], rrf_k: float) \
-        -> list[tuple[Hashable, float, dict[str, int]]]:
+def rrf(rankings: dict[str, Sequence[K]], weights: dict[str, float], rrf_k: float) -> list[tuple[K, float, dict[str, int]]]:
     """Fuse ranked id lists: ``[(id, score, {signal: rank}), ...]`` best first (ties: first seen)."""
-    scores: dict[Hashable, float] = {}
-    found: dict[Hashable, dict[str, int]] = {}
+    scores: dict[K, float] = {}
+    found: dict[K, dict[str, int]] = {}
     for signal, ids in rankings.items():
         w = weights.get(signal, 1.0)
         for rank, key in enumerate(ids, start=1):
@@ -77,4 +78,4 @@ def fuse(vector: Sequence[tuple[int, float]], keyword: Sequence[tuple[int, float
         return ranked(keyword[:k], "keyword")
     fused = rrf({"vector": [i for i, _ in vector], "keyword": [i for i, _ in keyword]},
                 {"vector": fusion.vector_weight, "keyword": fusion.keyword_weight}, fusion.rrf_k)
-    return [(int(i), round(score, 6), found) for i, score, found in fused[:k]]  # type: ignore[call-overload]
+    return [(i, round(score, 6), found) for i, score, found in fused[:k]]

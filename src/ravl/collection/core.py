@@ -41,6 +41,7 @@ class Collection(TunedBridge):
                                  extra_binding=self._extra_binding)
         self._bridge: tuple[int, tuple[Bridge, str] | None] | None = None  # (generation, (bridge, sha256))
         self._tuned: TunedEncoder | None = None
+        self._text_facts: tuple[int, bool, bool] | None = None  # (generation, keyword index?, any caption?)
         self._lock = threading.Lock()
         self._writer_lock: WriterLock | None = None  # held while opened with create=True
 
@@ -246,9 +247,12 @@ class Collection(TunedBridge):
     def text_mode(self, mode: str) -> str:
         """``mode`` checked, ``auto`` resolved: ``hybrid`` when the collection holds text, else ``vector``."""
         check_mode(mode)
-        has_index = self._db.has_keyword_index()
+        generation = self._db.generation()
+        if self._text_facts is None or self._text_facts[0] != generation:  # two queries per write, not per search
+            self._text_facts = (generation, self._db.has_keyword_index(), self._db.counts()["captions"] > 0)
+        _, has_index, has_text = self._text_facts
         if mode == "auto":
-            return "hybrid" if has_index and self._db.counts()["captions"] > 0 else "vector"
+            return "hybrid" if has_index and has_text else "vector"
         if mode != "vector" and not has_index:
             raise ConfigError(f"collection {self.path} predates keyword search; run 'ravl index' on it once (any "
                               "source) to build its keyword index, or use --mode vector")
@@ -263,8 +267,7 @@ class Collection(TunedBridge):
         check_target(target)
         check_k(k)
         check_texts(texts)
-        mode = self.text_mode(mode)
-        vectors = None if mode == "keyword" else self.encoder.encode_texts(list(texts))
+        vectors = None if check_mode(mode) == "keyword" else self.encoder.encode_texts(list(texts))
         return self.search_text_vectors(texts, vectors, target=target, k=k, mode=mode, fusion=fusion,
                                         ef_search=ef_search, nprobe=nprobe)
 
@@ -272,10 +275,11 @@ class Collection(TunedBridge):
     def search_text_vectors(self, texts: Sequence[str], vectors: np.ndarray | None, *, target: Target = "images",
                             k: int = 10, mode: str = "vector", fusion: Fusion = Fusion(),
                             ef_search: int | None = None, nprobe: int | None = None):
-        """:meth:`search_text` with the texts' vectors already computed (e.g. by a batcher; None for
-        ``keyword``); ``mode`` as :meth:`text_mode` resolved it."""
+        """:meth:`search_text` with the texts' vectors already computed (e.g. by a batcher); they are
+        needed unless ``mode`` is ``keyword`` (``auto`` never resolves to it)."""
         check_target(target)
         check_k(k)
+        mode = self.text_mode(mode)
         depth = k if mode == "vector" else min(MAX_K, max(50, 3 * k))
         nearest: list[list[tuple[int, float]]] = [[] for _ in texts]
         if mode != "keyword":
@@ -314,7 +318,8 @@ class Collection(TunedBridge):
         """:meth:`search_image` with the images' vectors already computed by the base encoder (e.g.
         by a batcher); the tuned bridge, if any, is applied here."""
         check_target(target)
-        vecs = self.bridged(vecs)
+        if target == "captions":  # the shared-space embedding; image features never go through the bridge
+            vecs = self.bridged(vecs)
         if target == "images":
             return self.search_vectors(vecs.features, index="features", k=k, exclude_items=exclude_items,
                                        ef_search=ef_search, nprobe=nprobe)

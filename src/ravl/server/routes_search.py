@@ -103,9 +103,8 @@ def build_router(settings: ServerSettings) -> APIRouter:
         text = q or ""
         check_texts([text])
         fusion = Fusion(vector_weight, keyword_weight, rrf_k)
-        resolved = await run_in_threadpool(coll.text_mode, mode)
-        vector = None if resolved == "keyword" else await state.encoder.encode_text_async(text)
-        hits = (await run_in_threadpool(coll.search_text_vectors, [text], vector, target=target, k=k, mode=resolved,
+        vector = None if mode == "keyword" else await state.encoder.encode_text_async(text)
+        hits = (await run_in_threadpool(coll.search_text_vectors, [text], vector, target=target, k=k, mode=mode,
                                         fusion=fusion, **knobs))[0]
         return {"query": {"text": q}, "target": target, "mode": mode, "results": hits_json(hits)}
 
