@@ -113,13 +113,7 @@ def manifests(root: Path, image: Path) -> dict[str, Path]:
         "bigint.json": ('{"images": [], "x": ' + big_int + "}").encode(),
         "latin1.json": b'{"images": [], "annotations": [], "x": "caf\xe9"}',
     }
-    out = {}
-    for name, data in files.items():
-        (root / name).write_bytes(data)
-        out[name] = root / name
-    os.mkfifo(root / "fifo.jsonl")
-    out["fifo.jsonl"] = root / "fifo.jsonl"
-    return out
+    return _write_with_fifo(root, files)
 
 
 def query_files(root: Path, image: Path) -> dict[str, Path]:
@@ -131,13 +125,7 @@ def query_files(root: Path, image: Path) -> dict[str, Path]:
         "eps.jsonl": json.dumps({"image": str(root / "q.jpg")}).encode() + b"\n", "empty.jsonl": b"\n\n",
     }
     (root / "q.jpg").write_bytes(EPS)
-    out = {}
-    for name, data in files.items():
-        (root / name).write_bytes(data)
-        out[name] = root / name
-    os.mkfifo(root / "fifo.jsonl")
-    out["fifo.jsonl"] = root / "fifo.jsonl"
-    return out
+    return _write_with_fifo(root, files)
 
 
 def cases(base: Path, good_image: Path) -> list[tuple[str, list[str]]]:
@@ -169,4 +157,15 @@ def cases(base: Path, good_image: Path) -> list[tuple[str, list[str]]]:
     for argv in (["info", "-c", str(base / "nowhere")], ["search", "-c", str(base / "imgs"), "--text", "red"],
                  ["info", "-c", str(good_image)], ["index", str(base / "missing-source"), "-c", COLL]):
         out.append((" ".join(argv[:2]) + " odd collection", argv))
+    return out
+
+
+def _write_with_fifo(root: Path, files: dict[str, bytes]) -> dict[str, Path]:
+    """Write ``files`` under ``root`` and add a FIFO named ``fifo.jsonl``; name -> path."""
+    out = {}
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+        out[name] = root / name
+    os.mkfifo(root / "fifo.jsonl")
+    out["fifo.jsonl"] = root / "fifo.jsonl"
     return out
