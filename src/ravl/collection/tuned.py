@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from ..encoders.base import Encoder, ImageVectors
 from ..encoders.bridge import Bridge, TunedEncoder
@@ -127,7 +126,3 @@ class TunedBridge:
         if tuned is None or not len(vecs.embedding):
             return vecs
         return ImageVectors(tuned[0].apply(vecs.embedding, vecs.features), vecs.features)
-
-    def embed_images(self, images: Sequence[Image.Image]) -> ImageVectors:
-        """Images -> vectors as this collection sees them (tuned bridge applied)."""
-        return self.encoder.embed_images([im.convert("RGB") for im in images])
