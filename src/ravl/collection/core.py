@@ -198,6 +198,11 @@ class Collection(TunedBridge):
         search parameters and recall@10 measured at build time (as recorded)."""
         return self._indexes.facts()
 
+    def index_stats(self) -> dict[str, dict[str, int]]:
+        """index name -> how many times this process found it ``held`` in memory, ``loaded`` it
+        from its cache file, ``caught_up`` a held or cached index from the change log, or ``built`` it."""
+        return self._indexes.stats()
+
     # --- captions -----------------------------------------------------------------------------
     def scene_captions(self, item_ids: Sequence[int]) -> CaptionSet:
         """The captions of ``item_ids`` (in that order, then by caption id) that describe the scene:

@@ -50,6 +50,12 @@ class AnnIndex:
         self.alive = alive  # bool per position
         self.info = info  # build facts: seconds, bytes, recall, tuned search params, trained_on
         self._live = int(alive.sum())
+        self._bitmap: np.ndarray | None = None  # tombstones as FAISS wants them; replaced, never mutated
+        self._mark_changed()
+
+    def _mark_changed(self) -> None:
+        """Recompute the selector bitmap after an update (searches hold a reference to the old one)."""
+        self._bitmap = np.packbits(self.alive, bitorder="little") if self._live < len(self.labels) else None
 
     # --- build ---------------------------------------------------------------------------------
     @classmethod
@@ -152,8 +158,10 @@ class AnnIndex:
             return 0
         hit = self.alive & np.isin(self.labels, wanted)
         n = int(hit.sum())
+        self.alive = self.alive.copy()  # a search running now keeps the array it started with
         self.alive[hit] = False
         self._live -= n
+        self._mark_changed()
         return n
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
@@ -174,6 +182,7 @@ class AnnIndex:
         self.alive = np.concatenate([self.alive, np.ones(len(ids), bool)])
         self._live += len(ids)
         self.info["count"] = len(self)
+        self._mark_changed()
 
     # --- search --------------------------------------------------------------------------------
     def search(self, queries: np.ndarray, k: int, exclude: Iterable[int] = (), *, ef_search: int | None = None,
@@ -188,7 +197,8 @@ class AnnIndex:
         rerank = self.kind == "ivfpq" and fetch is not None
         shortlist = max(want * int(self.info["search"].get("rerank", 10)), MIN_SHORTLIST)
         fetch_k = min(len(self), shortlist) if rerank else want
-        params = self._params(faiss, ef_search, nprobe, fetch_k)
+        bitmap = self._bitmap  # held for the whole search (the selector points into it)
+        params = self._params(faiss, ef_search, nprobe, fetch_k, bitmap)
         scores, pos = self.index.search(queries, fetch_k, params=params)
         out = []
         for row_s, row_p in zip(scores, pos):
@@ -198,11 +208,10 @@ class AnnIndex:
             out = self._rerank(queries, out, fetch)
         return [hits[:k] for hits in out]
 
-    def _params(self, faiss, ef_search, nprobe, fetch_k):
+    def _params(self, faiss, ef_search, nprobe, fetch_k, bitmap):
         sel = None
-        if self._live < len(self.labels):
-            self._bitmap = np.packbits(self.alive, bitorder="little")
-            sel = faiss.IDSelectorBitmap(len(self.alive), faiss.swig_ptr(self._bitmap))
+        if bitmap is not None:
+            sel = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))  # n = bytes
         tuned = self.info["search"]
         if self.kind == "hnsw":
             ef = int(ef_search or tuned.get("ef_search", 64))

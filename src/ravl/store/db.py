@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .changelog import ChangeLogMixin
 from .index_meta import IndexMetaMixin
 from .schema import LATEST, migrate, schema_version
 from .sqlite_errors import DB_NAME, sqlite_errors, translating_sqlite_errors  # noqa: F401  (re-exported)
@@ -70,7 +71,7 @@ def _blob(vec: np.ndarray) -> bytes:
     return np.ascontiguousarray(vec, dtype=np.float32).tobytes()
 
 
-class Database(IndexMetaMixin):
+class Database(IndexMetaMixin, ChangeLogMixin):
     """One SQLite file; each thread gets its own connection, so a reader never sees another
     thread's uncommitted transaction (WAL gives every connection a consistent snapshot)."""
 
@@ -169,13 +170,15 @@ class Database(IndexMetaMixin):
         return int(row[0]) if row else 0
 
     def bump_generation(self, conn: sqlite3.Connection) -> None:
-        """Mark the vectors changed (inside ``conn``'s transaction): index caches rebuild on next use.
-        ``state`` becomes a fresh random token too, so a restored backup that later reaches the
-        same generation number still never matches a cache built from another history."""
+        """Mark the vectors changed (inside ``conn``'s transaction, after its changes): index caches
+        catch up (or rebuild) on next use. ``state`` becomes a fresh random token too, so a restored
+        backup that later reaches the same generation number still never matches a cache built from
+        another history; the new (generation, state, seq) goes into the history."""
         conn.execute("INSERT INTO meta(key, value) VALUES('generation', '1') ON CONFLICT(key) "
                      "DO UPDATE SET value = CAST(value AS INTEGER) + 1")
         conn.execute("INSERT INTO meta(key, value) VALUES('state', lower(hex(randomblob(8)))) "
                      "ON CONFLICT(key) DO UPDATE SET value = excluded.value")
+        self.record_generation(conn)
 
     @contextmanager
     def snapshot(self) -> Iterator[sqlite3.Connection]:
@@ -189,16 +192,6 @@ class Database(IndexMetaMixin):
             yield conn
         finally:
             conn.execute("COMMIT")
-
-    def index_binding(self, name: str) -> dict[str, object]:
-        """What an index cache over ``name`` ('images', 'features', 'captions') is built from:
-        database identity, generation, write token and row count (call inside :meth:`snapshot`)."""
-        meta = dict(self.conn.execute(
-            "SELECT key, value FROM meta WHERE key IN ('collection_id', 'generation', 'state')").fetchall())
-        table = "captions" if name == "captions" else "item_vectors"
-        count = self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-        return {"collection_id": meta.get("collection_id"), "generation": int(meta.get("generation", 0)),
-                "state": meta.get("state"), "index": name, "count": count}
 
     # --- reads --------------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:

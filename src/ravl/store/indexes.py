@@ -4,20 +4,25 @@ files (:func:`~.vectors.load_or_build`), this process's in-memory copies and the
 recorded in the database (kind, parameters, seconds, bytes, recall@10).
 
 A cache file's seal names the index plan (kind and FAISS factory string) besides the database
-state, so a file of another kind, another size class or another database is never used.
+state, so a file of another kind or another database is never used. A cache of an older state of
+the same database (held here, or the file) is caught up from the change log (:mod:`.catchup`), not
+rebuilt; :meth:`IndexSet.stats` counts how each index was obtained.
 """
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ConfigError
+from .catchup import ReadWriteLock, changes_since, should_write
 from .db import Database
 from .index_plan import KINDS, IndexPlan, choose_index, parse_size, smallest_plan, split_budget
-from .vectors import SearchIndex, load_or_build, plan_binding
+from .integrity import sealed_binding
+from .vectors import SearchIndex, VectorIndex, apply_changes, build_index, load_cache, plan_binding, write_cache
 
 INDEX_NAMES = ("images", "features", "captions")
 #: build facts shown by ``ravl info`` (the rest of an index's ``info`` stays in its file)
@@ -26,6 +31,15 @@ FACT_KEYS = ("kind", "factory", "params", "count", "search", "recall_at_10", "re
 
 
 Reader = Callable[[Sequence[int] | None], tuple[np.ndarray, np.ndarray]]  # ids (None: all) -> (ids, vectors)
+#: how an index was obtained (counted by :meth:`IndexSet.stats`)
+HOW = ("held", "loaded", "caught_up", "built")
+
+
+@dataclass
+class _Held:
+    key: tuple  # (generation, settings) it was checked at
+    stamp: dict  # the binding it covers
+    index: SearchIndex
 
 
 class IndexSet:
@@ -39,9 +53,11 @@ class IndexSet:
         self.dims = dims
         self._readers = readers or {}
         self._extra_binding = extra_binding
-        self._held: dict[str, tuple[tuple, SearchIndex]] = {}
+        self._held: dict[str, _Held] = {}
         self._unrecorded: dict[str, dict] = {}  # facts of indexes built here, not yet in the database
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # one update at a time
+        self._rw = {name: ReadWriteLock() for name in INDEX_NAMES}  # searches vs in-place catch-up
+        self._stats = {name: dict.fromkeys(HOW, 0) for name in INDEX_NAMES}
 
     # --- settings ------------------------------------------------------------------------------
     def settings(self) -> dict:
@@ -112,38 +128,112 @@ class IndexSet:
             return self._bindings()[0][name]
 
     def get(self, name: str, *, rebuild: bool = False) -> SearchIndex:
-        """The ``name`` index for the database as it is now: held in memory, read from its cache
-        file when that verifies, else built (``rebuild``: built whatever the cache holds)."""
+        """The ``name`` index for the database as it is now: held in memory (caught up when the
+        database moved on), else read from its cache file when that verifies (caught up when it is
+        an older state of this database), else built (``rebuild``: built whatever the caches hold)."""
         key = (self._db.generation(), tuple(self._db.index_settings().values()))
         with self._lock:
             held = self._held.get(name)
-            if held and held[0] == key and not rebuild:
-                return held[1]
-            with self._db.snapshot():  # the binding and a rebuild see the same database state
+            if held and held.key == key and not rebuild:
+                return held.index
+            with self._db.snapshot():  # the binding, the change log and any vectors read agree
                 bindings, plans = self._bindings()
-                binding, plan = bindings[name], plans[name]
-                key = (binding["generation"], tuple(self._db.index_settings().values()))
-                index, built = load_or_build(self.folder, name, binding, self.dims[name], self._fetch_all(name),
-                                             plan=plan, fetch_ids=self.fetch_ids(name), rebuild=rebuild)
-            if built:
+                current, plan = bindings[name], plans[name]
+                key = (current["generation"], tuple(self._db.index_settings().values()))
+                index, how = (None, "built") if rebuild else self._caught_up(name, current, plan, held)
+                if index is None:
+                    index, blob = build_index(current, self.dims[name], self._fetch_all(name), plan,
+                                              self.fetch_ids(name))
+                    if len(index) == current["count"]:
+                        write_cache(self.folder, name, index, _stamp(current, index), blob)
+            if how == "built":
                 facts = {k: index.info[k] for k in FACT_KEYS if index.info.get(k) is not None}
                 facts["reason"] = plan.reason
                 if plan.reason.startswith("over budget"):
                     facts["over_budget"] = plan.reason
                 self._unrecorded[name] = facts
-            self._held[name] = (key, index)
+            elif how == "caught_up":
+                recorded = self._unrecorded.get(name) or self._db.index_facts().get(name) or {}
+                if recorded.get("kind") == index.kind:
+                    self._unrecorded[name] = {**recorded, "count": len(index), "updated_generation": current["generation"]}
+            self._stats[name][how] += 1
+            self._held[name] = _Held(key, _stamp(current, index), index)
             return index
+
+    def _caught_up(self, name: str, current: dict, plan: IndexPlan, held: _Held | None) -> tuple[SearchIndex | None, str]:
+        """The held index or the cache file brought up to ``current`` and how, or (None, 'built')
+        when neither can be (inside the snapshot)."""
+        dim, fetch_ids = self.dims[name], self.fetch_ids(name)
+        if held is not None:
+            changed = changes_since(self._db, name, held.stamp, current)
+            if changed is not None:
+                if changed:
+                    with self._rw[name].writing():  # searches on this index wait
+                        apply_changes(held.index, changed, fetch_ids, dim)
+                if not _usable(held.index, current, plan):
+                    return None, "built"
+                if changed:
+                    self._save_caught_up(name, held.index, current)
+                return held.index, "caught_up" if changed else "held"
+        path = self.folder / f"{name}.faiss"
+        stamp = sealed_binding(path)
+        changed = changes_since(self._db, name, stamp, current)
+        if stamp is None or changed is None:
+            return None, "built"
+        loaded = load_cache(self.folder, name, stamp, dim)  # verifies the bytes against their seal
+        if loaded is None:
+            return None, "built"
+        apply_changes(loaded, changed, fetch_ids, dim)
+        if not _usable(loaded, current, plan):
+            return None, "built"
+        if changed:
+            self._save_caught_up(name, loaded, current)
+        return loaded, "caught_up" if changed else "loaded"
+
+    def _save_caught_up(self, name: str, index: SearchIndex, current: dict) -> None:
+        """Rewrite the cache file of a caught-up index when the compaction rule says so."""
+        path = self.folder / f"{name}.faiss"
+        try:
+            size = path.stat().st_size
+        except OSError:
+            size = 0
+        if should_write(self._db, name, sealed_binding(path), size, current):
+            with self._rw[name].reading():  # no update runs while it is serialised
+                write_cache(self.folder, name, index, _stamp(current, index))
 
     def search(self, name: str, queries: np.ndarray, k: int, exclude: Iterable[int] = (), *,
                ef_search: int | None = None, nprobe: int | None = None) -> list[list[tuple[int, float]]]:
-        return self.get(name).search(queries, k, exclude, fetch=self.fetch_ids(name), ef_search=ef_search,
-                                     nprobe=nprobe)
+        index = self.get(name)
+        with self._rw[name].reading():
+            return index.search(queries, k, exclude, fetch=self.fetch_ids(name), ef_search=ef_search, nprobe=nprobe)
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """index name -> how many times this process found it held, loaded it from its file, caught
+        it up from the change log, or built it."""
+        with self._lock:
+            return {name: dict(counts) for name, counts in self._stats.items()}
+
+    def prune_log(self) -> None:
+        """Drop change-log rows every cache file already covers (writers, after :meth:`refresh`)."""
+        if self._db.readonly:
+            return
+        with self._db.snapshot():
+            current = self._bindings()[0]
+            seqs = []
+            for name in INDEX_NAMES:
+                stamp = sealed_binding(self.folder / f"{name}.faiss")
+                if changes_since(self._db, name, stamp, current[name]) is not None:
+                    seqs.append(stamp["seq"])  # type: ignore[index]
+            through, pruned = min(seqs, default=None), self._db.changes_pruned_through()
+        if through is not None and through > pruned:
+            self._db.prune_changes(through)
 
     def refresh(self) -> None:
         """Bring every cache file up to date and record the facts of those built here."""
         for name in INDEX_NAMES:
             self.get(name)
         self.record_facts()
+        self.prune_log()
 
     def rebuild(self, kind: str | None = None, memory_budget: int | str | None = None) -> dict[str, dict]:
         """Record the settings (checked first), rebuild every index to them and return their facts."""
@@ -165,6 +255,20 @@ class IndexSet:
     def forget(self) -> None:
         with self._lock:
             self._held.clear()
+
+
+def _stamp(current: dict, index: SearchIndex) -> dict:
+    """The binding an index covering ``current`` is sealed to: its own plan (an IVF-PQ index caught
+    up keeps the coarse quantizer it was trained with)."""
+    plan = {"kind": "flat", "factory": "Flat"} if isinstance(index, VectorIndex) else \
+        {"kind": index.plan.kind, "factory": index.plan.factory}
+    return {**current, "plan": plan}
+
+
+def _usable(index: SearchIndex, current: dict, plan: IndexPlan) -> bool:
+    """A caught-up index serves ``current`` when it holds every row, is of the kind planned and does
+    not ask for a rebuild (too many tombstones, or an IVF grown 4x past its training set)."""
+    return len(index) == current["count"] and index.kind == plan.kind and index.needs_rebuild() is None
 
 
 def _count(binding: dict[str, object]) -> int:

@@ -73,6 +73,14 @@ def _read_seal(path: Path) -> dict | None:
     return seal
 
 
+def sealed_binding(path: Path) -> dict | None:
+    """The binding ``path``'s seal names, NOT verified against the file's bytes: enough to decide
+    whether the file is worth reading (then :func:`read_sealed` with this binding verifies it)."""
+    seal = _read_seal(Path(path))
+    binding = seal.get("binding") if seal else None
+    return binding if isinstance(binding, dict) else None
+
+
 def read_sealed(path: Path, binding: Mapping[str, object]) -> np.ndarray | None:
     """The bytes of ``path`` as a uint8 array when its seal matches ``binding`` and its content;
     ``None`` when anything does not verify (the caller rebuilds)."""

@@ -4,7 +4,9 @@ Each index file ``<name>.faiss`` is sealed (:mod:`.integrity`): its ``<name>.fai
 binds it to the collection id, database generation and row count it was built from and to the
 index plan (kind and FAISS factory string), with a BLAKE2b hash of its bytes. Anything that does not
 verify is rebuilt from SQLite, never used, so a replaced database, a damaged file, an interrupted
-writer or a file of another index kind can never make search return wrong ids.
+writer or a file of another index kind can never make search return wrong ids. A verified file
+sealed to an OLDER state of the same database is caught up from the change log instead
+(:mod:`.catchup`): each index kind can remove and add ids (:func:`apply_changes`).
 
 ``flat`` is exact search (inner product on unit vectors = cosine similarity), stored as a FAISS
 ``IndexIDMap2``. ``hnsw`` and ``ivfpq`` are :class:`~.ann.AnnIndex` files (FAISS index + id labels +
@@ -14,7 +16,7 @@ read back from the database, so every returned score is an exact cosine.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ from .integrity import clean_stale_tmp, read_sealed, write_sealed
 
 #: IVF-PQ needs at least this many vectors to train; fewer are searched exactly
 MIN_IVF_TRAIN = 2
+_SQL_BATCH = 50_000  # vectors read back per query while catching up
 
 
 class VectorIndex:
@@ -48,6 +51,21 @@ class VectorIndex:
 
     def __len__(self) -> int:
         return int(self.index.ntotal)
+
+    def remove(self, ids: Iterable[int]) -> int:
+        wanted = np.fromiter((int(i) for i in ids), dtype=np.int64)
+        return int(self.index.remove_ids(wanted)) if len(wanted) and len(self) else 0
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Add (or replace) ``ids`` with ``vectors``."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if len(ids):
+            self.remove(ids.tolist())
+            self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), self.dim), ids)
+        self.info["count"] = len(self)
+
+    def needs_rebuild(self) -> str | None:
+        return None  # exact search stays exact whatever was added or removed
 
     def search(self, queries: np.ndarray, k: int, exclude: Iterable[int] = (), *, fetch: Fetch | None = None,
                ef_search: int | None = None, nprobe: int | None = None) -> list[list[tuple[int, float]]]:
@@ -75,11 +93,11 @@ def plan_binding(plan: IndexPlan | None) -> dict[str, object]:
     return {"kind": plan.kind, "factory": plan.factory}
 
 
-def _parse(data, dim: int, count: object, plan: IndexPlan | None) -> SearchIndex | None:
+def _parse(data, dim: int, count: object, kind: str) -> SearchIndex | None:
     import faiss
 
     try:
-        if plan is None or plan.kind == "flat":
+        if kind == "flat":
             flat = faiss.deserialize_index(data)
             return VectorIndex(flat, dim) if flat.ntotal == count and flat.d == dim else None
         ann = AnnIndex.from_bytes(data.tobytes() if hasattr(data, "tobytes") else data)
@@ -113,33 +131,56 @@ def _build(plan: IndexPlan | None, ids: np.ndarray, vectors: np.ndarray, dim: in
     return ann, ann.to_bytes()
 
 
-def load_or_build(folder: Path, name: str, binding: Mapping[str, object], dim: int,
-                  fetch: Callable[[], tuple[np.ndarray, np.ndarray]], *, save: bool = True,
-                  plan: IndexPlan | None = None, fetch_ids: Fetch | None = None,
-                  rebuild: bool = False) -> tuple[SearchIndex, bool]:
-    """The index ``name`` for the database state ``binding`` (see :mod:`.integrity`) and whether it
-    was built now: from its cache file when the file's seal verifies against ``binding`` and its
-    content (and ``rebuild`` is false), else built as ``plan`` (None: flat) with ``fetch() -> (ids,
-    vectors)`` and (when ``save``) written back sealed. ``binding`` must hold ``count`` (rows in the
-    source) and should hold :func:`plan_binding`; a binding without a ``collection_id`` is never
-    trusted. ``fetch_ids(ids) -> (ids, vectors)`` reads stored vectors back (IVF-PQ re-ranking)."""
-    data_path = folder / f"{name}.faiss"
-    trusted = bool(binding.get("collection_id"))
-    data = read_sealed(data_path, binding) if trusted and not rebuild else None
-    if data is not None:
-        loaded = _parse(data, dim, binding.get("count"), plan)
-        if loaded is not None:
-            return loaded, False
+def blob_of(index: SearchIndex):
+    """The bytes of ``index``'s cache file."""
+    import faiss
+
+    if isinstance(index, VectorIndex):
+        return faiss.serialize_index(index.index)
+    return index.to_bytes()
+
+
+def write_cache(folder: Path, name: str, index: SearchIndex, binding: Mapping[str, object], blob=None) -> bool:
+    """Write ``index`` as ``<name>.faiss`` sealed to ``binding``; False when the folder cannot be
+    written (a read-only collection: search still works from memory)."""
+    try:
+        data = blob_of(index) if blob is None else blob
+        folder.mkdir(parents=True, exist_ok=True)
+        clean_stale_tmp(folder)
+        (folder / f"{name}.json").unlink(missing_ok=True)  # sidecar of the unsealed format
+        write_sealed(folder / f"{name}.faiss", data, binding)
+    except OSError:
+        return False
+    return True
+
+
+def load_cache(folder: Path, name: str, stamp: Mapping[str, object], dim: int) -> SearchIndex | None:
+    """The index in ``<name>.faiss`` when its seal is ``stamp`` and its bytes verify, else None."""
+    plan = stamp.get("plan")
+    kind = plan.get("kind") if isinstance(plan, dict) else None
+    data = read_sealed(folder / f"{name}.faiss", stamp)
+    if data is None:
+        return None
+    return _parse(data, dim, stamp.get("count"), "flat" if kind in (None, "flat") else str(kind))
+
+
+def build_index(binding: Mapping[str, object], dim: int, fetch: Callable[[], tuple[np.ndarray, np.ndarray]],
+                plan: IndexPlan | None, fetch_ids: Fetch | None) -> tuple[SearchIndex, Any]:
+    """The index over every vector ``fetch()`` returns, built as ``plan`` (None: flat), and its
+    file's bytes; its facts name the generation of ``binding``."""
     ids, vectors = fetch()
     vectors = vectors.reshape(len(ids), dim) if len(ids) else np.zeros((0, dim), np.float32)
-    built, blob = _build(plan, ids, vectors, dim, fetch_ids, {
+    return _build(plan, ids, vectors, dim, fetch_ids, {
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "generation": binding.get("generation")})
-    if save and trusted and len(built) == binding.get("count"):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            clean_stale_tmp(folder)
-            (folder / f"{name}.json").unlink(missing_ok=True)  # sidecar of the unsealed format
-            write_sealed(data_path, blob, binding)
-        except OSError:
-            pass  # read-only collection: search still works from memory
-    return built, True
+
+
+def apply_changes(index: SearchIndex, changed: Sequence[int], fetch_ids: Fetch, dim: int) -> None:
+    """Bring ``index`` up to date for the ids in ``changed`` (added, replaced or deleted since it was
+    built): their old vectors go, the ones the database holds now are added."""
+    if not changed:
+        return
+    index.remove(changed)
+    for start in range(0, len(changed), _SQL_BATCH):
+        ids, vecs = fetch_ids(list(changed[start:start + _SQL_BATCH]))
+        if len(ids):
+            index.add(ids, vecs.reshape(len(ids), dim))
