@@ -58,20 +58,31 @@ def same_source(stamp: Mapping[str, object], current: Mapping[str, object]) -> b
                                                                                  current.get("plan"))
 
 
-def changes_since(db: Database, name: str, stamp: Mapping[str, object] | None,
-                  current: Mapping[str, object]) -> list[int] | None:
-    """The ids whose ``name`` vectors changed since the state ``stamp`` covers (``[]``: none), or None
-    when ``stamp`` cannot be caught up to ``current`` (call inside the snapshot ``current`` was read in)."""
+def catchable(db: Database, stamp: Mapping[str, object] | None, current: Mapping[str, object]) -> bool | None:
+    """True when ``stamp`` is the ``current`` state itself, False when it is an older state of this
+    database that the change log can bring up to ``current``, None when it cannot be caught up
+    (call inside the snapshot ``current`` was read in)."""
     if stamp is None or not same_source(stamp, current):
         return None
     gen, state, seq = stamp.get("generation"), stamp.get("state"), stamp.get("seq")
     if (gen, state, seq) == (current.get("generation"), current.get("state"), current.get("seq")):
-        return [] if stamp.get("count") == current.get("count") else None
+        return True if stamp.get("count") == current.get("count") else None
     if not isinstance(gen, int) or not isinstance(seq, int) or not isinstance(current.get("seq"), int):
         return None  # a cache from before the change log, or a database without one (read-only, old)
     if db.past_state(gen) != (state, seq) or seq < db.changes_pruned_through():
         return None  # not a state this database went through, or the log no longer reaches back
-    return db.changed_rows(name, seq)
+    return False
+
+
+def changes_since(db: Database, name: str, stamp: Mapping[str, object] | None,
+                  current: Mapping[str, object]) -> list[int] | None:
+    """The ids whose ``name`` vectors changed since the state ``stamp`` covers (``[]``: none), or None
+    when ``stamp`` cannot be caught up to ``current`` (call inside the snapshot ``current`` was read in)."""
+    state = catchable(db, stamp, current)
+    seq = stamp.get("seq") if stamp is not None else None
+    if state is None or not isinstance(seq, int):
+        return None if state is None else []
+    return [] if state else db.changed_rows(name, seq)
 
 
 def should_write(db: Database, name: str, file_stamp: Mapping[str, object] | None, file_bytes: int,
@@ -80,7 +91,7 @@ def should_write(db: Database, name: str, file_stamp: Mapping[str, object] | Non
     if file_stamp is None or file_bytes <= COMPACT_BYTES:
         return True
     seq = file_stamp.get("seq")
-    if changes_since(db, name, file_stamp, current) is None or not isinstance(seq, int):
+    if catchable(db, file_stamp, current) is None or not isinstance(seq, int):
         return True
     count = current.get("count")
     return db.change_count(name, seq) >= COMPACT_SHARE * max(1, count if isinstance(count, int) else 1)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
-from .catchup import ReadWriteLock, changes_since, should_write
+from .catchup import ReadWriteLock, catchable, changes_since, should_write
 from .db import Database
 from .index_plan import KINDS, IndexPlan, choose_index, parse_size, smallest_plan, split_budget
 from .integrity import sealed_binding
@@ -222,8 +222,9 @@ class IndexSet:
             seqs = []
             for name in INDEX_NAMES:
                 stamp = sealed_binding(self.folder / f"{name}.faiss")
-                if changes_since(self._db, name, stamp, current[name]) is not None:
-                    seqs.append(stamp["seq"])  # type: ignore[index]
+                if stamp is not None and isinstance(stamp.get("seq"), int) and \
+                        catchable(self._db, stamp, current[name]) is not None:
+                    seqs.append(int(stamp["seq"]))
             through, pruned = min(seqs, default=None), self._db.changes_pruned_through()
         if through is not None and through > pruned:
             self._db.prune_changes(through)
