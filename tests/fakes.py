@@ -3,6 +3,10 @@
 in a text map to that colour, so 'red' finds the red image."""
 from __future__ import annotations
 
+import os
+import time
+from pathlib import Path
+
 import numpy as np
 
 from ravl.encoders.base import Encoder, ImageVectors, l2_normalize
@@ -21,6 +25,10 @@ class ColourEncoder(Encoder):
     def __init__(self, spec: Spec):
         self.spec = str(spec)
         self.calls = 0
+        # for the Ray tests: seconds per image (to stretch a run) and a folder to announce this process in
+        self.delay = float(os.environ.get("RAVL_TEST_ENCODE_DELAY", "0"))
+        if os.environ.get("RAVL_TEST_PID_DIR"):
+            (Path(os.environ["RAVL_TEST_PID_DIR"]) / str(os.getpid())).touch()
 
     def preprocess(self, image):
         small = image.convert("RGB").resize((8, 8))
@@ -28,6 +36,8 @@ class ColourEncoder(Encoder):
 
     def embed_pixels(self, pixels):
         self.calls += 1
+        if self.delay:
+            time.sleep(self.delay * len(pixels))
         mean = pixels.mean(axis=(1, 2))
         emb = l2_normalize(np.concatenate([mean, np.full((len(mean), 1), 0.05)], axis=1))
         std = pixels.std(axis=(1, 2))

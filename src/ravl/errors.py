@@ -27,6 +27,10 @@ class MissingDependencyError(RavlError):
     """An optional dependency needed by a backend is not installed."""
 
 
+class EngineError(RavlError):
+    """A distributed engine (Ray) is unreachable or its job failed; re-running resumes."""
+
+
 class ModelNotAvailableError(RavlError):
     """Model weights cannot be found locally and cannot be downloaded."""
 

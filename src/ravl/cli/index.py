@@ -22,6 +22,13 @@ def add_parser(sub) -> None:
                    help="also read text printed on the images (Tesseract) and store it as captions (source 'ocr'), "
                         "so 'ravl search --text WORDS --target captions' finds them")
     p.add_argument("--ocr-lang", default="eng", metavar="LANG", help="Tesseract language(s) for --ocr (default eng)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local (default: decoding threads + this process's model) or ray (read, decode and encode on "
+                        "Ray actors, one model load per actor; pip install 'ravl[ray]'); this process writes")
+    p.add_argument("--ray-address", metavar="HOST:PORT", default=None,
+                   help="with --engine ray: the cluster's head (default: start a Ray instance on this machine)")
+    p.add_argument("--num-workers", type=int, default=None, metavar="N",
+                   help="with --engine ray: encoder actors (default: one per two CPUs of the cluster)")
     add_index_args(p)
     p.add_argument("--json", action="store_true", help="print the ingest report as JSON")
     p.set_defaults(run=run)
@@ -32,8 +39,9 @@ def run(args) -> int:
     from ..ingest.pipeline import index_sources
     from ..ingest.sources import read_sources
 
-    # read and validate every source (and the index options) before anything is created or written
+    # read and validate every source (and the index and engine options) before anything is created or written
     index_settings(args)
+    _check_engine(args)
     records = read_sources(args.sources, images_root=args.images_root, split=args.split)
     if args.ocr:
         from ..errors import MissingDependencyError
@@ -47,9 +55,16 @@ def run(args) -> int:
         if settings:
             coll.set_index_config(**settings)  # checked against the collection's size; built at the end
         with progress_bar("indexing") as bar:
-            report = index_sources(coll, args.sources, images_root=args.images_root, split=args.split,
-                                   batch_size=args.batch_size, workers=args.workers, progress=bar,
-                                   records=records)
+            if args.engine == "ray":
+                from ..ingest.ray_engine import index_sources_ray
+
+                report = index_sources_ray(coll, args.sources, batch_size=args.batch_size, workers=args.workers,
+                                           num_workers=args.num_workers, ray_address=args.ray_address,
+                                           progress=bar, records=records)
+            else:
+                report = index_sources(coll, args.sources, images_root=args.images_root, split=args.split,
+                                       batch_size=args.batch_size, workers=args.workers, progress=bar,
+                                       records=records)
         ocr_report = None
         if args.ocr and not report.interrupted:
             from ..ingest.ocr_hook import ocr_collection
@@ -69,9 +84,13 @@ def run(args) -> int:
         for name, facts in indexes.items():
             if facts.get("over_budget"):
                 log(f"warning: the {name} index is over its budget: {facts['over_budget']}")
-        print(f"time: {s.get('total', 0):.1f}s total (decode {s.get('decode', 0):.1f}s across threads, "
-              f"images {s.get('encode_images', 0):.1f}s, texts {s.get('encode_texts', 0):.1f}s, "
-              f"write {s.get('write', 0):.1f}s)")
+        if "ray_start" in s:
+            print(f"time: {s.get('total', 0):.1f}s total (Ray start {s['ray_start']:.1f}s, waiting for workers "
+                  f"{s.get('wait_workers', 0):.1f}s, write {s.get('write', 0):.1f}s)")
+        else:
+            print(f"time: {s.get('total', 0):.1f}s total (decode {s.get('decode', 0):.1f}s across threads, "
+                  f"images {s.get('encode_images', 0):.1f}s, texts {s.get('encode_texts', 0):.1f}s, "
+                  f"write {s.get('write', 0):.1f}s)")
         if ocr_report:
             print(f"text read from {ocr_report.items_read} images ({ocr_report.items_with_text} with text): "
                   f"{ocr_report.captions_added} OCR captions added")
@@ -85,3 +104,20 @@ def run(args) -> int:
         log("interrupted: every committed batch is kept; run the same command again to resume")
         return 130
     return 0
+
+
+def _check_engine(args) -> None:
+    """One-line errors for the engine options before anything is written: Ray options without
+    --engine ray, Ray not installed, a --ray-address where nothing answers."""
+    from ..errors import ConfigError
+
+    if args.engine != "ray" and (args.ray_address or args.num_workers is not None):
+        raise ConfigError("--ray-address and --num-workers apply to --engine ray")
+    if args.num_workers is not None and not 1 <= args.num_workers <= 4096:
+        raise ConfigError(f"--num-workers must be a whole number from 1 to 4096, got {args.num_workers}")
+    if args.engine == "ray":
+        from ..ingest.ray_engine import check_address, import_ray
+
+        import_ray()
+        if args.ray_address:
+            check_address(args.ray_address)

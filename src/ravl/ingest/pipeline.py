@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..collection import NewItem, translating_sqlite_errors
+from ..encoders.base import ImageVectors
 from ..errors import ConfigError, ImageError
 from ..images import decode_image, read_file
 from .sources import Record, read_sources
@@ -81,6 +82,92 @@ def _bounded_map(pool: ThreadPoolExecutor, fn, items: Iterable, ahead: int) -> I
         yield pending.popleft().result()
 
 
+def prepare_record(rec: Record, state: tuple[int, int, int, str] | None, by_sha: dict[str, int], encoder,
+                   min_side: int) -> _Prepared:
+    """Stat, read, hash, decode and preprocess one record (in any thread or process): 'touch' when
+    the stored ``state`` = (id, size, mtime_ns, sha256) still matches, 'reuse' when another stored
+    item has the same content (``by_sha``), 'skip' with a reason, else 'new' (pixels ready)."""
+    start = time.perf_counter()
+    try:
+        st = rec.path.stat()
+    except (OSError, ValueError) as exc:
+        return _Prepared(rec, "skip", reason="file not found" if isinstance(exc, FileNotFoundError)
+                         else f"cannot read ({getattr(exc, 'strerror', None) or exc})")
+    if state and state[1] == st.st_size and state[2] == st.st_mtime_ns:
+        return _Prepared(rec, "touch", item_id=state[0], size=st.st_size, mtime_ns=st.st_mtime_ns)
+    try:
+        data = read_file(rec.path)
+        sha = hashlib.sha256(data).hexdigest()
+        if state and state[3] == sha:
+            return _Prepared(rec, "touch", item_id=state[0], size=len(data), mtime_ns=st.st_mtime_ns)
+        if sha in by_sha and not state:
+            return _Prepared(rec, "reuse", item_id=by_sha[sha], sha256=sha, size=len(data),
+                             mtime_ns=st.st_mtime_ns)
+        img, width, height = decode_image(data, min_side=min_side, name=str(rec.path))
+        pixels = encoder.preprocess(img)
+    except ImageError as exc:
+        return _Prepared(rec, "skip", reason=str(exc).split(": ", 1)[-1])
+    except Exception as exc:  # a backend's preprocessing failing on one odd image must not kill the run
+        return _Prepared(rec, "skip", reason=f"preprocessing failed: {exc}")
+    return _Prepared(rec, "new", item_id=state[0] if state else None, pixels=pixels, sha256=sha,
+                     size=len(data), mtime_ns=st.st_mtime_ns, width=width, height=height,
+                     seconds=time.perf_counter() - start)
+
+
+def wanted_captions(prepared: Iterable[_Prepared], known_caps: dict[int, list[str]]) -> list[tuple[_Prepared, str]]:
+    """Captions to add: all of a new (or reused) item's, the unseen ones of an existing item."""
+    wanted: list[tuple[_Prepared, str]] = []
+    for p in prepared:
+        have = set(known_caps.get(p.item_id, ())) if p.kind != "reuse" and p.item_id else set()
+        wanted += [(p, c) for c in p.record.captions if c not in have]
+    return wanted
+
+
+def write_prepared(collection, report: IngestReport, batch: list[_Prepared], side: list[_Prepared],
+                   vecs: ImageVectors | None, text_vecs: dict[str, np.ndarray],
+                   known_caps: dict[int, list[str]]) -> None:
+    """Write one batch in ONE transaction: ``batch`` ('new' records; image vectors ``vecs`` in the
+    same order), ``side`` ('touch'/'reuse' records) and the wanted captions whose vectors are in
+    ``text_vecs``. Every engine (local threads, Ray) writes through here: same rows, same report."""
+    wanted = wanted_captions(batch + side, known_caps)
+    new_items, touched, extra = [], [], []
+    for i, p in enumerate(batch):
+        assert vecs is not None  # batch is not empty
+        new_items.append(NewItem(p.record.uri, p.sha256, p.size, p.mtime_ns, p.width, p.height,
+                                 vecs.embedding[i], vecs.features[i], p.record.metadata, source="ingest"))
+    reuse = [p for p in side if p.kind == "reuse"]
+    if reuse:
+        src_ids = [p.item_id for p in reuse if p.item_id is not None]
+        ids_e, emb = collection.item_vectors(src_ids, "emb")
+        ids_f, feat = collection.item_vectors(src_ids, "feat")
+        pos_e, pos_f = {int(i): n for n, i in enumerate(ids_e)}, {int(i): n for n, i in enumerate(ids_f)}
+        src = collection.items(src_ids)
+        for p in reuse:
+            assert p.item_id is not None  # reuse always names its source item
+            row = src[p.item_id]
+            new_items.append(NewItem(p.record.uri, p.sha256, p.size, p.mtime_ns, row.width, row.height,
+                                     emb[pos_e[p.item_id]], feat[pos_f[p.item_id]], p.record.metadata,
+                                     source="ingest"))
+    for item in new_items:
+        rec_caps = next(p.record.captions for p in batch + reuse if p.record.uri == item.uri)
+        item.captions = [(c, text_vecs[c]) for c in rec_caps if c in text_vecs]
+    for p in side:
+        if p.kind == "touch":
+            touched.append((p.item_id, p.size, p.mtime_ns))
+            extra += [(p.item_id, c, text_vecs[c], "ingest") for pp, c in wanted if pp is p]
+    ids = collection.add_batch(new_items, touched, extra, on_skip=lambda uri, why: report.skipped.append((uri, why)))
+    stored = {item.uri for item_id, item in zip(ids, new_items) if item_id is not None}
+    for item_id, item in zip(ids, new_items):
+        if item_id is not None:
+            known_caps.setdefault(item_id, []).extend(c for c, _ in item.captions)
+    report.captions_added += sum(len(it.captions) for it in new_items if it.uri in stored) + len(extra)
+    reused = sum(1 for p in reuse if p.record.uri in stored)
+    report.added += sum(1 for p in batch if p.item_id is None and p.record.uri in stored) + reused
+    report.reused += reused
+    report.updated += sum(1 for p in batch if p.item_id is not None and p.record.uri in stored)
+    report.unchanged += sum(1 for p in side if p.kind == "touch")
+
+
 @translating_sqlite_errors
 def index_sources(collection, sources: Iterable[str], *, images_root=None, split: str | None = None,
                   batch_size: int | None = None, workers: int | None = None,
@@ -112,40 +199,14 @@ def index_sources(collection, sources: Iterable[str], *, images_root=None, split
     min_side = encoder.image_size_hint
 
     def prepare(rec: Record) -> _Prepared:
-        start = time.perf_counter()
-        try:
-            st = rec.path.stat()
-        except (OSError, ValueError) as exc:
-            return _Prepared(rec, "skip", reason="file not found" if isinstance(exc, FileNotFoundError)
-                             else f"cannot read ({getattr(exc, 'strerror', None) or exc})")
-        state = states.get(rec.uri)
-        if state and state[1] == st.st_size and state[2] == st.st_mtime_ns:
-            return _Prepared(rec, "touch", item_id=state[0], size=st.st_size, mtime_ns=st.st_mtime_ns)
-        try:
-            data = read_file(rec.path)
-            sha = hashlib.sha256(data).hexdigest()
-            if state and state[3] == sha:
-                return _Prepared(rec, "touch", item_id=state[0], size=len(data), mtime_ns=st.st_mtime_ns)
-            if sha in by_sha and not state:
-                return _Prepared(rec, "reuse", item_id=by_sha[sha], sha256=sha, size=len(data),
-                                 mtime_ns=st.st_mtime_ns)
-            img, width, height = decode_image(data, min_side=min_side, name=str(rec.path))
-            pixels = encoder.preprocess(img)
-        except ImageError as exc:
-            return _Prepared(rec, "skip", reason=str(exc).split(": ", 1)[-1])
-        except Exception as exc:  # a backend's preprocessing failing on one odd image must not kill the run
-            return _Prepared(rec, "skip", reason=f"preprocessing failed: {exc}")
-        return _Prepared(rec, "new", item_id=state[0] if state else None, pixels=pixels, sha256=sha,
-                         size=len(data), mtime_ns=st.st_mtime_ns, width=width, height=height,
-                         seconds=time.perf_counter() - start)
+        return prepare_record(rec, states.get(rec.uri), by_sha, encoder, min_side)
 
     timing = {"decode": 0.0, "encode_images": 0.0, "encode_texts": 0.0, "wait_texts": 0.0, "write": 0.0}
     stage = TextStage(encoder.encode_texts, cache_size=TEXT_CACHE_SIZE)
 
     def captions_wanted(p: _Prepared) -> list[str]:
-        """All of a new item's captions; the unseen ones of an existing item."""
-        have = set(known_caps.get(p.item_id, ())) if p.kind != "reuse" and p.item_id else set()
-        return [c for c in p.record.captions if c not in have]
+        return [c for _, c in wanted_captions([p], known_caps)]
+
     batch: list[_Prepared] = []
     side: list[_Prepared] = []  # touch / reuse entries committed with the next batch
     done = 0
@@ -161,43 +222,8 @@ def index_sources(collection, sources: Iterable[str], *, images_root=None, split
         timing["encode_images"] += time.perf_counter() - t
         text_vecs = stage.vectors(handle)
         t = time.perf_counter()
-        new_items, touched, extra = [], [], []
-        for i, p in enumerate(batch):
-            assert vecs is not None  # batch is not empty
-            new_items.append(NewItem(p.record.uri, p.sha256, p.size, p.mtime_ns, p.width, p.height,
-                                     vecs.embedding[i], vecs.features[i], p.record.metadata, source="ingest"))
-        reuse = [p for p in side if p.kind == "reuse"]
-        if reuse:
-            src_ids = [p.item_id for p in reuse if p.item_id is not None]
-            ids_e, emb = collection.item_vectors(src_ids, "emb")
-            ids_f, feat = collection.item_vectors(src_ids, "feat")
-            pos_e, pos_f = {int(i): n for n, i in enumerate(ids_e)}, {int(i): n for n, i in enumerate(ids_f)}
-            src = collection.items(src_ids)
-            for p in reuse:
-                assert p.item_id is not None  # reuse always names its source item
-                row = src[p.item_id]
-                new_items.append(NewItem(p.record.uri, p.sha256, p.size, p.mtime_ns, row.width, row.height,
-                                         emb[pos_e[p.item_id]], feat[pos_f[p.item_id]], p.record.metadata,
-                                         source="ingest"))
-        for item in new_items:
-            rec_caps = next(p.record.captions for p in batch + reuse if p.record.uri == item.uri)
-            item.captions = [(c, text_vecs[c]) for c in rec_caps if c in text_vecs]
-        for p in side:
-            if p.kind == "touch":
-                touched.append((p.item_id, p.size, p.mtime_ns))
-                extra += [(p.item_id, c, text_vecs[c], "ingest") for pp, c in wanted if pp is p]
-        ids = collection.add_batch(new_items, touched, extra, on_skip=lambda uri, why: report.skipped.append((uri, why)))
+        write_prepared(collection, report, batch, side, vecs, text_vecs, known_caps)
         timing["write"] += time.perf_counter() - t
-        stored = {item.uri for item_id, item in zip(ids, new_items) if item_id is not None}
-        for item_id, item in zip(ids, new_items):
-            if item_id is not None:
-                known_caps.setdefault(item_id, []).extend(c for c, _ in item.captions)
-        report.captions_added += sum(len(it.captions) for it in new_items if it.uri in stored) + len(extra)
-        reused = sum(1 for p in reuse if p.record.uri in stored)
-        report.added += sum(1 for p in batch if p.item_id is None and p.record.uri in stored) + reused
-        report.reused += reused
-        report.updated += sum(1 for p in batch if p.item_id is not None and p.record.uri in stored)
-        report.unchanged += sum(1 for p in side if p.kind == "touch")
         batch, side = [], []
 
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ravl-decode")
