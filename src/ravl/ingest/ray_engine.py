@@ -208,7 +208,8 @@ def _run(ray, collection, records: list[Record], factory, batch_size: int, num_w
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.execution_options.preserve_order = True  # rows get the ids the local engine would give them
-    ds = ray.data.from_items(rows, override_num_blocks=max(1, min(-(-len(rows) // batch_size), 8 * num_workers)))
+    # one block per actor call (up to 10,000 blocks): results stream back, and commit, batch by batch
+    ds = ray.data.from_items(rows, override_num_blocks=max(1, min(-(-len(rows) // batch_size), 10_000)))
     # two calls at once per actor: one decodes its batch while the other holds the model
     pool = ray.data.ActorPoolStrategy(size=num_workers, max_concurrent_calls_per_actor=2,
                                       enable_true_multi_threading=True)
@@ -216,11 +217,13 @@ def _run(ray, collection, records: list[Record], factory, batch_size: int, num_w
                         fn_constructor_kwargs={"encoder_factory": factory, "fingerprint": collection.fingerprint,
                                                "by_sha": by_sha, "threads": threads})
     # Ray Data restarts dead actors and retries their batches (actor max_restarts=-1 by default)
-    timing = {"wait_workers": 0.0, "write": 0.0}
+    timing = {"wait_workers": 0.0, "first_batch": 0.0, "write": 0.0}
     done = 0
     t = time.perf_counter()
     for out in ds.iter_batches(batch_size=batch_size, batch_format="numpy"):
         timing["wait_workers"] += time.perf_counter() - t
+        if not done:  # actor start-up, model load and the first batch: paid once per run
+            timing["first_batch"] = time.perf_counter() - t
         t = time.perf_counter()
         batch, side, emb, feat, text_vecs = [], [], [], [], {}
         for blob in out["row"]:
