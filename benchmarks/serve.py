@@ -15,7 +15,10 @@ level against a server importing ravl from another source tree (e.g. a checkout 
 commit), so the two are compared in one run on the same machine.
 
 The load generator runs on the same machine as the server, so on a small machine both compete
-for the cores; the figures are end-to-end (HTTP + text encoder + FAISS + JSON).
+for the cores; the figures are end-to-end (HTTP + text encoder + FAISS + JSON). The default
+client drives every connection from one asyncio loop over plain sockets (a tenth of httpx's CPU
+per request); `--client httpx` is the thread-per-client httpx load of earlier figures. With
+`--baseline-src` both servers run at once and the levels alternate between them (`--rounds`).
 """
 from __future__ import annotations
 
@@ -127,7 +130,7 @@ def queries(n: int = 400, seed: int = 1) -> list[str]:
     return sorted(out)
 
 
-def run_level(url: str, clients: int, seconds: float, k: int, texts: list[str]) -> dict:
+def run_level(url: str, clients: int, seconds: float, k: int, texts: list[str], mode: str = "auto") -> dict:
     import httpx
 
     latencies: list[float] = []
@@ -144,7 +147,7 @@ def run_level(url: str, clients: int, seconds: float, k: int, texts: list[str]) 
             while time.perf_counter() < stop:
                 q = rng.choice(texts)
                 t = time.perf_counter()
-                r = c.get("/search", params={"q": q, "k": k})
+                r = c.get("/search", params={"q": q, "k": k, "mode": mode})
                 dt = time.perf_counter() - t
                 if r.status_code != 200:
                     with lock:
@@ -166,6 +169,51 @@ def run_level(url: str, clients: int, seconds: float, k: int, texts: list[str]) 
             "p50_ms": statistics.median(lat) * 1000, "p99_ms": p(0.99)}
 
 
+def run_level_asyncio(url: str, clients: int, seconds: float, k: int, texts: list[str], mode: str) -> dict:
+    """``clients`` keep-alive HTTP/1.1 connections driven from one asyncio loop with plain sockets:
+    about a tenth of httpx's CPU per request, so more of the shared cores is left to the server."""
+    import asyncio
+    from urllib.parse import quote_plus, urlparse
+
+    where = urlparse(url)
+    latencies: list[float] = []
+    errors = [0]
+
+    async def client(n: int, stop: float) -> None:
+        reader, writer = await asyncio.open_connection(where.hostname, where.port)
+        rng = random.Random(n)
+        try:
+            while time.perf_counter() < stop:
+                q = quote_plus(rng.choice(texts))
+                t = time.perf_counter()
+                writer.write(f"GET /search?q={q}&k={k}&mode={mode} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length:"))
+                await reader.readexactly(length)
+                latencies.append(time.perf_counter() - t)
+                if head.split(b" ", 2)[1] != b"200":
+                    errors[0] += 1
+        finally:
+            writer.close()
+
+    async def drive() -> float:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client(i, t0 + seconds) for i in range(clients)))
+        return time.perf_counter() - t0
+
+    wall = asyncio.run(drive())
+    lat = sorted(latencies)
+    return {"clients": clients, "requests": len(lat), "errors": errors[0], "qps": len(lat) / wall,
+            "p50_ms": statistics.median(lat) * 1000, "p99_ms": lat[min(len(lat) - 1, int(0.99 * len(lat)))] * 1000}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--collection", type=Path, default=None, help="existing collection (default: build one)")
@@ -177,6 +225,14 @@ def main() -> int:
     ap.add_argument("--synthetic", action="store_true", help="use a synthetic 10k-item collection (see above)")
     ap.add_argument("--baseline-src", default=None, help="also measure a server importing ravl from this folder")
     ap.add_argument("--baseline-args", default="", help="extra 'ravl serve' arguments for the baseline server")
+    ap.add_argument("--baseline-collection", type=Path, default=None,
+                    help="the collection the baseline serves (default: the same; give a copy when this tree's "
+                         "schema is newer than the baseline understands)")
+    ap.add_argument("--mode", default="auto", help="search mode sent with every query (default auto)")
+    ap.add_argument("--client", choices=("asyncio", "httpx"), default="asyncio",
+                    help="load generator: asyncio (plain sockets, one loop; default) or httpx (a thread per client)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="rounds of all levels, servers interleaved level by level (median reported; default 1)")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON too")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -194,28 +250,47 @@ def main() -> int:
         if not (args.collection / "ravl.sqlite").exists():
             build(args.collection, args.images)
     texts = queries()
-    runs = [("this", args.serve_args, None)]
+    runs = [("this", args.serve_args, None, args.collection)]
     if args.baseline_src:
-        runs.append(("baseline", args.baseline_args, args.baseline_src))
-    results, info = {}, {}
-    for label, extra, src in runs:
-        proc, url = start_server(args.collection, extra.split(), src)
-        try:
-            import httpx
+        runs.append(("baseline", args.baseline_args, args.baseline_src, args.baseline_collection or args.collection))
+    servers = {}
+    try:
+        import httpx
 
-            info = httpx.get(url + "/info").json()
-            with httpx.Client(base_url=url) as c:  # warm-up
+        for label, extra, src, collection in runs:
+            servers[label] = start_server(collection, extra.split(), src)
+            with httpx.Client(base_url=servers[label][1]) as c:  # warm-up
                 for q in texts[:50]:
-                    c.get("/search", params={"q": q, "k": args.k}).raise_for_status()
-            results[label] = [run_level(url, int(n), args.seconds, args.k, texts) for n in args.clients.split(",")]
-        finally:
+                    c.get("/search", params={"q": q, "k": args.k, "mode": args.mode}).raise_for_status()
+        info = httpx.get(servers["this"][1] + "/info").json()
+        levels = [int(n) for n in args.clients.split(",")]
+        measured: dict[str, dict[int, list[dict]]] = {label: {n: [] for n in levels} for label in servers}
+        for _ in range(args.rounds):  # interleaved: load changes hit both servers alike
+            for n in levels:
+                for label, (proc, url) in servers.items():
+                    cpu0, own0 = cpu_seconds(proc.pid), time.process_time()
+                    if args.client == "asyncio":
+                        row = run_level_asyncio(url, n, args.seconds, args.k, texts, args.mode)
+                    else:
+                        row = run_level(url, n, args.seconds, args.k, texts, args.mode)
+                    # CPU per query is steadier than q/s on a shared machine: capacity is about
+                    # cores / (server + client CPU per query)
+                    row["server_cpu_ms"] = (cpu_seconds(proc.pid) - cpu0) * 1000 / max(1, row["requests"])
+                    row["client_cpu_ms"] = (time.process_time() - own0) * 1000 / max(1, row["requests"])
+                    measured[label][n].append(row)
+        results = {label: [sorted(rows, key=lambda r: r["qps"])[len(rows) // 2] for rows in by_level.values()]
+                   for label, by_level in measured.items()}
+    finally:
+        for proc, _ in servers.values():
             proc.terminate()
             proc.wait(15)
     load = os.getloadavg()
     print(f"ravl serve text search: {info['images']} images, {info['captions']} captions, encoder {info['encoder']}, "
-          f"k={args.k}, {args.seconds:.0f}s per level, {os.cpu_count()} CPUs, load avg "
+          f"k={args.k}, mode={args.mode}, {args.client} client, {args.seconds:.0f}s per level, median of "
+          f"{args.rounds} round(s), {os.cpu_count()} CPUs, load avg "
           f"{load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}")
-    print(f"{'server':>8} {'clients':>7} {'requests':>8} {'errors':>6} {'q/s':>7} {'p50 ms':>7} {'p99 ms':>7}"
+    print(f"{'server':>8} {'clients':>7} {'requests':>8} {'errors':>6} {'q/s':>7} {'p50 ms':>7} {'p99 ms':>7} "
+          f"{'srv CPU ms/q':>12} {'client CPU ms/q':>15}"
           + (f" {'q/s x base':>10}" if "baseline" in results else ""))
     for label, rows in results.items():
         for i, r in enumerate(rows):
@@ -223,7 +298,7 @@ def main() -> int:
             if "baseline" in results:
                 ratio = f" {r['qps'] / results['baseline'][i]['qps']:>10.2f}"
             print(f"{label:>8} {r['clients']:>7} {r['requests']:>8} {r['errors']:>6} {r['qps']:>7.1f} "
-                  f"{r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f}{ratio}")
+                  f"{r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} {r['server_cpu_ms']:>12.2f} {r['client_cpu_ms']:>15.2f}{ratio}")
     rows = results["this"]
     if args.json:
         print(json.dumps({"info": {k: info[k] for k in ("images", "captions", "encoder")}, "levels": rows,

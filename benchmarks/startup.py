@@ -102,6 +102,14 @@ def main() -> int:
         name = f"ravl search --text, ravl from {args.baseline_src}"
         cmds[name] = cmds["ravl search --text"]
         envs[name] = {**env, "PYTHONPATH": args.baseline_src}
+    # byte-compile the sources timed, as `pip install` does: with PYTHONDONTWRITEBYTECODE set (it is
+    # on this machine) an editable install would otherwise compile ravl's modules in every process
+    import compileall
+
+    import ravl
+
+    for src in [Path(ravl.__file__).parent] + ([Path(args.baseline_src) / "ravl"] if args.baseline_src else []):
+        compileall.compile_dir(str(src), quiet=1)
     for name, cmd in cmds.items():  # warm-up: exports (once per RAVL_HOME), page cache, .pyc files
         timed(cmd, envs[name])
     times: dict[str, list[float]] = {name: [] for name in cmds}

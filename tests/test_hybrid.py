@@ -64,6 +64,19 @@ def test_keyword_vector_and_hybrid_modes(coll):
     assert coll.search_text(["?!"], mode="keyword")[0] == []
 
 
+def test_words_in_half_the_captions_do_not_rank(coll):
+    """"a" is in 4 of the 6 captions: BM25 gives it no weight, so it neither ranks nor brings in
+    captions that hold nothing else of the query; alone, it still finds what holds it."""
+    with_a = coll.search_text(["a zebra"], mode="keyword", k=6)[0]
+    assert names(with_a) == names(coll.search_text(["zebra"], mode="keyword", k=6)[0])
+    assert sorted(names(with_a)) == ["green1", "red1"]
+    assert [round(h.score, 4) for h in with_a] == [round(h.score, 4) for h in
+                                                   coll.search_text(["zebra"], mode="keyword", k=6)[0]]
+    assert sorted(names(coll.search_text(["a"], mode="keyword", k=6)[0])) == ["blue1", "green1", "red1", "red2"]
+    # "on" is in 1 of 6 captions: informative, so it still ranks next to "zebra"
+    assert sorted(names(coll.search_text(["zebra on"], mode="keyword", k=6)[0])) == ["green1", "red1", "white1"]
+
+
 def test_keyword_index_follows_writes_and_deletes(coll, tmp_path):
     more = tmp_path / "more"
     make_image(more / "yak.png", (120, 90, 40))
@@ -119,3 +132,28 @@ def test_cli_modes_and_weights(coll):
     assert {r["found_by"]["keyword"] for r in results} == {1, 2}
     bad = run("--text", "zebra", "--mode", "hybrid", "--vector-weight", "-1")
     assert bad.returncode == 2 and "weights must be non-negative" in bad.stderr
+
+
+def test_common_words_follow_writes(tmp_path):
+    """Which words are too common to rank is remembered per database state: a write that makes a
+    word common (or rare again) changes the ranking at once."""
+    import numpy as np
+
+    from ravl.store.db import Database, NewItem
+
+    db = Database(tmp_path / "ravl.sqlite")
+    vec = np.ones(4, np.float32) / 2
+
+    def add(n: int, text: str) -> None:
+        db.write_batch([NewItem(f"/x/{text}-{i}-{n}.jpg", f"{n:08d}{i:056d}", 1, 1, 1, 1, vec, vec,
+                                captions=[(f"{text} {i}", vec)]) for i in range(n)])
+
+    add(1, "a zebra")
+    add(3, "a lake")
+    # "zebra" is in 1 of 4 captions: it ranks; "a" (4 of 4) does not, unless it is all there is
+    assert [item for _, item, _ in db.keyword_search(['"a"', '"zebra"'], 10)] == [1]
+    assert len(db.keyword_search(['"a"'], 10)) == 4
+    add(4, "zebra crossing")  # now "zebra" is in 5 of 8 captions, "a" in 4 of 8: both too common
+    assert len(db.keyword_search(['"a"', '"zebra"'], 20)) == 8
+    assert len(db.keyword_search(['"a"', '"zebra"', '"lake"'], 20)) == 3
+    db.close()

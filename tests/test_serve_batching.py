@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 import pytest
 
-from ravl.server.batcher import Batcher
+from ravl.server.batcher import Batcher, Failed
 from test_server_api import Server, build_collection, jpeg_bytes
 
 TESTS = Path(__file__).resolve().parent
@@ -41,6 +41,13 @@ def test_batcher_batches_and_fans_results_back():
         with pytest.raises(ZeroDivisionError):
             failing.submit(1).result(30)
         failing.close()
+        # a row that failed on its own fails only its request
+        partly = Batcher(lambda items: [Failed(ValueError(x)) if x < 0 else x for x in items], max_batch=4, wait_ms=50)
+        good, bad = partly.submit(3), partly.submit(-1)
+        assert good.result(30) == 3
+        with pytest.raises(ValueError):
+            bad.result(30)
+        partly.close()
     finally:
         b.close()
 
@@ -89,6 +96,7 @@ def test_batched_answers_equal_unbatched(built, tmp_path, skimage_photos):
     finally:
         batched.stop()
     assert stats["texts"]["largest_batch"] > 1 and stats["images"]["largest_batch"] > 1, stats
+    assert stats["searches"]["largest_batch"] > 1, stats  # text searches share one store call too
     for run in runs:
         for q, got in run:
             want = expected[q]

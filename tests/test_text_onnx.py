@@ -8,7 +8,7 @@ from ravl.encoders import load_encoder
 from ravl.encoders.default import FallbackTower, text_tower
 from ravl.encoders.onnx_cache import data_path, sidecar
 from ravl.encoders.text_minilm import MiniLMTextEncoder, model_path
-from ravl.encoders.text_onnx import CHECK_SENTENCES, OnnxTextTower
+from ravl.encoders.text_onnx import CHECK_SENTENCES, SETTLE_AFTER, OnnxTextTower
 
 TEXTS = [*CHECK_SENTENCES, "", "A Dog", "a dog", "emoji 🐶 and symbols ©®", "tabs\tand\nnewlines",
          *(f"a photo of item number {i} on a {c} table" for i in range(70) for c in ("red",))]
@@ -88,3 +88,22 @@ def test_export_that_disagrees_with_torch_is_refused(ravl_home, torch_tower):
 def test_text_tower_runtimes():
     assert text_tower("torch", 1).runtime == "torch"
     assert text_tower("onnx", 1).runtime == "onnx"
+
+
+@pytest.mark.slow
+def test_quick_start_session_is_swapped_for_the_full_one(torch_tower):
+    """A one-shot process encodes with a session that starts fast; one that keeps encoding swaps
+    it for the fully optimised one, with the same vectors (both within 1e-5 of torch)."""
+    tower = _tower(lambda: torch_tower)
+    ref = torch_tower.encode(TEXTS)
+    quick = tower.encode(TEXTS)
+    assert tower._quick and np.abs(quick - ref).max() < 1e-5
+    while tower._quick:
+        tower.encode(TEXTS)
+    full = tower.encode(TEXTS)
+    assert tower._encoded > SETTLE_AFTER and np.abs(full - ref).max() < 1e-5
+    np.testing.assert_allclose(full, quick, atol=1e-6)
+    server = _tower(lambda: torch_tower)  # a long-running process asks for the full session at once
+    server.warm_up()
+    assert not server._quick
+    np.testing.assert_allclose(server.encode(TEXTS), full, atol=1e-6)

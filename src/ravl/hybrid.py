@@ -39,13 +39,15 @@ def check_mode(mode: str) -> str:
     return mode
 
 
+def fts_terms(text: str) -> list[str]:
+    """Words of ``text`` as quoted FTS5 terms, lower-cased, each once, in order of first use."""
+    return ['"' + w.replace('"', '""') + '"' for w in dict.fromkeys(w.lower() for w in _WORD.findall(text))]
+
+
 def fts_query(text: str) -> str | None:
     """Words of ``text`` as quoted FTS5 terms joined by OR (BM25 ranks documents matching more
     and rarer words first); None when the text has no word characters."""
-    words = _WORD.findall(text)
-    if not words:
-        return None
-    return " OR ".join('"' + w.replace('"', '""') + '"' for w in dict.fromkeys(w.lower() for w in words))
+    return " OR ".join(fts_terms(text)) or None
 
 
 def rrf(rankings: dict[str, Sequence[K]], weights: dict[str, float], rrf_k: float) -> list[tuple[K, float, dict[str, int]]]:

@@ -13,7 +13,7 @@ from ..encoders.bridge import Bridge, TunedEncoder
 from ..errors import ConfigError, EncoderMismatchError, ItemNotFoundError
 from ..fsutil import WriterLock
 from ..hits import MAX_K, CaptionHit, CaptionSet, ImageHit, Target, check_k, check_search_params, check_target, check_texts
-from ..hybrid import Fusion, check_mode, fts_query, fuse, ranked
+from ..hybrid import Fusion, check_mode, fts_terms, fuse, ranked
 from ..store import bulk
 from ..store.db import OCR_SOURCE, Database, ItemRow, NewItem
 from ..store.indexes import IndexSet
@@ -298,10 +298,10 @@ class Collection(TunedBridge):
 
     def _keyword_ids(self, text: str, target: str, depth: int) -> list[tuple[int, float]]:
         """(caption or item id, BM25 score) best first: an item ranks by its best caption."""
-        match = fts_query(text)
-        if match is None:
+        terms = fts_terms(text)
+        if not terms:
             return []
-        rows = self._db.keyword_search(match, depth if target == "captions" else depth * 4)
+        rows = self._db.keyword_search(terms, depth if target == "captions" else depth * 4)
         if target == "captions":
             return [(cid, score) for cid, _, score in rows]
         best: dict[int, float] = {}

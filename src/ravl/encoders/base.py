@@ -93,6 +93,12 @@ class Encoder(ABC):
         others return no labels."""
         return [[] for _ in images]
 
+    def warm_up(self) -> None:
+        """Prepare for a long run of calls (a server, an ingest), where a one-shot process would
+        rather start fast: e.g. swap quick-start model sessions for fully optimised ones. Most
+        encoders have nothing to do."""
+        return None
+
     def describe(self) -> dict:
         """Extra facts for ``ravl info`` (override to add labels, e.g. top classes)."""
         return {"spec": self.spec, "fingerprint": self.fingerprint, "dim": self.dim,

@@ -223,6 +223,11 @@ class FallbackTower:
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         return (self._tower if self._ready else self._load()).encode(texts)
 
+    def warm_up(self) -> None:
+        tower = self._tower if self._ready else self._load()
+        if hasattr(tower, "warm_up"):
+            tower.warm_up()
+
 
 def text_tower(runtime: str, threads: int):
     """all-MiniLM-L6-v2 (384-d, mean pooling, 128 tokens) on ``runtime`` (``onnx`` or ``torch``)."""
@@ -338,6 +343,10 @@ class DefaultEncoder(Encoder):
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         return self.text.encode(texts)
+
+    def warm_up(self) -> None:
+        if hasattr(self.text, "warm_up"):
+            self.text.warm_up()
 
     def top_labels(self, images_or_pixels, k: int = 5) -> list[list[tuple[str, float]]]:
         """ImageNet labels (first lemma) with softmax probabilities, best first, per image."""

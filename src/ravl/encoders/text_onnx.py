@@ -30,6 +30,8 @@ from .base import l2_normalize
 EXPORT_VERSION = 1
 #: largest max-abs difference from the torch path accepted at export (vectors are unit length)
 MAX_DIFF = 1e-5
+#: texts encoded before a quick-start session is swapped for the full one (see OnnxTextTower._settle)
+SETTLE_AFTER = 256
 #: the fixed sentences the export is checked on: short and long (truncated), accents, CJK, odd spacing
 CHECK_SENTENCES = (
     "a cat", "a photo of a dog running on the beach with a red ball in its mouth",
@@ -156,6 +158,8 @@ class OnnxTextTower:
         self.max_length, self.batch_size, self.threads = max_length, batch_size, threads
         self.exported = False
         self._session = None
+        self._quick = True  # the session is a quick-start one (see onnx_cache.session)
+        self._encoded = 0
         self._tokenizer = None
         self._lock = threading.Lock()
 
@@ -174,7 +178,26 @@ class OnnxTextTower:
             path = self.cache_path()
             self._session, self.exported = onnx_cache.load_or_export(
                 path, lambda: build_bert_onnx(folder, onnx_cache.data_path(path).name), self._check, self.threads,
-                external_data=True)
+                external_data=True, quick=True)
+            self._quick = True
+
+    def warm_up(self) -> None:
+        """Load, and swap the quick-start session for the full one now (a server, an ingest)."""
+        if self._session is None:
+            self.load()
+        self._settle()
+
+    def _settle(self) -> None:
+        """A process that keeps encoding (a server, an ingest) swaps its quick-start session for the
+        full one once, paying ~50 ms to gain 10% per text in batches of 32 and half the CPU for one
+        text at a time."""
+        with self._lock:
+            if self._quick and self._session is not None:
+                path = self.cache_path()
+                self._session, _ = onnx_cache.load_or_export(
+                    path, lambda: build_bert_onnx(self._folder(), onnx_cache.data_path(path).name), self._check,
+                    self.threads, external_data=True)
+                self._quick = False
 
     def _load_tokenizer(self):
         if self._tokenizer is None:
@@ -217,4 +240,7 @@ class OnnxTextTower:
             return np.zeros((0, self.dim), np.float32)
         if self._session is None:
             self.load()
+        self._encoded += len(texts)
+        if self._quick and self._encoded > SETTLE_AFTER:
+            self._settle()
         return self._encode(self._session, texts)

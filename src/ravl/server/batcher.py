@@ -25,6 +25,13 @@ from ..encoders.base import Encoder, ImageVectors
 _STOP = object()
 
 
+class Failed:
+    """A result row that is an error for its own request only (the rest of the batch succeeded)."""
+
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
 class Batcher:
     """``submit(item) -> Future`` of ``fn([item, ...])[i]``; one worker thread per batcher."""
 
@@ -51,6 +58,12 @@ class Batcher:
     async def run(self, item):
         """Await one item's result without holding a thread."""
         return await asyncio.wrap_future(self.submit(item))
+
+    def count(self, items: int) -> None:
+        """Record a model call of ``items`` rows (made here or by a caller that batched them)."""
+        self.calls += 1
+        self.items += items
+        self.largest = max(self.largest, items)
 
     def stats(self) -> dict:
         return {"calls": self.calls, "items": self.items, "largest_batch": self.largest,
@@ -97,11 +110,12 @@ class Batcher:
                 for _, fut in batch:
                     fut.set_exception(exc)
                 continue
-            self.calls += 1
-            self.items += len(batch)
-            self.largest = max(self.largest, len(batch))
+            self.count(len(batch))
             for (_, fut), row in zip(batch, results):
-                fut.set_result(row)
+                if isinstance(row, Failed):
+                    fut.set_exception(row.error)
+                else:
+                    fut.set_result(row)
 
 
 class BatchedEncoder(Encoder):
@@ -131,7 +145,21 @@ class BatchedEncoder(Encoder):
         vecs = self.inner.embed_pixels(np.stack(rows))
         return list(zip(vecs.embedding, vecs.features))
 
+    def encode_texts_now(self, texts: list[str]) -> np.ndarray:
+        """One model call for ``texts`` in this thread (a caller that batches for itself), under
+        the model lock if any; counted with the text batcher's calls."""
+        if self._lock is None:
+            vectors = self.inner.encode_texts(texts)
+        else:
+            with self._lock:
+                vectors = self.inner.encode_texts(texts)
+        self.texts.count(len(texts))
+        return vectors
+
     # the Encoder contract, blocking
+    def warm_up(self) -> None:
+        self.inner.warm_up()
+
     def preprocess(self, image) -> np.ndarray:
         return self.inner.preprocess(image)
 
@@ -147,10 +175,6 @@ class BatchedEncoder(Encoder):
         return ImageVectors(np.stack([e for e, _ in rows]), np.stack([f for _, f in rows]))
 
     # async: the awaiting request holds no thread while its batch waits or runs
-    async def encode_text_async(self, text: str) -> np.ndarray:
-        """(1, dim) vector of one text."""
-        return (await self.texts.run(text))[None]
-
     async def embed_pixels_async(self, pixels: np.ndarray) -> ImageVectors:
         """Vectors of one preprocessed image (one row each)."""
         embedding, features = await self.images.run(pixels)

@@ -74,7 +74,7 @@ def build_router(settings: ServerSettings) -> APIRouter:
                 "image_generator": state.image_generator.spec if state.image_generator else None,
                 "imagine_modes": list(state.image_generator.modes) if state.image_generator else [],
                 "imagine_needs_key": state.settings.api_key() is not None,
-                "batching": state.encoder.stats()}
+                "batching": {**state.encoder.stats(), "searches": state.searches.stats()}}
 
     @router.get("/search", tags=["search"], summary="Search by text (q) or by a stored item's image (item)")
     async def search_get(q: str | None = Query(None, max_length=2000, description="text query"),
@@ -103,9 +103,7 @@ def build_router(settings: ServerSettings) -> APIRouter:
         text = q or ""
         check_texts([text])
         fusion = Fusion(vector_weight, keyword_weight, rrf_k)
-        vector = None if mode == "keyword" else await state.encoder.encode_text_async(text)
-        hits = (await run_in_threadpool(coll.search_text_vectors, [text], vector, target=target, k=k, mode=mode,
-                                        fusion=fusion, **knobs))[0]
+        hits = await state.search_text(text, target=target, k=k, mode=mode, fusion=fusion, **knobs)
         return {"query": {"text": q}, "target": target, "mode": mode, "results": hits_json(hits)}
 
     @router.get("/items/{item_id}/similar", tags=["search"], summary="Images (or captions) similar to an item")

@@ -9,13 +9,14 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from ..collection import STALE_TMP_SECONDS
 from ..errors import ConfigError, InputError
 from ..generate.base import GenerationParams, Generator
 from ..generate.images.base import ImageGenerator
 from ..images import sniff_format
-from .batcher import BatchedEncoder
+from .batcher import BatchedEncoder, Batcher, Failed
 from .errors import NotFoundError, UploadTooLargeError
 from .settings import ServerSettings
 
@@ -46,6 +47,12 @@ class LockedGenerator(Generator):
             return self.inner.generate(prompt, params=params, image=image, on_text=on_text)
 
 
+class TextSearch(NamedTuple):
+    text: str
+    needs_vector: bool  # False in keyword mode
+    options: tuple[tuple[str, Any], ...]  # search_text_vectors' keyword arguments (hashable)
+
+
 class ServerState:
     """Opened once at start-up (see :meth:`open`) and shared by every request thread."""
 
@@ -62,6 +69,10 @@ class ServerState:
         self.image_generator: ImageGenerator | None = None
         self.imagine_slots = threading.BoundedSemaphore(settings.imagine_concurrency)
         self.imagine_seconds: list[float] = []
+        #: text searches whose vectors are ready, searched a batch at a time (one FAISS call per
+        #: batch instead of one per request, in a thread of its own while the next batch encodes)
+        self.searches = Batcher(self._search_batch, max_batch=settings.batch_size, wait_ms=settings.batch_wait_ms,
+                                name="search")
 
     @classmethod
     def open(cls, settings: ServerSettings) -> ServerState:
@@ -92,6 +103,7 @@ class ServerState:
 
                 image_generator = load_image_generator(settings.image_generator)
             coll.refresh_indexes()
+            encoder.warm_up()  # a server is the long run that full model sessions are for
             coll.encoder.encode_texts(["warm-up"])  # first call allocates; do it before the first request
         except BaseException:
             coll.close()
@@ -130,8 +142,40 @@ class ServerState:
         """The collection's encoder behind the server's batchers (fingerprint checked at open)."""
         return self.collection.base_encoder  # type: ignore[return-value]  # a tuned bridge applies on search
 
+    async def search_text(self, text: str, *, mode: str, **options) -> list:
+        """The hits for one text, encoded and searched in a batch with the other text searches
+        waiting (one model call and one FAISS call per batch, in the batcher's thread: the event
+        loop only parses and answers); ``mode`` and ``options`` as for ``search_text_vectors``."""
+        request = TextSearch(text, mode != "keyword", tuple(sorted({**options, "mode": mode}.items())))
+        return await self.searches.run(request)
+
+    def _search_batch(self, requests: list[TextSearch]) -> list:
+        """Encode the batch's texts in one call, then one store call per group of requests that
+        share their options; an error reaches only its group's requests."""
+        encode = [i for i, r in enumerate(requests) if r.needs_vector]
+        try:
+            vectors = self.encoder.encode_texts_now([requests[i].text for i in encode]) if encode else None
+        except Exception as exc:
+            return [Failed(exc) if r.needs_vector else self._search_batch([r])[0] for r in requests]
+        row_of = {i: n for n, i in enumerate(encode)}
+        out: list = [None] * len(requests)
+        groups: dict[tuple, list[int]] = {}
+        for i, request in enumerate(requests):
+            groups.setdefault((request.options, request.needs_vector), []).append(i)
+        for (options, needs_vector), rows in groups.items():
+            group_vectors = vectors[[row_of[i] for i in rows]] if needs_vector and vectors is not None else None
+            try:
+                hits = self.collection.search_text_vectors([requests[i].text for i in rows], group_vectors,
+                                                           **dict(options))
+            except Exception as exc:
+                hits = [Failed(exc)] * len(rows)
+            for i, found in zip(rows, hits):
+                out[i] = found
+        return out
+
     def close(self) -> None:
         encoder = self.collection.base_encoder  # loaded at open: no model load here
+        self.searches.close()
         self.collection.close()
         if isinstance(encoder, BatchedEncoder):
             encoder.close()

@@ -15,6 +15,7 @@ import numpy as np
 
 from .changelog import ChangeLogMixin
 from .index_meta import IndexMetaMixin
+from .keywords import KeywordSearch
 from .schema import LATEST, migrate, schema_version
 from .sqlite_errors import DB_NAME, sqlite_errors, translating_sqlite_errors  # noqa: F401  (re-exported)
 
@@ -83,6 +84,7 @@ class Database(IndexMetaMixin, ChangeLogMixin):
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
+        self._keywords = KeywordSearch()
         try:
             with sqlite_errors(self.path):
                 conn = self.conn
@@ -289,12 +291,10 @@ class Database(IndexMetaMixin, ChangeLogMixin):
         """False for a collection created before keyword search that was only opened read-only since."""
         return self.conn.execute("SELECT 1 FROM sqlite_master WHERE name='captions_fts'").fetchone() is not None
 
-    def keyword_search(self, match: str, limit: int) -> list[tuple[int, int, float]]:
-        """(caption id, item id, BM25 score, higher is better) for an FTS5 ``match`` expression, best first."""
-        rows = self.conn.execute(
-            "SELECT f.rowid, c.item_id, -bm25(captions_fts) FROM captions_fts f JOIN captions c ON c.id = f.rowid "
-            "WHERE captions_fts MATCH ? ORDER BY bm25(captions_fts), f.rowid LIMIT ?", (match, limit)).fetchall()
-        return [(int(a), int(b), float(s)) for a, b, s in rows]
+    def keyword_search(self, terms: Sequence[str], limit: int) -> list[tuple[int, int, float]]:
+        """(caption id, item id, BM25 score, higher is better), best first (see :mod:`.keywords`)."""
+        with self.snapshot():  # the memo of common words and the ranking see one database state
+            return self._keywords.search(self.conn, terms, limit)
 
     # --- writes -------------------------------------------------------------------------------
     def set_bridge(self, name: str | None, sha256: str | None) -> None:

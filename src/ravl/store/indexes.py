@@ -11,7 +11,8 @@ rebuilt; :meth:`IndexSet.stats` counts how each index was obtained.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,11 @@ INDEX_NAMES = ("images", "features", "captions")
 FACT_KEYS = ("kind", "factory", "params", "count", "search", "recall_at_10", "recall_queries", "recall_note",
              "build_seconds", "tune_seconds", "bytes", "built_at", "generation", "reason", "over_budget", "note")
 
+
+#: searches of fewer queries than this run on one thread: OpenMP's threads spin and wait for each
+#: other, and with the cores busy (a server, other requests) one 16-query search over 10k vectors
+#: took 240 ms of wall time on 2 threads against 6 ms on one (docs/performance.md)
+PARALLEL_QUERIES = 64
 
 Reader = Callable[[Sequence[int] | None], tuple[np.ndarray, np.ndarray]]  # ids (None: all) -> (ids, vectors)
 #: how an index was obtained (counted by :meth:`IndexSet.stats`)
@@ -204,7 +210,7 @@ class IndexSet:
     def search(self, name: str, queries: np.ndarray, k: int, exclude: Iterable[int] = (), *,
                ef_search: int | None = None, nprobe: int | None = None) -> list[list[tuple[int, float]]]:
         index = self.get(name)
-        with self._rw[name].reading():
+        with self._rw[name].reading(), _omp_threads(1 if len(queries) < PARALLEL_QUERIES else None):
             return index.search(queries, k, exclude, fetch=self.fetch_ids(name), ef_search=ef_search, nprobe=nprobe)
 
     def stats(self) -> dict[str, dict[str, int]]:
@@ -270,6 +276,23 @@ def _usable(index: SearchIndex, current: dict, plan: IndexPlan) -> bool:
     """A caught-up index serves ``current`` when it holds every row, is of the kind planned and does
     not ask for a rebuild (too many tombstones, or an IVF grown 4x past its training set)."""
     return len(index) == current["count"] and index.kind == plan.kind and index.needs_rebuild() is None
+
+
+@contextmanager
+def _omp_threads(threads: int | None) -> Iterator[None]:
+    """Run FAISS with ``threads`` OpenMP threads in this thread (None: as configured). OpenMP's
+    setting is per calling thread, so concurrent searches in other threads are not affected."""
+    if threads is None:
+        yield
+        return
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(threads)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 def _count(binding: dict[str, object]) -> int:
