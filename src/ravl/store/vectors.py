@@ -53,7 +53,11 @@ class VectorIndex:
         return int(self.index.ntotal)
 
     def remove(self, ids: Iterable[int]) -> int:
+        import faiss
+
         wanted = np.fromiter((int(i) for i in ids), dtype=np.int64)
+        if len(wanted) and len(self):  # only ids it holds: removing rebuilds IndexIDMap2's reverse map
+            wanted = wanted[np.isin(wanted, faiss.vector_to_array(self.index.id_map))]
         return int(self.index.remove_ids(wanted)) if len(wanted) and len(self) else 0
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
