@@ -236,3 +236,19 @@ def test_unreachable_address_and_missing_ray_are_one_line_errors(tmp_path):
     out = _run_cli("index", tmp_path / "p", "-c", tmp_path / "c", "--encoder", "testcolour", "--json", env=env)
     assert out.returncode == 0, out.stderr[-1000:]
     assert json.loads(out.stdout)["added"] == 1
+
+
+@pytest.mark.slow
+def test_a_worker_with_another_encoder_refuses_and_nothing_is_written(tmp_path, cluster, colour_spec):
+    import functools
+
+    import fakes
+    from ravl.errors import EncoderMismatchError
+    from ravl.ingest.ray_engine import index_sources_ray
+
+    photos = _photos(tmp_path / "photos", 4)
+    coll = open_collection(tmp_path / "c", encoder=colour_spec, create=True)
+    t = time.time()
+    with pytest.raises(EncoderMismatchError, match="install the same model on every worker"):
+        index_sources_ray(coll, [photos], num_workers=1, encoder_factory=functools.partial(fakes.create, "othercolour"))
+    assert time.time() - t < 60 and coll.counts() == {"images": 0, "captions": 0}

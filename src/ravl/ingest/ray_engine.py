@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..encoders.base import ImageVectors
-from ..errors import ConfigError, EncoderMismatchError, EngineError, MissingDependencyError
+from ..errors import ConfigError, EncoderMismatchError, EngineError, MissingDependencyError, ModelNotAvailableError
 from .pipeline import TEXT_CACHE_SIZE, IngestReport, Progress, prepare_record, wanted_captions, write_prepared
 from .sources import Record, read_sources
 
@@ -170,10 +170,10 @@ def index_sources_ray(collection, sources, *, images_root=None, split: str | Non
         report.interrupted = True
     except Exception as exc:  # a failure Ray could not retry: what was written stays written
         cause = _root_cause(exc)
-        if isinstance(cause, EncoderMismatchError | MissingDependencyError):
-            raise cause from None
-        raise EngineError(f"the Ray job failed ({type(cause).__name__}: {str(cause).strip().splitlines()[0][:200]}); "
-                          "every committed batch is kept, run the same command again to resume") from exc
+        if isinstance(cause, EncoderMismatchError | MissingDependencyError | ModelNotAvailableError):
+            raise cause from None  # a worker's set-up: re-running will not help until it is fixed
+        raise EngineError(f"the Ray job failed ({type(cause).__name__}: {_first_line(cause)}); every committed "
+                          "batch is kept, run the same command again to resume") from exc
     finally:
         if started:
             ray.shutdown()
@@ -186,14 +186,33 @@ def index_sources_ray(collection, sources, *, images_root=None, split: str | Non
 
 
 def _root_cause(exc: BaseException) -> BaseException:
-    """The user's error inside Ray's wrappers (RayTaskError, ActorDiedError causes)."""
-    seen = 0
-    while seen < 10:
-        inner = getattr(exc, "cause", None) or exc.__cause__
-        if inner is None or inner is exc:
-            return exc
-        exc, seen = inner, seen + 1
-    return exc
+    """The error under Ray's wrappers (``RayTaskError``, ``ActorDiedError``): a ravl error raised on a
+    worker when there is one (found through the exception chain or, when Ray keeps only its text,
+    rebuilt from it), else the innermost exception."""
+    from .. import errors
+
+    seen: list[BaseException] = []
+    todo: list[BaseException | None] = [exc]
+    while todo and len(seen) < 20:
+        e = todo.pop(0)
+        if e is None or any(e is s for s in seen):
+            continue
+        if isinstance(e, errors.RavlError):
+            return e
+        seen.append(e)
+        todo += [getattr(e, "cause", None) if isinstance(getattr(e, "cause", None), BaseException) else None,
+                 e.__cause__, e.__context__]
+    for line in reversed(str(exc).splitlines()):  # "ravl.errors.EncoderMismatchError: message"
+        name, _, message = line.strip().partition(": ")
+        cls = getattr(errors, name.rpartition(".")[2], None) if name.startswith("ravl.errors.") else None
+        if isinstance(cls, type) and issubclass(cls, errors.RavlError) and message:
+            return cls(message)
+    return seen[-1] if seen else exc
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:200]
 
 
 def _run(ray, collection, records: list[Record], factory, batch_size: int, num_workers: int, threads: int,
