@@ -63,12 +63,21 @@ def build_synthetic(path: Path, n: int, seed: int = 0) -> Path:
     return path
 
 
-def timed(cmd: list[str], env: dict) -> float:
+CPU: dict[str, list[float]] = {}  # command -> CPU seconds (user + system) of each timed run
+
+
+def timed(cmd: list[str], env: dict, name: str = "") -> float:
+    """Wall seconds of one run; its CPU seconds go to ``CPU[name]`` (steadier on a busy machine)."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     took = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode:
         sys.exit(f"{' '.join(cmd)} failed: {proc.stderr.strip()}")
+    CPU.setdefault(name, []).append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
     return took
 
 
@@ -115,7 +124,7 @@ def main() -> int:
     times: dict[str, list[float]] = {name: [] for name in cmds}
     for _ in range(args.runs):  # interleaved, so load changes hit every command alike
         for name, cmd in cmds.items():
-            times[name].append(timed(cmd, envs[name]))
+            times[name].append(timed(cmd, envs[name], name))
     med = {name: statistics.median(v) for name, v in times.items()}
     floor = med[next(iter(cmds))]
     fresh = None
@@ -128,14 +137,18 @@ def main() -> int:
     load = os.getloadavg()
     print(f"start-up on {coll} ({args.runs} interleaved runs, median; {os.cpu_count()} CPUs, "
           f"load avg {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f})")
-    print(f"{'command':<66} {'median s':>9} {'x floor':>8}")
+    cpu = {name: statistics.median(CPU[name]) for name in cmds}
+    cpu_floor = cpu[next(iter(cmds))]
+    print(f"{'command':<66} {'median s':>9} {'x floor':>8} {'CPU s':>7} {'x floor':>8}")
     for name, value in med.items():
-        print(f"{name:<66} {value:>9.3f} {value / floor:>8.2f}")
+        print(f"{name:<66} {value:>9.3f} {value / floor:>8.2f} {cpu[name]:>7.3f} {cpu[name] / cpu_floor:>8.2f}")
     if fresh is not None:
         print(f"{'first ravl search --text in a fresh RAVL_HOME (exports + torch check)':<66} {fresh:>9.1f}")
     if args.json:
         print(json.dumps({"collection": str(coll), "runs": args.runs, "median_s": med, "floor_s": floor,
-                          "ratio_to_floor": {k: v / floor for k, v in med.items()}, "fresh_home_first_search_s": fresh,
+                          "ratio_to_floor": {k: v / floor for k, v in med.items()},
+                          "median_cpu_s": cpu, "cpu_ratio_to_floor": {k: v / cpu_floor for k, v in cpu.items()},
+                          "fresh_home_first_search_s": fresh,
                           "loadavg": load, "all_s": times}))
     return 0
 

@@ -163,6 +163,31 @@ def test_seal_round_trip_and_torn_writes(tmp_path):
     assert read_sealed(path, binding) is None
 
 
+def test_verified_file_is_not_hashed_again_until_it_changes(tmp_path, monkeypatch, ravl_home):
+    """Once a settled file verified, a reader that finds the same file (size, mtime, ctime, inode)
+    skips hashing it; any write to it changes that identity, and it is hashed (and refused) again."""
+    import ravl.digests
+    import ravl.store.integrity as integrity
+
+    monkeypatch.setattr(ravl.digests, "RACY_NS", 0)  # files count as settled at once
+    path = tmp_path / "x.faiss"
+    data = np.arange(4000, dtype=np.float32).tobytes()
+    binding = {"collection_id": "abc", "generation": 3, "count": 10}
+    write_sealed(path, data, binding)
+    time.sleep(0.05)  # past the file system's timestamp granularity
+    assert read_sealed(path, binding).tobytes() == data  # hashed, and remembered
+    hashed = []
+    real = integrity._hasher
+    monkeypatch.setattr(integrity, "_hasher", lambda *a: hashed.append(1) or real(*a))
+    assert read_sealed(path, binding).tobytes() == data and not hashed
+    time.sleep(0.05)
+    damaged = bytearray(data)
+    damaged[100] ^= 1
+    with open(path, "r+b") as fh:  # in place: same size and inode
+        fh.write(damaged)
+    assert read_sealed(path, binding) is None and hashed
+
+
 def test_stale_tmp_files_and_old_sidecars_are_cleaned(tmp_path, sets, colour_spec):
     set_b, _ = sets
     coll_dir = tmp_path / "c"

@@ -80,3 +80,28 @@ def memoised(tag: str, files: Sequence[Path], compute: Callable[[], str]) -> str
         except OSError:
             pass
     return value
+
+
+def remembered(kind: str, path: Path, st: os.stat_result) -> str | None:
+    """The ``kind`` digest remembered for ``path`` when its identity is still ``st``'s (see
+    :func:`remember`), else None."""
+    try:
+        saved = json.loads(_memo_path(f"{kind}:{Path(path).resolve()}").read_text())
+    except (OSError, ValueError):
+        return None
+    if isinstance(saved, dict) and saved.get("identity") == _identity(st) and isinstance(saved.get(kind), str):
+        return saved[kind]
+    return None
+
+
+def remember(kind: str, path: Path, st: os.stat_result, digest: str) -> None:
+    """Remember ``digest`` (just computed from the file's bytes, identity ``st``) unless the file
+    changed too recently to be told apart from a later change (git's racy rule)."""
+    if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) <= RACY_NS:
+        return
+    try:
+        atomic_write_bytes(_memo_path(f"{kind}:{Path(path).resolve()}"),
+                           json.dumps({"path": str(path), "identity": _identity(st), kind: digest}).encode())
+    except OSError:
+        pass  # read-only cache: hash again next time
+
