@@ -224,8 +224,14 @@ def _run(ray, collection, records: list[Record], factory, batch_size: int, num_w
             for r in records]
     if not rows:
         return
+    import logging
+
+    from ray.util import log_once
+
     ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False
+    ctx.enable_progress_bars = False  # ravl shows its own progress bar
+    log_once("ray_data_progress_manager_disabled")  # ... so Ray Data need not log that its bars are off
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # no per-dataset INFO lines on stderr
     ctx.execution_options.preserve_order = True  # rows get the ids the local engine would give them
     # one block per actor call (up to 10,000 blocks): results stream back, and commit, batch by batch
     ds = ray.data.from_items(rows, override_num_blocks=max(1, min(-(-len(rows) // batch_size), 10_000)))
