@@ -145,17 +145,6 @@ class BatchedEncoder(Encoder):
         vecs = self.inner.embed_pixels(np.stack(rows))
         return list(zip(vecs.embedding, vecs.features))
 
-    def encode_texts_now(self, texts: list[str]) -> np.ndarray:
-        """One model call for ``texts`` in this thread (a caller that batches for itself), under
-        the model lock if any; counted with the text batcher's calls."""
-        if self._lock is None:
-            vectors = self.inner.encode_texts(texts)
-        else:
-            with self._lock:
-                vectors = self.inner.encode_texts(texts)
-        self.texts.count(len(texts))
-        return vectors
-
     # the Encoder contract, blocking
     def warm_up(self) -> None:
         self.inner.warm_up()
@@ -175,6 +164,10 @@ class BatchedEncoder(Encoder):
         return ImageVectors(np.stack([e for e, _ in rows]), np.stack([f for _, f in rows]))
 
     # async: the awaiting request holds no thread while its batch waits or runs
+    async def encode_text_async(self, text: str) -> np.ndarray:
+        """(1, dim) vector of one text."""
+        return (await self.texts.run(text))[None]
+
     async def embed_pixels_async(self, pixels: np.ndarray) -> ImageVectors:
         """Vectors of one preprocessed image (one row each)."""
         embedding, features = await self.images.run(pixels)

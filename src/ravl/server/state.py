@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from ..collection import STALE_TMP_SECONDS
 from ..errors import ConfigError, InputError
 from ..generate.base import GenerationParams, Generator
@@ -49,7 +51,7 @@ class LockedGenerator(Generator):
 
 class TextSearch(NamedTuple):
     text: str
-    needs_vector: bool  # False in keyword mode
+    vector: Any  # its (1, dim) vector from the text batcher; None in keyword mode
     options: tuple[tuple[str, Any], ...]  # search_text_vectors' keyword arguments (hashable)
 
 
@@ -70,9 +72,10 @@ class ServerState:
         self.imagine_slots = threading.BoundedSemaphore(settings.imagine_concurrency)
         self.imagine_seconds: list[float] = []
         #: text searches whose vectors are ready, searched a batch at a time (one FAISS call per
-        #: batch instead of one per request, in a thread of its own while the next batch encodes)
-        self.searches = Batcher(self._search_batch, max_batch=settings.batch_size, wait_ms=settings.batch_wait_ms,
-                                name="search")
+        #: batch instead of one per request, in a thread of its own while the next batch encodes:
+        #: 1.34x the q/s of encoding and searching in one stage at 16 clients, docs/performance.md);
+        #: no extra wait: a batch's vectors arrive together
+        self.searches = Batcher(self._search_batch, max_batch=settings.batch_size, wait_ms=0, name="search")
 
     @classmethod
     def open(cls, settings: ServerSettings) -> ServerState:
@@ -143,30 +146,24 @@ class ServerState:
         return self.collection.base_encoder  # type: ignore[return-value]  # a tuned bridge applies on search
 
     async def search_text(self, text: str, *, mode: str, **options) -> list:
-        """The hits for one text, encoded and searched in a batch with the other text searches
-        waiting (one model call and one FAISS call per batch, in the batcher's thread: the event
-        loop only parses and answers); ``mode`` and ``options`` as for ``search_text_vectors``."""
-        request = TextSearch(text, mode != "keyword", tuple(sorted({**options, "mode": mode}.items())))
-        return await self.searches.run(request)
+        """The hits for one text. Two batched stages, each in its own thread, so one batch is
+        encoded while the one before it is searched: the text batcher (one model call per batch),
+        then the search batcher (one FAISS call per group of requests sharing their options).
+        ``mode`` and ``options`` as for ``search_text_vectors``."""
+        vector = None if mode == "keyword" else await self.encoder.encode_text_async(text)
+        return await self.searches.run(TextSearch(text, vector, tuple(sorted({**options, "mode": mode}.items()))))
 
     def _search_batch(self, requests: list[TextSearch]) -> list:
-        """Encode the batch's texts in one call, then one store call per group of requests that
-        share their options; an error reaches only its group's requests."""
-        encode = [i for i, r in enumerate(requests) if r.needs_vector]
-        try:
-            vectors = self.encoder.encode_texts_now([requests[i].text for i in encode]) if encode else None
-        except Exception as exc:
-            return [Failed(exc) if r.needs_vector else self._search_batch([r])[0] for r in requests]
-        row_of = {i: n for n, i in enumerate(encode)}
+        """One store call per group of requests that share their options; an error reaches only
+        its group's requests."""
         out: list = [None] * len(requests)
         groups: dict[tuple, list[int]] = {}
         for i, request in enumerate(requests):
-            groups.setdefault((request.options, request.needs_vector), []).append(i)
-        for (options, needs_vector), rows in groups.items():
-            group_vectors = vectors[[row_of[i] for i in rows]] if needs_vector and vectors is not None else None
+            groups.setdefault((request.options, request.vector is None), []).append(i)
+        for (options, keyword_only), rows in groups.items():
+            vectors = None if keyword_only else np.vstack([requests[i].vector for i in rows])
             try:
-                hits = self.collection.search_text_vectors([requests[i].text for i in rows], group_vectors,
-                                                           **dict(options))
+                hits = self.collection.search_text_vectors([requests[i].text for i in rows], vectors, **dict(options))
             except Exception as exc:
                 hits = [Failed(exc)] * len(rows)
             for i, found in zip(rows, hits):
