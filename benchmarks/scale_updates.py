@@ -21,6 +21,9 @@ log). Encoding is NOT included (it is the encoder's cost, ~100 images/s on this 
 * ``cold``: a fresh process: open, then the same step, which also reads and verifies (BLAKE2b) each
   cache file before catching it up from the log.
 * ``load``: a fresh process that only opens and loads the (current) cache files, for reference.
+* ``ingest``: a fresh process that adds 1,000 items and ends as ``ravl index`` does
+  (``refresh_indexes(lazy=True)``: a cache the next reader can catch up, and that the compaction
+  rule would not rewrite, is not loaded).
 
 Wall seconds (SQLite and file I/O are part of the cost) and this process's CPU seconds; the load
 average is printed, since three people share two cores. JSON lines on stdout.
@@ -125,6 +128,14 @@ def child(mode: str, folder: Path, n: int, dim: int, fdim: int) -> dict:
                     "stats": coll.index_stats(), **_stamp()}
         if mode == "cold":
             return {"mode": "cold", **add_round(coll, 0, n, dim, fdim), **_stamp()}
+        if mode == "ingest":  # what `ravl index` does: write, then leave big caches to their readers
+            batch = new_items(f"ingest-{os.getpid()}", 1000, dim, fdim, n, seed=7 + os.getpid())
+            t1, cpu = time.perf_counter(), time.process_time()
+            coll.add_batch(batch)
+            coll.refresh_indexes(lazy=True)
+            return {"mode": "ingest", "total_s": round(time.perf_counter() - t1, 3),
+                    "with_open_s": round(time.perf_counter() - t0, 3), "cpu_s": round(time.process_time() - cpu, 3),
+                    "stats": coll.index_stats(), **_stamp()}
         coll.refresh_indexes()  # warm: indexes in memory first
         rounds = [add_round(coll, r, n, dim, fdim) for r in range(1, 4)]
         return {"mode": "warm", "rounds": rounds, **_stamp()}
@@ -137,6 +148,8 @@ def main() -> None:
     ap.add_argument("--feature-dim", type=int, default=384)
     ap.add_argument("--kind", default="flat", choices=["flat", "hnsw", "ivfpq"])
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "ravl-scale-updates")
+    ap.add_argument("--modes", default="load,warm,cold,cold,ingest",
+                    help="fresh processes to run, in order (default load,warm,cold,cold,ingest)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     folder = args.workdir / f"coll-{args.n}-{args.dim}-{args.feature_dim}-{args.kind}"
@@ -145,7 +158,7 @@ def main() -> None:
         return
     folder.parent.mkdir(parents=True, exist_ok=True)
     print(json.dumps({"build": build(folder, args.n, args.dim, args.feature_dim, args.kind)}), flush=True)
-    for mode in ("load", "warm", "cold", "cold"):  # separate processes: nothing held between them
+    for mode in args.modes.split(","):  # separate processes: nothing held between them
         r = subprocess.run([sys.executable, __file__, "--n", str(args.n), "--dim", str(args.dim), "--feature-dim",
                             str(args.feature_dim), "--kind", args.kind, "--workdir", str(args.workdir),
                             "--child", mode], capture_output=True, text=True)

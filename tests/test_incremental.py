@@ -226,3 +226,29 @@ def test_searches_run_while_the_held_index_is_caught_up(tmp_path, kind):
         assert not errors
         check_exact(coll)
         assert coll.index_stats()["images"]["built"] == 1
+
+
+@pytest.mark.parametrize("kind", ("flat", "hnsw"))
+def test_a_writer_about_to_exit_leaves_big_caches_to_their_next_reader(tmp_path, kind, monkeypatch):
+    """refresh_indexes(lazy=True), the end of an ingest: a cache file its next reader can catch up,
+    and that the compaction rule would not rewrite now, is neither loaded nor rewritten here; the
+    reader catches it up and answers exactly."""
+    import ravl.store.catchup as catchup
+
+    create(tmp_path / "c", kind).close()
+    files = {n: (tmp_path / "c" / "index" / f"{n}.faiss").read_bytes() for n in NAMES}
+    monkeypatch.setattr(catchup, "COMPACT_BYTES", 0)  # every file counts as big
+    with open_collection(tmp_path / "c") as coll:
+        coll.add_batch(items(20, 7, prefix="late"))  # 20 of 620: under the 10% that forces a rewrite
+        coll.refresh_indexes(lazy=True)
+        assert all(sum(s.values()) == 0 for s in coll.index_stats().values()), coll.index_stats()
+        assert coll.index_facts()["images"]["count"] == 620  # the recorded facts follow the database
+    assert {n: (tmp_path / "c" / "index" / f"{n}.faiss").read_bytes() for n in NAMES} == files
+    with open_collection(tmp_path / "c") as coll:
+        check_exact(coll)
+        assert all(s["caught_up"] == 1 and s["built"] == 0 for s in coll.index_stats().values())
+    with open_collection(tmp_path / "c") as coll:  # past the 10%: the writer catches up and rewrites
+        coll.add_batch(items(100, 8, prefix="later"))
+        coll.refresh_indexes(lazy=True)
+        assert all(s["caught_up"] == 1 for s in coll.index_stats().values())
+    assert all((tmp_path / "c" / "index" / f"{n}.faiss").read_bytes() != files[n] for n in NAMES)

@@ -168,10 +168,12 @@ class Collection(TunedBridge):
         return clean_stale_tmp(self.path / "index")
 
     @translating_sqlite_errors
-    def refresh_indexes(self) -> None:
-        """Bring every index cache file up to date (called at the end of ingest) and record the
-        facts of those built (shown by :meth:`info`)."""
-        self._indexes.refresh()
+    def refresh_indexes(self, *, lazy: bool = False) -> None:
+        """Bring every index cache file up to date and record the facts of those built (shown by
+        :meth:`info`). ``lazy``, for a writer that is about to exit (the end of an ingest): a cache
+        that its next reader can catch up from the change log, and that would not be rewritten
+        now, is left as it is instead of being loaded here."""
+        self._indexes.refresh(lazy=lazy)
 
     # --- index kinds ----------------------------------------------------------------------------
     @translating_sqlite_errors

@@ -252,7 +252,7 @@ def index_sources(collection, sources: Iterable[str], *, images_root=None, split
         timing["encode_texts"], timing["wait_texts"] = stage.seconds, stage.wait_seconds
     if not report.interrupted:
         t = time.perf_counter()
-        collection.refresh_indexes()
+        collection.refresh_indexes(lazy=True)  # readers catch up what is left
         timing["index"] = time.perf_counter() - t
     report.seconds.update({k: round(v, 3) for k, v in timing.items()})
     report.seconds["total"] = round(time.perf_counter() - t0, 3)

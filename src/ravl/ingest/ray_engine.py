@@ -179,7 +179,7 @@ def index_sources_ray(collection, sources, *, images_root=None, split: str | Non
             ray.shutdown()
     if not report.interrupted:
         t = time.perf_counter()
-        collection.refresh_indexes()
+        collection.refresh_indexes(lazy=True)  # readers catch up what is left
         report.seconds["index"] = round(time.perf_counter() - t, 3)
     report.seconds["total"] = round(time.perf_counter() - t0, 3)
     return report

@@ -235,12 +235,41 @@ class IndexSet:
         if through is not None and through > pruned:
             self._db.prune_changes(through)
 
-    def refresh(self) -> None:
-        """Bring every cache file up to date and record the facts of those built here."""
+    def refresh(self, *, lazy: bool = False) -> None:
+        """Bring every cache file up to date and record the facts of those built here. ``lazy`` (a
+        writer about to exit): an index this process does not hold is left to its next reader when
+        its cache file can be caught up from the change log and the compaction rule would not
+        rewrite it now; loading a 1.5 GB file only to add 1,000 vectors in memory and drop them
+        again took 25-40 s at 1M vectors, against 0.2 s for the write itself."""
         for name in INDEX_NAMES:
+            if lazy and name not in self._held and self._left_for_readers(name):
+                continue
             self.get(name)
         self.record_facts()
         self.prune_log()
+
+    def _left_for_readers(self, name: str) -> bool:
+        """Whether the ``name`` cache file is current, or an older state of this database that its
+        next reader can catch up and the compaction rule would not rewrite (its recorded count is
+        updated here); the reader still verifies its bytes."""
+        path = self.folder / f"{name}.faiss"
+        with self._db.snapshot():
+            current = self._bindings()[0][name]
+            stamp = sealed_binding(path)
+            state = catchable(self._db, stamp, current)
+            try:
+                size = path.stat().st_size
+            except OSError:
+                return False
+            if state is None or (state is False and should_write(self._db, name, stamp, size, current)):
+                return False
+        recorded = self._unrecorded.get(name) or self._db.index_facts().get(name) or {}
+        plan = stamp.get("plan") if stamp else None
+        if state is False and isinstance(plan, dict) and recorded.get("kind") == plan.get("kind"):
+            with self._lock:
+                self._unrecorded[name] = {**recorded, "count": current["count"],
+                                          "updated_generation": current["generation"]}
+        return True
 
     def rebuild(self, kind: str | None = None, memory_budget: int | str | None = None) -> dict[str, dict]:
         """Record the settings (checked first), rebuild every index to them and return their facts."""
