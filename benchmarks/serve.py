@@ -130,6 +130,13 @@ def queries(n: int = 400, seed: int = 1) -> list[str]:
     return sorted(out)
 
 
+def summary(clients: int, latencies: list[float], errors: int, wall: float) -> dict:
+    """One level's figures: requests, errors, q/s, p50 and p99 latency in ms."""
+    lat = sorted(latencies)
+    return {"clients": clients, "requests": len(lat), "errors": errors, "qps": len(lat) / wall,
+            "p50_ms": statistics.median(lat) * 1000, "p99_ms": lat[min(len(lat) - 1, int(0.99 * len(lat)))] * 1000}
+
+
 def run_level(url: str, clients: int, seconds: float, k: int, texts: list[str], mode: str = "auto") -> dict:
     import httpx
 
@@ -163,10 +170,7 @@ def run_level(url: str, clients: int, seconds: float, k: int, texts: list[str], 
     for th in threads:
         th.join()
     wall = time.perf_counter() - t0
-    lat = sorted(latencies)
-    p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000  # noqa: E731
-    return {"clients": clients, "requests": len(lat), "errors": errors[0], "qps": len(lat) / wall,
-            "p50_ms": statistics.median(lat) * 1000, "p99_ms": p(0.99)}
+    return summary(clients, latencies, errors[0], wall)
 
 
 def run_level_asyncio(url: str, clients: int, seconds: float, k: int, texts: list[str], mode: str) -> dict:
@@ -203,9 +207,7 @@ def run_level_asyncio(url: str, clients: int, seconds: float, k: int, texts: lis
         return time.perf_counter() - t0
 
     wall = asyncio.run(drive())
-    lat = sorted(latencies)
-    return {"clients": clients, "requests": len(lat), "errors": errors[0], "qps": len(lat) / wall,
-            "p50_ms": statistics.median(lat) * 1000, "p99_ms": lat[min(len(lat) - 1, int(0.99 * len(lat)))] * 1000}
+    return summary(clients, latencies, errors[0], wall)
 
 
 def cpu_seconds(pid: int) -> float:

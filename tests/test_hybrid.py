@@ -13,7 +13,7 @@ import pytest
 from conftest import make_image
 from ravl.collection import open_collection
 from ravl.errors import ConfigError
-from ravl.hybrid import Fusion, fts_query, rrf
+from ravl.hybrid import Fusion, fts_terms, rrf
 from ravl.ingest.pipeline import index_sources
 from ravl.store.schema import _V1
 
@@ -113,8 +113,8 @@ def test_fusion_helpers():
     scores = {key: score for key, score, _ in fused}
     assert fused[0][0] == "c" and fused[0][2] == {"vector": 3, "keyword": 1}
     assert scores["c"] == pytest.approx(1 / 63 + 2 / 61) and scores["d"] == pytest.approx(2 / 62)
-    assert fts_query('say "hi" to Zoë') == '"say" OR "hi" OR "to" OR "zoë"'
-    assert fts_query("  ...") is None
+    assert fts_terms('say "hi" to Zoë hi') == ['"say"', '"hi"', '"to"', '"zoë"']
+    assert fts_terms("  ...") == []
     with pytest.raises(ConfigError):
         Fusion(vector_weight=-1)
     with pytest.raises(ConfigError):

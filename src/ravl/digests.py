@@ -26,6 +26,11 @@ def _identity(st: os.stat_result) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
 
 
+def same_identity(a: os.stat_result, b: os.stat_result) -> bool:
+    """Whether two stats are of the same file, unchanged (size, mtime, ctime, inode, device)."""
+    return _identity(a) == _identity(b)
+
+
 def _memo_path(key: str) -> Path:
     return cache_dir("digests") / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
 
@@ -36,13 +41,9 @@ def file_sha256(path: Path, data: bytes | None = None) -> str:
     ``data`` (the file's bytes, already read by the caller) saves a second read."""
     path = Path(path)
     st = path.stat()
-    memo = _memo_path(f"sha256:{path.resolve()}")
-    try:
-        saved = json.loads(memo.read_text())
-        if saved.get("identity") == _identity(st) and len(saved.get("sha256", "")) == 64:
-            return saved["sha256"]
-    except (OSError, ValueError, AttributeError):
-        pass
+    known = remembered("sha256", path, st)
+    if known is not None and len(known) == 64:
+        return known
     h = hashlib.sha256()
     if data is not None:
         h.update(data)
@@ -51,13 +52,8 @@ def file_sha256(path: Path, data: bytes | None = None) -> str:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
     digest = h.hexdigest()
-    settled = time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > RACY_NS
-    if settled and _identity(path.stat()) == _identity(st):  # not changed while we read it
-        try:
-            atomic_write_bytes(memo, json.dumps({"path": str(path), "identity": _identity(st),
-                                                 "sha256": digest}).encode())
-        except OSError:
-            pass  # read-only cache: hash again next time
+    if same_identity(path.stat(), st):  # not changed while we read it
+        remember("sha256", path, st, digest)
     return digest
 
 

@@ -40,14 +40,9 @@ def check_mode(mode: str) -> str:
 
 
 def fts_terms(text: str) -> list[str]:
-    """Words of ``text`` as quoted FTS5 terms, lower-cased, each once, in order of first use."""
+    """Words of ``text`` as quoted FTS5 terms, lower-cased, each once, in order of first use (the
+    store ORs them: BM25 ranks documents matching more and rarer words first)."""
     return ['"' + w.replace('"', '""') + '"' for w in dict.fromkeys(w.lower() for w in _WORD.findall(text))]
-
-
-def fts_query(text: str) -> str | None:
-    """Words of ``text`` as quoted FTS5 terms joined by OR (BM25 ranks documents matching more
-    and rarer words first); None when the text has no word characters."""
-    return " OR ".join(fts_terms(text)) or None
 
 
 def rrf(rankings: dict[str, Sequence[K]], weights: dict[str, float], rrf_k: float) -> list[tuple[K, float, dict[str, int]]]:

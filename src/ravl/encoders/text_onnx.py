@@ -173,13 +173,17 @@ class OnnxTextTower:
         with self._lock:
             if self._session is not None:
                 return
-            folder = self._folder()
             self._load_tokenizer()
-            path = self.cache_path()
-            self._session, self.exported = onnx_cache.load_or_export(
-                path, lambda: build_bert_onnx(folder, onnx_cache.data_path(path).name), self._check, self.threads,
-                external_data=True, quick=True)
-            self._quick = True
+            self._session, self.exported = self._open(quick=True)
+
+    def _open(self, *, quick: bool):
+        """(session, exported) on the cached export (made and checked now when missing or damaged)."""
+        folder, path = self._folder(), self.cache_path()
+        session, exported = onnx_cache.load_or_export(
+            path, lambda: build_bert_onnx(folder, onnx_cache.data_path(path).name), self._check, self.threads,
+            external_data=True, quick=quick)
+        self._quick = quick
+        return session, exported
 
     def warm_up(self) -> None:
         """Load, and swap the quick-start session for the full one now (a server, an ingest)."""
@@ -193,11 +197,7 @@ class OnnxTextTower:
         text at a time."""
         with self._lock:
             if self._quick and self._session is not None:
-                path = self.cache_path()
-                self._session, _ = onnx_cache.load_or_export(
-                    path, lambda: build_bert_onnx(self._folder(), onnx_cache.data_path(path).name), self._check,
-                    self.threads, external_data=True)
-                self._quick = False
+                self._session, _ = self._open(quick=False)
 
     def _load_tokenizer(self):
         if self._tokenizer is None:

@@ -59,12 +59,6 @@ class Batcher:
         """Await one item's result without holding a thread."""
         return await asyncio.wrap_future(self.submit(item))
 
-    def count(self, items: int) -> None:
-        """Record a model call of ``items`` rows (made here or by a caller that batched them)."""
-        self.calls += 1
-        self.items += items
-        self.largest = max(self.largest, items)
-
     def stats(self) -> dict:
         return {"calls": self.calls, "items": self.items, "largest_batch": self.largest,
                 "max_batch": self.max_batch, "wait_ms": self.wait * 1000.0}
@@ -110,7 +104,9 @@ class Batcher:
                 for _, fut in batch:
                     fut.set_exception(exc)
                 continue
-            self.count(len(batch))
+            self.calls += 1
+            self.items += len(batch)
+            self.largest = max(self.largest, len(batch))
             for (_, fut), row in zip(batch, results):
                 if isinstance(row, Failed):
                     fut.set_exception(row.error)

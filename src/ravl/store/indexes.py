@@ -159,9 +159,7 @@ class IndexSet:
                     facts["over_budget"] = plan.reason
                 self._unrecorded[name] = facts
             elif how == "caught_up":
-                recorded = self._unrecorded.get(name) or self._db.index_facts().get(name) or {}
-                if recorded.get("kind") == index.kind:
-                    self._unrecorded[name] = {**recorded, "count": len(index), "updated_generation": current["generation"]}
+                self._note_count(name, index.kind, len(index), current["generation"])
             self._stats[name][how] += 1
             self._held[name] = _Held(key, _stamp(current, index), index)
             return index
@@ -263,13 +261,18 @@ class IndexSet:
                 return False
             if state is None or (state is False and should_write(self._db, name, stamp, size, current)):
                 return False
-        recorded = self._unrecorded.get(name) or self._db.index_facts().get(name) or {}
         plan = stamp.get("plan") if stamp else None
-        if state is False and isinstance(plan, dict) and recorded.get("kind") == plan.get("kind"):
+        if state is False and isinstance(plan, dict):
             with self._lock:
-                self._unrecorded[name] = {**recorded, "count": current["count"],
-                                          "updated_generation": current["generation"]}
+                self._note_count(name, plan.get("kind"), current["count"], current["generation"])
         return True
+
+    def _note_count(self, name: str, kind: object, count: int, generation: int) -> None:
+        """Record that the ``name`` index (of ``kind``) now covers ``count`` vectors at ``generation``,
+        keeping the facts of the build it was caught up from (under the lock)."""
+        recorded = self._unrecorded.get(name) or self._db.index_facts().get(name) or {}
+        if recorded.get("kind") == kind:
+            self._unrecorded[name] = {**recorded, "count": count, "updated_generation": generation}
 
     def rebuild(self, kind: str | None = None, memory_budget: int | str | None = None) -> dict[str, dict]:
         """Record the settings (checked first), rebuild every index to them and return their facts."""

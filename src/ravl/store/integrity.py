@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..digests import remember, remembered
+from ..digests import remember, remembered, same_identity
 from ..fsutil import atomic_write_bytes, read_regular
 
 SEAL_SUFFIX = ".seal.json"
@@ -116,7 +116,7 @@ def read_sealed(path: Path, binding: Mapping[str, object]) -> np.ndarray | None:
         if os.read(fd, 1):
             return None  # longer than sealed
         if known:
-            return buf if _same_file(os.fstat(fd), st) else None  # changed while read: rebuild
+            return buf if same_identity(os.fstat(fd), st) else None  # changed while read: rebuild
         if digest is None or digest.hexdigest() != seal["blake2b"]:
             return None
         remember("blake2b", Path(path), st, seal["blake2b"])
@@ -125,11 +125,6 @@ def read_sealed(path: Path, binding: Mapping[str, object]) -> np.ndarray | None:
         return None
     finally:
         os.close(fd)
-
-
-def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
-    return (a.st_size, a.st_mtime_ns, a.st_ctime_ns, a.st_ino, a.st_dev) == \
-        (b.st_size, b.st_mtime_ns, b.st_ctime_ns, b.st_ino, b.st_dev)
 
 
 def remove_sealed(path: Path) -> None:
