@@ -259,5 +259,5 @@ def test_docs_name_every_tune_and_hybrid_option():
     named_tune = set(re.findall(r"(--[a-z][a-z-]+)", tune_part.split("How it works")[0]))
     named_hybrid = set(re.findall(r"(--[a-z][a-z-]+)", hybrid_part.split("- **Keyword signal**")[0]))
     assert named_tune == tune_opts and "cli.md#ravl-tune" in tune_part
-    assert {"--mode", "--vector-weight", "--keyword-weight", "--rrf-k"} <= named_hybrid <= search_opts
+    assert {"--mode", "--keyword-weight", "--min-score"} <= named_hybrid <= search_opts
     assert "cli.md#ravl-search" in hybrid_part

@@ -19,15 +19,15 @@ MAX_K = 1000
 class ImageHit:
     id: int
     uri: str
-    score: float
+    score: float  # in [0, 1]: how likely this is the query's match (docs/search.md)
     captions: tuple[str, ...]
-    found_by: dict | None = None  # text search: {signal: rank} for the rankings that found it
+    found_by: dict | None = None  # {signal: rank} for the rankings that found it
+    vector_score: float | None = None  # the raw cosine of the vector signal
+    keyword_score: float | None = None  # the share of the query's content words its text holds
 
     def to_dict(self) -> dict:
-        d = asdict(self)
+        d = {k: v for k, v in asdict(self).items() if v is not None}
         d["captions"] = list(self.captions)
-        if self.found_by is None:
-            del d["found_by"]
         return d
 
 
@@ -39,12 +39,11 @@ class CaptionHit:
     uri: str
     score: float
     found_by: dict | None = None
+    vector_score: float | None = None
+    keyword_score: float | None = None
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        if self.found_by is None:
-            del d["found_by"]
-        return d
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 @dataclass(frozen=True)

@@ -1,36 +1,41 @@
-"""Hybrid search helpers: turning a user's text into a safe FTS5 query, and reciprocal rank fusion.
+"""Hybrid search helpers: which words of a query are keyword evidence, how much of a query a caption
+covers, and the fusion of the vector and keyword signals.
 
-RRF (Cormack, Clarke and Büttcher, SIGIR 2009): an item's fused score is the weighted sum over the
-rankings that found it of ``weight / (rrf_k + rank)``, ranks counted from 1. It needs no score
-calibration between BM25 and cosine similarity, which is why hybrid engines default to it.
+A ranking by reciprocal rank fusion (RRF) gives a result found only by the vector ranking at most
+1/61, so any keyword match, even on "a" or "of", outranked the image the vectors put first
+(docs/search.md). ravl fuses scores instead: ``cosine + w * coverage``, where ``coverage`` in
+[0, 1] is the IDF-weighted share of the query's content words that the item's best caption holds
+(stopwords and words in half the captions do not count), and ``w`` is fitted per collection on
+its own captioned pairs (:mod:`ravl.scores`). A query with no content word is pure vector search.
 """
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Hashable, Sequence
+import unicodedata
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from functools import lru_cache
 
 from .errors import ConfigError
 
 MODES = ("auto", "vector", "keyword", "hybrid")
-K = TypeVar("K", bound=Hashable)
 _WORD = re.compile(r"\w+", re.UNICODE)
+#: the stopword lists used: English plus the collection's caption languages (ISO 639-1)
+DEFAULT_LANGS = ("en",)
 
 
 @dataclass(frozen=True)
 class Fusion:
-    """How ``hybrid`` mode mixes the two rankings (``auto`` is hybrid when the collection has text)."""
-    vector_weight: float = 1.0
-    keyword_weight: float = 1.0
-    rrf_k: float = 60.0
+    """How ``hybrid`` mode mixes the two signals: an item ranks by ``cosine + keyword_weight *
+    coverage``. ``keyword_weight=None`` uses the weight fitted on the collection's own captioned
+    pairs (or the quality suite's default when it has too few)."""
+    keyword_weight: float | None = None
 
     def __post_init__(self):
-        if self.vector_weight < 0 or self.keyword_weight < 0 or self.vector_weight + self.keyword_weight <= 0:
-            raise ConfigError("fusion weights must be non-negative and not both 0 "
-                              f"(got vector {self.vector_weight}, keyword {self.keyword_weight})")
-        if not self.rrf_k >= 0:
-            raise ConfigError(f"rrf_k must be non-negative, got {self.rrf_k}")
+        w = self.keyword_weight
+        if w is not None and (isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w <= 1000):
+            raise ConfigError(f"the keyword weight must be a number between 0 and 1000, got {w!r}")
 
 
 def check_mode(mode: str) -> str:
@@ -39,40 +44,52 @@ def check_mode(mode: str) -> str:
     return mode
 
 
-def fts_terms(text: str) -> list[str]:
-    """Words of ``text`` as quoted FTS5 terms, lower-cased, each once, in order of first use (the
-    store ORs them: BM25 ranks documents matching more and rarer words first)."""
-    return ['"' + w.replace('"', '""') + '"' for w in dict.fromkeys(w.lower() for w in _WORD.findall(text))]
+def fold(word: str) -> str:
+    """Lower case without diacritics (as the keyword index's tokenizer folds them)."""
+    return "".join(c for c in unicodedata.normalize("NFKD", word.lower()) if not unicodedata.combining(c))
 
 
-def rrf(rankings: dict[str, Sequence[K]], weights: dict[str, float], rrf_k: float) -> list[tuple[K, float, dict[str, int]]]:
-    """Fuse ranked id lists: ``[(id, score, {signal: rank}), ...]`` best first (ties: first seen)."""
-    scores: dict[K, float] = {}
-    found: dict[K, dict[str, int]] = {}
-    for signal, ids in rankings.items():
-        w = weights.get(signal, 1.0)
-        for rank, key in enumerate(ids, start=1):
-            scores[key] = scores.get(key, 0.0) + w / (rrf_k + rank)
-            found.setdefault(key, {})[signal] = rank
-    order = sorted(scores, key=lambda key: -scores[key])
-    return [(key, scores[key], found[key]) for key in order]
+@lru_cache(maxsize=16)
+def stopwords(langs: tuple[str, ...] = DEFAULT_LANGS) -> frozenset[str]:
+    """Folded stopwords of ``langs`` from the maintained ``stopwordsiso`` lists (words that name
+    things people photograph, such as "man", "fire" or "home", are kept: they are evidence)."""
+    import stopwordsiso
+
+    words: set[str] = set()
+    for lang in langs:
+        if stopwordsiso.has_lang(lang):
+            words |= {fold(w) for w in stopwordsiso.stopwords(lang)}
+    return frozenset(words - _KEEP)
 
 
-Ranked = list[tuple[int, float, dict | None]]  # (id, score, found_by), best first
+#: words of stopwordsiso's long English list that are the subject of a photo, not filler
+_KEEP = frozenset("""man men woman women home house world fire face faces water car computer light line lines
+side top bottom front back hand hands head heads eye eyes door room rooms table tree trees sun moon star stars
+play show game games name names number numbers office school church city cities state states country air sky
+land sea box boxes book books paper group groups boy boys girl girls child children kid kids baby people person
+family friend friends member members money picture pictures place places night day days morning evening year
+years month week time times end ends case cases part parts point points area areas field fields order orders
+world life lives work works board bill cup glass glasses bed kitchen garden street road roads window windows
+big small large little old new young long short high low open full empty red black white""".split())
 
 
-def ranked(pairs: Sequence[tuple[int, float]], signal: str) -> Ranked:
-    """``(id, score)`` pairs, best first, tagged with the rank ``signal`` gave each."""
-    return [(i, score, {signal: rank}) for rank, (i, score) in enumerate(pairs, 1)]
+def content_words(text: str, langs: tuple[str, ...] = DEFAULT_LANGS) -> list[str]:
+    """The words of ``text`` that can be keyword evidence (folded, each once, stopwords out)."""
+    stop = stopwords(langs)
+    return [w for w in dict.fromkeys(fold(w) for w in _WORD.findall(text)) if w not in stop and not w.isdigit()]
 
 
-def fuse(vector: Sequence[tuple[int, float]], keyword: Sequence[tuple[int, float]], mode: str, fusion: Fusion,
-         k: int) -> Ranked:
-    """The ``k`` best ids of a ``keyword`` or ``hybrid`` search from the two rankings (a hybrid
-    id's score is its RRF score and ``found_by`` has both ranks). Ids only: the caller reads the
-    rows for the ``k`` shown, not for every candidate."""
-    if mode == "keyword":
-        return ranked(keyword[:k], "keyword")
-    fused = rrf({"vector": [i for i, _ in vector], "keyword": [i for i, _ in keyword]},
-                {"vector": fusion.vector_weight, "keyword": fusion.keyword_weight}, fusion.rrf_k)
-    return [(i, round(score, 6), found) for i, score, found in fused[:k]]
+def fts_terms(words: Iterable[str]) -> list[str]:
+    """``words`` as quoted FTS5 terms (the store ORs them)."""
+    return ['"' + w.replace('"', '""') + '"' for w in words]
+
+
+def idf(df: int, total: int) -> float:
+    """BM25's inverse document frequency, floored at a small positive value."""
+    return max(1e-3, math.log((total - df + 0.5) / (df + 0.5) + 1.0))
+
+
+def coverage(matched: Sequence[bool], weights: Sequence[float]) -> float:
+    """The IDF-weighted share of the query's words that a caption holds, in [0, 1]."""
+    total = sum(weights)
+    return sum(w for m, w in zip(matched, weights) if m) / total if total > 0 else 0.0

@@ -1,64 +1,103 @@
-"""ravl search --collection DIR (--text T | --image PATH | --queries FILE)"""
+"""ravl search --collection DIR (--text T | --image PATH | --queries FILE) [--add T] [--subtract T]"""
 from __future__ import annotations
 
-from .common import add_collection_arg, add_search_knobs, emit_json
+from .common import add_collection_arg, add_search_knobs, emit_json, log
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("search", help="search a collection by text or image",
                        description="Text->image, image->image and image->text search. Results go to stdout as "
-                                   "'score<TAB>uri<TAB>caption' lines, or JSON lines with --json.")
+                                   "'score<TAB>uri<TAB>caption' lines, or JSON lines with --json. A score is in "
+                                   "[0, 1]: how likely the hit is the query's match (docs/search.md). Query "
+                                   "arithmetic: 'beach -people', '2:sunset + beach', 'pepper NOT red'.")
     add_collection_arg(p)
-    q = p.add_mutually_exclusive_group(required=True)
-    q.add_argument("--text", "-t", metavar="T", help="text query")
-    q.add_argument("--image", "-i", metavar="PATH", help="image query")
-    q.add_argument("--queries", metavar="FILE",
+    p.add_argument("--text", "-t", metavar="T",
+                   help="text query; terms combine with + and -, N:term weighs a term ('beach -people')")
+    p.add_argument("--image", "-i", metavar="PATH", help="image query (with --text: both terms combine)")
+    p.add_argument("--add", "-a", metavar="TERM", action="append", default=[],
+                   help="add a term: a text, or the path of an image file (repeatable)")
+    p.add_argument("--subtract", "-s", metavar="TERM", action="append", default=[],
+                   help="subtract a term: a text or an image path (repeatable); --subtract red is the option "
+                        "form of '-red'")
+    p.add_argument("--queries", metavar="FILE",
                    help="JSONL file, one {\"text\": ...} or {\"image\": path} per line (paths relative to the file)")
     p.add_argument("--target", choices=("images", "captions"), default="images",
                    help="what to return: images (default) or captions")
     p.add_argument("--k", "-k", type=int, default=10, help="number of results per query (default 10)")
     p.add_argument("--mode", choices=("auto", "vector", "keyword", "hybrid"), default="auto",
                    help="text queries: vector (shared space), keyword (BM25 over captions, sidecar and OCR text), "
-                        "hybrid (both, reciprocal rank fusion) or auto (default: hybrid when the collection has text)")
-    p.add_argument("--vector-weight", type=float, default=1.0, metavar="W",
-                   help="hybrid: weight of the vector ranking (default 1)")
-    p.add_argument("--keyword-weight", type=float, default=1.0, metavar="W",
-                   help="hybrid: weight of the keyword ranking (default 1)")
-    p.add_argument("--rrf-k", type=float, default=60.0, metavar="K",
-                   help="hybrid: rank offset of reciprocal rank fusion (default 60)")
+                        "hybrid (both, scores fused) or auto (default: hybrid when the collection has text and the "
+                        "query has a content word)")
+    p.add_argument("--keyword-weight", type=float, default=None, metavar="W",
+                   help="hybrid: rank by cosine + W x keyword coverage (default: fitted on the collection's own "
+                        "captioned images, see 'ravl info')")
+    p.add_argument("--min-score", type=float, default=0.0, metavar="S",
+                   help="leave out hits scoring below S (0..1); a note on stderr says when nothing is a good match")
     add_search_knobs(p)
-    p.add_argument("--json", action="store_true", help="one JSON object per query: {\"query\": ..., \"results\": [...]}; "
-                   "text results carry found_by: the rank each signal gave them")
+    p.add_argument("--json", action="store_true", help="one JSON object per query: {\"query\": ..., \"results\": [...], "
+                   "\"good_match\": ...}; hits carry score, vector_score, keyword_score and found_by")
     p.set_defaults(run=run)
 
 
-def run(args) -> int:
+def _term(value: str, weight: float):
     from pathlib import Path
 
-    from ..collection import open_collection
-    from ..hybrid import Fusion
-    from ..query import read_queries, run_queries
+    from ..request import Term, parse_query
 
-    if args.queries:
-        queries = read_queries(args.queries)
-    elif args.text is not None:
-        queries = [{"text": args.text}]
-    else:
-        queries = [{"image": str(Path(args.image).expanduser().resolve())}]
+    path = Path(value).expanduser()
+    if path.is_file():
+        return (Term("image", str(path.resolve()), weight),)
+    return parse_query(value, weight)
+
+
+def build_request(args):
+    """The :class:`SearchRequest` the options describe (its terms empty with --queries)."""
+    from pathlib import Path
+
+    from ..errors import InputError
+    from ..hybrid import Fusion
+    from ..request import SearchRequest, Term, parse_query
+
+    if args.queries and (args.text or args.image or args.add or args.subtract):
+        raise InputError("--queries runs a file of queries; give it without --text, --image, --add or --subtract")
+    terms: tuple = ()
+    if args.text is not None:
+        terms += parse_query(args.text)
+    if args.image:
+        terms += (Term("image", str(Path(args.image).expanduser().resolve())),)
+    for value in args.add:
+        terms += _term(value, 1.0)
+    for value in args.subtract:
+        terms += _term(value, -1.0)
+    if not terms and not args.queries:
+        raise InputError("give a query: --text T, --image PATH, --add TERM or --queries FILE")
+    placeholder = (Term("text", "query"),)
+    return SearchRequest(terms or placeholder, target=args.target, k=args.k, mode=args.mode,
+                         fusion=Fusion(args.keyword_weight), min_score=args.min_score, ef_search=args.ef_search,
+                         nprobe=args.nprobe)
+
+
+def run(args) -> int:
+    from ..collection import open_collection
+    from ..scores import GOOD_MATCH
+    from ..tasks.search import read_queries, run_queries, search
+
+    request = build_request(args)
+    queries = read_queries(args.queries) if args.queries else None
     with open_collection(args.collection, readonly=True) as coll:
-        fusion = Fusion(args.vector_weight, args.keyword_weight, args.rrf_k)
-        answers = run_queries(coll, queries, target=args.target, k=args.k, mode=args.mode, fusion=fusion,
-                              ef_search=args.ef_search, nprobe=args.nprobe)
+        answers = run_queries(coll, queries, request) if queries else [search(coll, request)]
     for answer in answers:
         if args.json:
             emit_json(answer)
-            continue
-        if len(answers) > 1:
-            print(f"# {answer['query']}")
-        for r in answer["results"]:
-            if args.target == "images":
-                caption = r["captions"][0] if r["captions"] else ""
-                print(f"{r['score']:.4f}\t{r['uri']}\t{caption}")
-            else:
-                print(f"{r['score']:.4f}\t{r['caption']}\t{r['uri']}")
+        else:
+            if len(answers) > 1:
+                print(f"# {answer['query']}")
+            for r in answer["results"]:
+                text = r["caption"] if args.target == "captions" else (r["captions"][0] if r["captions"] else "")
+                print(f"{r['score']:.4f}\t{r['uri']}\t{text}")
+        if not answer["good_match"]:
+            best = answer["best_score"]
+            log(f"ravl search: no good match for {answer['query']}: "
+                + ("no hit reaches --min-score" if best is None else
+                   f"the best score is {best:.2f}, below {max(GOOD_MATCH, args.min_score):.2f}"))
     return 0

@@ -6,24 +6,22 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from ..encoders.base import Encoder, ImageVectors, load_encoder
+from ..encoders.base import Encoder, load_encoder
 from ..encoders.bridge import Bridge, TunedEncoder
-from ..errors import ConfigError, EncoderMismatchError, ItemNotFoundError
+from ..errors import EncoderMismatchError, ItemNotFoundError
 from ..fsutil import WriterLock
-from ..hits import MAX_K, CaptionHit, CaptionSet, ImageHit, Target, check_k, check_search_params, check_target, check_texts
-from ..hybrid import Fusion, check_mode, fts_terms, fuse, ranked
+from ..hits import CaptionHit, CaptionSet, ImageHit, check_k
 from ..store import bulk
 from ..store.db import OCR_SOURCE, Database, ItemRow, NewItem
 from ..store.indexes import IndexSet
 from ..store.integrity import clean_stale_tmp
 from ..store.sqlite_errors import translating_sqlite_errors
 from ..store.vectors import SearchIndex
-from .tuned import TunedBridge
+from .search import Searching
 
 
-class Collection(TunedBridge):
+class Collection(Searching):
     """Open with :func:`open_collection`."""
 
     def __init__(self, path: Path, db: Database, *, encoder: Encoder | None = None):
@@ -41,7 +39,7 @@ class Collection(TunedBridge):
                                  extra_binding=self._extra_binding)
         self._bridge: tuple[int, tuple[Bridge, str] | None] | None = None  # (generation, (bridge, sha256))
         self._tuned: TunedEncoder | None = None
-        self._text_facts: tuple[int, bool, bool] | None = None  # (generation, keyword index?, any caption?)
+        self._search_facts: tuple[int, dict] | None = None  # (generation, facts): see search_facts()
         self._lock = threading.Lock()
         self._writer_lock: WriterLock | None = None  # held while opened with create=True
 
@@ -77,7 +75,8 @@ class Collection(TunedBridge):
                 "fingerprint": self.active_fingerprint, "dim": self.dim, "feature_dim": self.feature_dim,
                 "created_at": meta.get("created_at"), "ravl_version": meta.get("ravl_version"),
                 "generation": self._db.generation(), "size_bytes": size, "tuned": self.tuned_info(),
-                "index": self._indexes.settings(), "indexes": self._indexes.facts()}
+                "index": self._indexes.settings(), "indexes": self._indexes.facts(),
+                "search": {"calibration": self.calibration().to_dict(), "caption_langs": list(self.caption_langs())}}
 
     @translating_sqlite_errors
     def get_item(self, item_id: int) -> ItemRow:
@@ -174,6 +173,7 @@ class Collection(TunedBridge):
         that its next reader can catch up from the change log, and that would not be rewritten
         now, is left as it is instead of being loaded here."""
         self._indexes.refresh(lazy=lazy)
+        self.refit_calibration(lazy=lazy)
 
     # --- index kinds ----------------------------------------------------------------------------
     @translating_sqlite_errors
@@ -219,134 +219,17 @@ class Collection(TunedBridge):
         return CaptionSet([cid for cid, _ in pairs], [item for _, item in pairs], [rows[cid][0] for cid, _ in pairs],
                           np.stack([by_id[cid] for cid, _ in pairs]))
 
-    # --- search -------------------------------------------------------------------------------
+    # --- search (the rest in .search) ----------------------------------------------------------
     @translating_sqlite_errors
     def search_vectors(self, queries: np.ndarray, *, index: str, k: int, exclude_items: Iterable[int] = (),
                        ef_search: int | None = None,
                        nprobe: int | None = None) -> list[list[ImageHit] | list[CaptionHit]]:
-        """Search the ``images``, ``features`` or ``captions`` index with raw query vectors.
-        ``ef_search`` (HNSW) and ``nprobe`` (IVF-PQ) override the defaults tuned at build time
-        (recall@10 >= 0.95) for this query; exact indexes ignore them."""
+        """Search the ``images``, ``features`` or ``captions`` index with raw query vectors; a hit's
+        score is the raw inner product. ``ef_search`` (HNSW) and ``nprobe`` (IVF-PQ) override the
+        defaults tuned at build time for this query; exact indexes ignore them."""
         check_k(k)
         raw = self._nearest(queries, index, k, exclude_items, ef_search, nprobe)
-        return self._hits("captions" if index == "captions" else "images", [[(i, s, None) for i, s in r] for r in raw])
-
-    def _nearest(self, queries: np.ndarray, index: str, k: int, exclude_items: Iterable[int] = (),
-                 ef_search: int | None = None, nprobe: int | None = None) -> list[list[tuple[int, float]]]:
-        """(id, score) of the ``k`` nearest per query; ids are caption ids for ``captions``."""
-        knobs = check_search_params(ef_search, nprobe)
-        excluded = list(exclude_items)
-        if index == "captions":
-            excluded = [c for ids in self._db.caption_ids_for_items(excluded).values() for c in ids]
-        return self._indexes.search(index, queries, k, excluded, **knobs)
-
-    def _hits(self, target: str, ranked_ids: list[list[tuple[int, float, dict | None]]]) -> list:
-        """Hits for ``(id, score, found_by)`` lists: only the rows shown are read from the store."""
-        wanted = sorted({i for row in ranked_ids for i, _, _ in row})
-        if target == "captions":
-            rows = self._db.caption_rows(wanted)
-            return [[CaptionHit(c, rows[c][0], rows[c][1], rows[c][2], s, found) for c, s, found in row if c in rows]
-                    for row in ranked_ids]
-        items = self._db.items(wanted)
-        return [[ImageHit(i, items[i].uri, s, items[i].captions, found) for i, s, found in row if i in items]
-                for row in ranked_ids]
-
-    def text_mode(self, mode: str) -> str:
-        """``mode`` checked, ``auto`` resolved: ``hybrid`` when the collection holds text, else ``vector``."""
-        check_mode(mode)
-        generation = self._db.generation()
-        if self._text_facts is None or self._text_facts[0] != generation:  # two queries per write, not per search
-            self._text_facts = (generation, self._db.has_keyword_index(), self._db.counts()["captions"] > 0)
-        _, has_index, has_text = self._text_facts
-        if mode == "auto":
-            return "hybrid" if has_index and has_text else "vector"
-        if mode != "vector" and not has_index:
-            raise ConfigError(f"collection {self.path} predates keyword search; run 'ravl index' on it once (any "
-                              "source) to build its keyword index, or use --mode vector")
-        return mode
-
-    def search_text(self, texts: Sequence[str], *, target: Target = "images", k: int = 10, mode: str = "auto",
-                    fusion: Fusion = Fusion(), ef_search: int | None = None, nprobe: int | None = None):
-        """Text -> images or captions by ``mode``: ``vector`` (shared space), ``keyword`` (BM25 over
-        captions, sidecar and OCR text), ``hybrid`` (both, reciprocal rank fusion) or ``auto``
-        (hybrid when the collection holds text, else vector). Each hit's ``found_by`` gives the rank
-        each signal gave it."""
-        check_target(target)
-        check_k(k)
-        check_texts(texts)
-        vectors = None if check_mode(mode) == "keyword" else self.encoder.encode_texts(list(texts))
-        return self.search_text_vectors(texts, vectors, target=target, k=k, mode=mode, fusion=fusion,
-                                        ef_search=ef_search, nprobe=nprobe)
-
-    @translating_sqlite_errors
-    def search_text_vectors(self, texts: Sequence[str], vectors: np.ndarray | None, *, target: Target = "images",
-                            k: int = 10, mode: str = "vector", fusion: Fusion = Fusion(),
-                            ef_search: int | None = None, nprobe: int | None = None):
-        """:meth:`search_text` with the texts' vectors already computed (e.g. by a batcher); they are
-        needed unless ``mode`` is ``keyword`` (``auto`` never resolves to it)."""
-        check_target(target)
-        check_k(k)
-        mode = self.text_mode(mode)
-        depth = k if mode == "vector" else min(MAX_K, max(50, 3 * k))
-        nearest: list[list[tuple[int, float]]] = [[] for _ in texts]
-        if mode != "keyword":
-            if vectors is None:
-                raise ConfigError(f"search mode {mode!r} needs the texts' vectors")
-            nearest = self._nearest(vectors, target, depth, ef_search=ef_search, nprobe=nprobe)
-        if mode == "vector":
-            return self._hits(target, [ranked(row, "vector") for row in nearest])
-        return self._hits(target, [fuse(row, self._keyword_ids(text, target, depth), mode, fusion, k)
-                                   for text, row in zip(texts, nearest)])
-
-    def _keyword_ids(self, text: str, target: str, depth: int) -> list[tuple[int, float]]:
-        """(caption or item id, BM25 score) best first: an item ranks by its best caption."""
-        terms = fts_terms(text)
-        if not terms:
-            return []
-        rows = self._db.keyword_search(terms, depth if target == "captions" else depth * 4)
-        if target == "captions":
-            return [(cid, score) for cid, _, score in rows]
-        best: dict[int, float] = {}
-        for _, item_id, score in rows:
-            best.setdefault(item_id, score)
-        return list(best.items())[:depth]
-
-    def search_image(self, images: Sequence[Image.Image], *, target: Target = "images", k: int = 10,
-                     exclude_items: Iterable[int] = (), ef_search: int | None = None, nprobe: int | None = None):
-        """Image -> similar images (image features) or image -> captions (shared space)."""
-        check_target(target)
-        vecs = self.base_encoder.embed_images([im.convert("RGB") for im in images])
-        return self.search_image_vectors(vecs, target=target, k=k, exclude_items=exclude_items,
-                                         ef_search=ef_search, nprobe=nprobe)
-
-    def search_image_vectors(self, vecs: ImageVectors, *, target: Target = "images", k: int = 10,
-                             exclude_items: Iterable[int] = (), ef_search: int | None = None,
-                             nprobe: int | None = None):
-        """:meth:`search_image` with the images' vectors already computed by the base encoder (e.g.
-        by a batcher); the tuned bridge, if any, is applied here."""
-        check_target(target)
-        if target == "captions":  # the shared-space embedding; image features never go through the bridge
-            vecs = self.bridged(vecs)
-        if target == "images":
-            return self.search_vectors(vecs.features, index="features", k=k, exclude_items=exclude_items,
-                                       ef_search=ef_search, nprobe=nprobe)
-        return self.search_vectors(vecs.embedding, index="captions", k=k, exclude_items=exclude_items,
-                                   ef_search=ef_search, nprobe=nprobe)
-
-    @translating_sqlite_errors
-    def search_item(self, item_id: int, *, target: Target = "images", k: int = 10, include_self: bool = False,
-                    ef_search: int | None = None, nprobe: int | None = None):
-        """Search with a stored item's own vectors (no image decoding or model call)."""
-        check_target(target)
-        self.get_item(item_id)
-        if target == "images":
-            _, vecs = self._db.item_vectors([item_id], which="feat")
-        else:
-            _, vecs = self.item_embeddings([item_id])
-        exclude = () if include_self else (item_id,)
-        index = "features" if target == "images" else "captions"
-        return self.search_vectors(vecs, index=index, k=k, exclude_items=exclude, ef_search=ef_search,
-                                   nprobe=nprobe)[0]
+        return self._hits("captions" if index == "captions" else "images", [[(i, s, {}) for i, s in r] for r in raw])
 
 
 def _valid_id(item_id) -> bool:

@@ -27,6 +27,10 @@ class ImageVectors:
     embedding: np.ndarray  # (n, dim) float32, L2-normalised, shared with texts
     features: np.ndarray  # (n, feature_dim) float32, L2-normalised, for image->image search
 
+    def take(self, i: int) -> ImageVectors:
+        """Row ``i`` as a one-image ``ImageVectors``."""
+        return ImageVectors(self.embedding[i:i + 1], self.features[i:i + 1])
+
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)

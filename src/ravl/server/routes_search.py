@@ -8,7 +8,6 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from .. import __version__
-from ..collection import check_texts
 from ..errors import InputError
 from ..hits import MAX_SEARCH_PARAM
 from .settings import ServerSettings
@@ -18,6 +17,8 @@ Target = Literal["images", "captions"]
 Mode = Literal["auto", "vector", "keyword", "hybrid"]
 EF_DOC = "HNSW indexes: candidates explored per query (default: tuned at build for recall@10 >= 0.95)"
 NPROBE_DOC = "IVF-PQ indexes: inverted lists visited per query (default: tuned at build for recall@10 >= 0.95)"
+KEYWORD_WEIGHT_DOC = "hybrid: rank by cosine + weight x keyword coverage (default: fitted per collection)"
+MIN_SCORE_DOC = "leave out hits scoring below this (0..1); good_match says whether any hit is a good match"
 
 
 async def get_state(request: Request) -> ServerState:
@@ -76,43 +77,57 @@ def build_router(settings: ServerSettings) -> APIRouter:
                 "imagine_needs_key": state.settings.api_key() is not None,
                 "batching": {**state.encoder.stats(), "searches": state.searches.stats()}}
 
+    def request_of(terms, target, k, mode, keyword_weight, min_score, ef_search, nprobe):
+        from ..hybrid import Fusion
+        from ..request import SearchRequest
+
+        return SearchRequest(terms, target=target, k=k, mode=mode, fusion=Fusion(keyword_weight), min_score=min_score,
+                             ef_search=ef_search, nprobe=nprobe)
+
     @router.get("/search", tags=["search"], summary="Search by text (q) or by a stored item's image (item)")
-    async def search_get(q: str | None = Query(None, max_length=2000, description="text query"),
-                         item: int | None = Query(None, description="search with this item's image"),
+    async def search_get(q: str | None = Query(None, max_length=2000,
+                                               description="text query; terms combine with + and - "
+                                                           "('beach -people', '2:sunset + beach')"),
+                         item: int | None = Query(None, description="search with this item's image (with q: both "
+                                                  "terms combine)"),
                          k: int = K, target: Target = Query("images"),
                          mode: Mode = Query("auto", description="text search: vector, keyword (BM25 over captions, "
-                                            "sidecar and OCR text), hybrid (reciprocal rank fusion of both) or auto "
-                                            "(hybrid when the collection has text)"),
-                         vector_weight: float = Query(1.0, ge=0.0, le=100.0, description="hybrid: vector ranking weight"),
-                         keyword_weight: float = Query(1.0, ge=0.0, le=100.0,
-                                                       description="hybrid: keyword ranking weight"),
-                         rrf_k: float = Query(60.0, ge=0.0, le=10000.0, description="hybrid: RRF rank offset"),
+                                            "sidecar and OCR text), hybrid (scores of both fused) or auto (hybrid "
+                                            "when the collection has text)"),
+                         keyword_weight: float | None = Query(None, ge=0.0, le=1000.0,
+                                                              description=KEYWORD_WEIGHT_DOC),
+                         min_score: float = Query(0.0, ge=0.0, le=1.0, description=MIN_SCORE_DOC),
                          ef_search: int | None = Query(None, ge=1, le=MAX_SEARCH_PARAM, description=EF_DOC),
                          nprobe: int | None = Query(None, ge=1, le=MAX_SEARCH_PARAM, description=NPROBE_DOC),
                          state: ServerState = Depends(get_state)) -> dict:
-        # async: the text waits for its batch without holding a worker thread; store work runs in the pool
-        from ..hybrid import Fusion
+        # async: a plain text waits for its batch without holding a worker thread; store work runs in the pool
+        from ..request import Term, parse_query
+        from ..tasks.search import answer
 
+        if q is None and item is None:
+            raise InputError("give q (text), item (an item id) or both, e.g. /search?q=a+red+car")
+        terms = (parse_query(q) if q is not None else ()) + ((Term("item", item),) if item is not None else ())
+        request = request_of(terms, target, k, mode, keyword_weight, min_score, ef_search, nprobe)
         coll = state.collection
-        knobs = {"ef_search": ef_search, "nprobe": nprobe}
-        if (q is None) == (item is None):
-            raise InputError("give exactly one of q (text) or item (an item id), e.g. /search?q=a+red+car")
-        if item is not None:
-            hits = await run_in_threadpool(coll.search_item, item, target=target, k=k, **knobs)
-            return {"query": {"item": item}, "target": target, "results": hits_json(hits)}
-        text = q or ""
-        check_texts([text])
-        fusion = Fusion(vector_weight, keyword_weight, rrf_k)
-        hits = await state.search_text(text, target=target, k=k, mode=mode, fusion=fusion, **knobs)
-        return {"query": {"text": q}, "target": target, "mode": mode, "results": hits_json(hits)}
+        if request.simple_text is not None:
+            hits = await state.search_text(request)
+        elif item is not None and q is None:
+            hits = await run_in_threadpool(coll.search, request, exclude_items=(item,))
+        else:
+            hits = await run_in_threadpool(coll.search, request)
+        return {**answer(request, hits), "mode": mode}
 
     @router.get("/items/{item_id}/similar", tags=["search"], summary="Images (or captions) similar to an item")
     def similar(item_id: int, k: int = K, target: Target = Query("images"),
+                min_score: float = Query(0.0, ge=0.0, le=1.0, description=MIN_SCORE_DOC),
                 ef_search: int | None = Query(None, ge=1, le=MAX_SEARCH_PARAM, description=EF_DOC),
                 nprobe: int | None = Query(None, ge=1, le=MAX_SEARCH_PARAM, description=NPROBE_DOC),
                 state: ServerState = Depends(get_state)) -> dict:
-        hits = state.collection.search_item(item_id, target=target, k=k, ef_search=ef_search, nprobe=nprobe)
-        return {"query": {"item": item_id}, "target": target, "results": hits_json(hits)}
+        from ..request import Term
+        from ..tasks.search import answer
+
+        request = request_of((Term("item", item_id),), target, k, "auto", None, min_score, ef_search, nprobe)
+        return answer(request, state.collection.search(request, exclude_items=(item_id,)))
 
     @router.post("/search", tags=["search"], summary="Search by an uploaded image or a path inside the image roots")
     async def search_post(image: UploadFile | None = File(None, description="image file (content is checked)"),
@@ -120,10 +135,16 @@ def build_router(settings: ServerSettings) -> APIRouter:
                                                      description="absolute path inside the image roots"),
                           url: str | None = Form(None, max_length=4096,
                                                     description="file:// URL inside the image roots"),
+                          q: str | None = Form(None, max_length=2000,
+                                               description="text terms to combine with the image ('-people')"),
                           k: int = Form(10, ge=1, le=max_k), target: Target = Form("images"),
+                          min_score: float = Form(0.0, ge=0.0, le=1.0, description=MIN_SCORE_DOC),
                           ef_search: int | None = Form(None, ge=1, le=MAX_SEARCH_PARAM, description=EF_DOC),
                           nprobe: int | None = Form(None, ge=1, le=MAX_SEARCH_PARAM, description=NPROBE_DOC),
                           state: ServerState = Depends(get_state)) -> dict:
+        from ..request import Term, parse_query
+        from ..tasks.search import answer
+
         if path and url:
             raise InputError("give 'path' or 'url', not both")
 
@@ -133,9 +154,10 @@ def build_router(settings: ServerSettings) -> APIRouter:
 
         pixels, name, exclude = await run_in_threadpool(prepare)
         vecs = await state.encoder.embed_pixels_async(pixels)
-        hits = (await run_in_threadpool(state.collection.search_image_vectors, vecs, target=target, k=k,
-                                        exclude_items=exclude, ef_search=ef_search, nprobe=nprobe))[0]
-        return {"query": {"image": name}, "target": target, "results": hits_json(hits)}
+        terms = (Term("image", name),) + (parse_query(q) if q and q.strip() else ())
+        request = request_of(terms, target, k, "auto", None, min_score, ef_search, nprobe)
+        hits = await run_in_threadpool(state.collection.search, request, images=[vecs], exclude_items=exclude)
+        return {**answer(request, hits), "query": {"image": name, **({"text": q} if q and q.strip() else {})}}
 
     def caption(state: ServerState, image, path, item, k, generator, max_tokens, temperature, seed):
         from ..generate.base import GenerationParams

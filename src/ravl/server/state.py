@@ -8,6 +8,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -18,6 +19,7 @@ from ..errors import ConfigError, InputError
 from ..generate.base import GenerationParams, Generator
 from ..generate.images.base import ImageGenerator
 from ..images import sniff_format
+from ..request import SearchRequest, Term
 from .batcher import BatchedEncoder, Batcher, Failed
 from .errors import NotFoundError, UploadTooLargeError
 from .settings import ServerSettings
@@ -52,7 +54,10 @@ class LockedGenerator(Generator):
 class TextSearch(NamedTuple):
     text: str
     vector: Any  # its (1, dim) vector from the text batcher; None in keyword mode
-    options: tuple[tuple[str, Any], ...]  # search_text_vectors' keyword arguments (hashable)
+    options: SearchRequest  # the request's options (hashable; its terms a placeholder)
+
+
+_PLACEHOLDER = (Term("text", "query"),)
 
 
 class ServerState:
@@ -145,13 +150,15 @@ class ServerState:
         """The collection's encoder behind the server's batchers (fingerprint checked at open)."""
         return self.collection.base_encoder  # type: ignore[return-value]  # a tuned bridge applies on search
 
-    async def search_text(self, text: str, *, mode: str, **options) -> list:
-        """The hits for one text. Two batched stages, each in its own thread, so one batch is
-        encoded while the one before it is searched: the text batcher (one model call per batch),
-        then the search batcher (one FAISS call per group of requests sharing their options).
-        ``mode`` and ``options`` as for ``search_text_vectors``."""
-        vector = None if mode == "keyword" else await self.encoder.encode_text_async(text)
-        return await self.searches.run(TextSearch(text, vector, tuple(sorted({**options, "mode": mode}.items()))))
+    async def search_text(self, request: SearchRequest) -> list:
+        """The hits for a request of one plain text. Two batched stages, each in its own thread, so
+        one batch is encoded while the one before it is searched: the text batcher (one model call
+        per batch), then the search batcher (one FAISS call per group of requests sharing their
+        options)."""
+        text = request.simple_text
+        assert text is not None, "search_text takes a request of one plain text"
+        vector = None if request.mode == "keyword" else await self.encoder.encode_text_async(text)
+        return await self.searches.run(TextSearch(text, vector, replace(request, terms=_PLACEHOLDER)))
 
     def _search_batch(self, requests: list[TextSearch]) -> list:
         """One store call per group of requests that share their options; an error reaches only
@@ -163,7 +170,7 @@ class ServerState:
         for (options, keyword_only), rows in groups.items():
             vectors = None if keyword_only else np.vstack([requests[i].vector for i in rows])
             try:
-                hits = self.collection.search_text_vectors([requests[i].text for i in rows], vectors, **dict(options))
+                hits = self.collection.search_text_vectors([requests[i].text for i in rows], vectors, options)
             except Exception as exc:
                 hits = [Failed(exc)] * len(rows)
             for i, found in zip(rows, hits):

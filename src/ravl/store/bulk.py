@@ -1,8 +1,9 @@
-"""Bulk reads over a whole collection: every item for ``ravl export``, and the caption/image pairs
-``ravl tune`` learns from. Plain functions over a :class:`~ravl.store.db.Database`."""
+"""Bulk reads over a whole collection: every item for ``ravl export``, the caption/image pairs
+``ravl tune`` learns from, keyword evidence and a caption sample for search calibration. Plain
+functions over a :class:`~ravl.store.db.Database`."""
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -47,3 +48,17 @@ def training_pairs(db: Database) -> tuple[np.ndarray, list[str], np.ndarray]:
 
 def item_hashes(db: Database) -> dict[int, str]:
     return dict(db.conn.execute("SELECT id, sha256 FROM items").fetchall())
+
+
+def keyword_evidence(db: Database, terms: Sequence[str], limit: int):
+    """Ranked rows, document frequencies, caption count and the terms each row's caption holds
+    (see :meth:`.keywords.KeywordSearch.evidence`), from one database state."""
+    with db.snapshot() as conn:
+        return db._keywords.evidence(conn, terms, limit)
+
+
+def caption_sample(db: Database, n: int, seed: int, exclude_source: str | None = None) -> list[tuple[int, int, str]]:
+    """Up to ``n`` (caption id, item id, text): a seeded pseudo-random sample, in id order."""
+    rows = db.conn.execute("SELECT id, item_id, text FROM captions WHERE source IS NOT ? "
+                           "ORDER BY (id * 2654435761 + ?) % 4294967296 LIMIT ?", (exclude_source, seed, n)).fetchall()
+    return sorted((int(a), int(b), str(t)) for a, b, t in rows)

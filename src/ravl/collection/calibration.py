@@ -1,0 +1,174 @@
+"""A collection's search calibration (:mod:`ravl.scores`): fitted on its own captioned pairs by
+the writer that finishes an ingest, stored in the collection, read by every search. Mixed into
+:class:`~ravl.collection.core.Collection`."""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..hits import check_search_params
+from ..hybrid import DEFAULT_LANGS, content_words, coverage, fts_terms, idf
+from ..scores import FIT_PAIRS, MIN_PAIRS, SUITE_DEFAULT, WEIGHT_GRID, Calibration, fit_logistic
+from ..store import bulk
+from ..store.db import OCR_SOURCE, ItemRow
+from ..store.indexes import IndexSet
+from .tuned import TunedBridge
+
+#: candidates per ranking in a fit, and the hits a score is calibrated over
+FIT_DEPTH = 50
+SHOWN = 10
+
+
+class Calibrating(TunedBridge):
+    """Calibration, cached search facts and nearest-neighbour access of :class:`~ravl.collection.core.Collection`."""
+
+    _indexes: IndexSet
+    _search_facts: tuple[int, dict] | None
+
+    if TYPE_CHECKING:  # defined by Collection
+        def get_item(self, item_id: int) -> ItemRow: ...
+        def item_vectors(self, item_ids: Sequence[int] | None = None, which: str = "emb") -> tuple[np.ndarray, np.ndarray]: ...
+        def caption_vectors(self, caption_ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def _nearest(self, queries: np.ndarray, index: str, k: int, exclude_items: Iterable[int] = (),
+                 ef_search: int | None = None, nprobe: int | None = None) -> list[list[tuple[int, float]]]:
+        """(id, score) of the ``k`` nearest per query; ids are caption ids for ``captions``."""
+        knobs = check_search_params(ef_search, nprobe)
+        excluded = list(exclude_items)
+        if index == "captions":
+            excluded = [c for ids in self._db.caption_ids_for_items(excluded).values() for c in ids]
+        return self._indexes.search(index, queries, k, excluded, **knobs)
+
+    def search_facts(self) -> dict:
+        """Facts every search needs, read once per database state: item and caption counts, whether
+        the keyword index exists, the stored calibration and the caption languages."""
+        generation = self._db.generation()
+        cached = self._search_facts
+        if cached is None or cached[0] != generation:
+            meta = self._db.get_meta()
+            counts = self._db.counts()
+            stored = meta.get("search_calibration")
+            langs = tuple(x for x in str(meta.get("caption_langs") or "").split(",") if x) or DEFAULT_LANGS
+            cached = (generation, {"images": counts["images"], "captions": counts["captions"],
+                                   "keyword_index": self._db.has_keyword_index(),
+                                   "calibration": Calibration.from_dict(json.loads(stored)) if stored else None,
+                                   "langs": tuple(dict.fromkeys(("en", *langs)))})
+            self._search_facts = cached
+        return cached[1]
+
+    def caption_langs(self) -> tuple[str, ...]:
+        """The languages whose stopwords are left out of keyword evidence (English always)."""
+        return self.search_facts()["langs"]
+
+    def calibration(self) -> Calibration:
+        """The collection's own calibration when it was fitted on enough pairs, else the suite's."""
+        own = self.search_facts()["calibration"]
+        return own if own is not None and own.pairs >= MIN_PAIRS else SUITE_DEFAULT
+
+    def refit_calibration(self, *, lazy: bool = False) -> Calibration | None:
+        """Fit and store the calibration when the collection changed since the last fit (``lazy``:
+        only when the caption count moved by 10% or more, so a small add to a big collection does
+        not load its index); returns the stored calibration or None with too few pairs."""
+        facts = self.search_facts()
+        old = facts["calibration"]
+        if old is not None and old.generation == self._db.generation():
+            return old
+        if lazy and old is not None and abs(facts["captions"] - old.fit.get("captions", 0)) < 0.1 * max(1, facts["captions"]):
+            return old
+        cal = self.fit_calibration()
+        if not self._db.readonly:
+            with self._db.transaction() as conn:
+                self._db.set_meta({"search_calibration": json.dumps(cal.to_dict())}, conn)
+            self._search_facts = None
+        return cal
+
+    def fit_calibration(self, pairs: int = FIT_PAIRS, seed: int = 0) -> Calibration:
+        """Fit on up to ``pairs`` sampled captions (each a query whose match is its own image)."""
+        generation = self._db.generation()
+        sample = bulk.caption_sample(self._db, pairs, seed, exclude_source=OCR_SOURCE)
+        n_captions = self.search_facts()["captions"]
+        if len(sample) < MIN_PAIRS or self.search_facts()["images"] < 2:
+            return Calibration(**{**SUITE_DEFAULT.to_dict(), "source": "suite", "pairs": len(sample),
+                                  "generation": generation, "fit": {"captions": n_captions}})
+        got, vecs = self.caption_vectors([c for c, _, _ in sample])
+        by_id = dict(zip(got.tolist(), vecs))
+        queries = np.stack([by_id[c] for c, _, _ in sample])
+        nearest = self._nearest(queries, "images", FIT_DEPTH)
+        langs = self.caption_langs()
+        rows = []
+        for (cid, item, text), vec in zip(sample, nearest):
+            kw = self._fit_keywords(text, cid, langs)
+            rows.append((item, dict(vec), kw))
+        emb_by: dict = {}
+        need = sorted({i for item, cos, kw in rows for i in [item, *kw] if i not in cos})
+        if need:
+            ids, emb = self.item_embeddings(need)
+            emb_by = dict(zip(ids.tolist(), emb))
+        cosines = []
+        for (item, cos, kw), q in zip(rows, queries):
+            full = dict(cos)
+            for i in [item, *kw]:
+                if i not in full and i in emb_by:
+                    full[i] = float(emb_by[i] @ q)
+            cosines.append(full)
+        return _fit(rows, cosines, generation, n_captions)
+
+    def _fit_keywords(self, text: str, own_caption: int, langs: tuple[str, ...]) -> dict[int, tuple[float, float]]:
+        """item -> (coverage, BM25) of a caption's keyword matches, its own caption left out."""
+        words = content_words(text, langs)
+        if not words or not self.search_facts()["keyword_index"]:
+            return {}
+        terms = fts_terms(words)
+        found, df, total, held = bulk.keyword_evidence(self._db, terms, FIT_DEPTH * 4)
+        live = [t for t in terms if t in df]
+        weights = [idf(max(0, df[t] - 1), max(1, total - 1)) for t in live]  # as if the own caption were gone
+        out: dict[int, tuple[float, float]] = {}
+        for cid, item, bm25 in found:
+            if cid == own_caption:
+                continue
+            cov = coverage([t in held[cid] for t in live], weights)
+            if item not in out or (cov, bm25) > out[item]:
+                out[item] = (cov, bm25)
+        return dict(sorted(out.items(), key=lambda kv: (-kv[1][0], -kv[1][1]))[:FIT_DEPTH])
+
+
+def _fit(rows, cosines, generation: int, n_captions: int) -> Calibration:
+    """Choose the keyword weight by Recall@1 + Recall@10 on the pairs, then a logistic curve per mode
+    over the hits a user would see (the top ``SHOWN``)."""
+    def ranking(n: int, w: float) -> list[int]:
+        item, cos, kw = rows[n]
+        cands = set(cos) | set(kw)
+        return sorted(cands, key=lambda i: -(cosines[n].get(i, 0.0) + w * kw.get(i, (0.0, 0.0))[0]))
+
+    def recalls(w: float) -> tuple[float, float]:
+        r1 = r10 = 0
+        for n, (item, _, _) in enumerate(rows):
+            top = ranking(n, w)[:SHOWN]
+            r1 += bool(top) and top[0] == item
+            r10 += item in top
+        return 100.0 * r1 / len(rows), 100.0 * r10 / len(rows)
+
+    tried = {w: recalls(w) for w in WEIGHT_GRID}
+    best = max(WEIGHT_GRID, key=lambda w: (round(sum(tried[w]), 6), -w))
+
+    def curve(value, order) -> tuple[float, float]:
+        xs, ys = [], []
+        for n, (item, _, _) in enumerate(rows):
+            for i in order(n)[:SHOWN]:
+                xs.append(value(n, i))
+                ys.append(i == item)
+        return fit_logistic(np.array(xs), np.array(ys)) if xs and any(ys) else SUITE_DEFAULT.vector
+
+    def kw_order(n: int) -> list[int]:
+        kw = rows[n][2]
+        return sorted(kw, key=lambda i: (-kw[i][0], -kw[i][1]))
+
+    vector = curve(lambda n, i: cosines[n].get(i, 0.0), lambda n: ranking(n, 0.0))
+    hybrid = curve(lambda n, i: cosines[n].get(i, 0.0) + best * rows[n][2].get(i, (0.0, 0.0))[0],
+                   lambda n: ranking(n, best))
+    keyword = curve(lambda n, i: rows[n][2][i][0], kw_order) if any(r[2] for r in rows) else SUITE_DEFAULT.keyword
+    fit = {"captions": n_captions, "recall": {str(w): [round(a, 2), round(b, 2)] for w, (a, b) in tried.items()}}
+    return Calibration(best, vector, hybrid, keyword, "collection", len(rows), generation, fit)
