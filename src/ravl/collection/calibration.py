@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..hits import check_search_params
-from ..hybrid import DEFAULT_LANGS, content_words, coverage, fts_terms, idf
+from ..hybrid import DEFAULT_LANGS, content_words, coverage, fold, fts_terms, idf
 from ..scores import FIT_PAIRS, MIN_PAIRS, SUITE_DEFAULT, WEIGHT_GRID, Calibration, fit_logistic
 from ..store import bulk
 from ..store.db import OCR_SOURCE, ItemRow
@@ -32,6 +32,7 @@ class Calibrating(TunedBridge):
         def get_item(self, item_id: int) -> ItemRow: ...
         def item_vectors(self, item_ids: Sequence[int] | None = None, which: str = "emb") -> tuple[np.ndarray, np.ndarray]: ...
         def caption_vectors(self, caption_ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]: ...
+        def caption_rows(self, caption_ids: Sequence[int]) -> dict[int, tuple[str, int, str]]: ...
 
     def _nearest(self, queries: np.ndarray, index: str, k: int, exclude_items: Iterable[int] = (),
                  ef_search: int | None = None, nprobe: int | None = None) -> list[list[tuple[int, float]]]:
@@ -55,7 +56,8 @@ class Calibrating(TunedBridge):
             cached = (generation, {"images": counts["images"], "captions": counts["captions"],
                                    "keyword_index": self._db.has_keyword_index(),
                                    "calibration": Calibration.from_dict(json.loads(stored)) if stored else None,
-                                   "langs": tuple(dict.fromkeys(("en", *langs)))})
+                                   "langs": tuple(dict.fromkeys(("en", *langs))),
+                                   "bridge": meta.get("bridge_sha256")})
             self._search_facts = cached
         return cached[1]
 
@@ -76,7 +78,8 @@ class Calibrating(TunedBridge):
         old = facts["calibration"]
         if old is not None and old.generation == self._db.generation():
             return old
-        if lazy and old is not None and abs(facts["captions"] - old.fit.get("captions", 0)) < 0.1 * max(1, facts["captions"]):
+        if lazy and old is not None and old.fit.get("bridge") == facts["bridge"] and \
+                abs(facts["captions"] - old.fit.get("captions", 0)) < 0.1 * max(1, facts["captions"]):
             return old
         cal = self.fit_calibration()
         if not self._db.readonly:
@@ -92,7 +95,8 @@ class Calibrating(TunedBridge):
         n_captions = self.search_facts()["captions"]
         if len(sample) < MIN_PAIRS or self.search_facts()["images"] < 2:
             return Calibration(**{**SUITE_DEFAULT.to_dict(), "source": "suite", "pairs": len(sample),
-                                  "generation": generation, "fit": {"captions": n_captions}})
+                                  "generation": generation,
+                                  "fit": {"captions": n_captions, "bridge": self.search_facts()["bridge"]}})
         got, vecs = self.caption_vectors([c for c, _, _ in sample])
         by_id = dict(zip(got.tolist(), vecs))
         queries = np.stack([by_id[c] for c, _, _ in sample])
@@ -100,31 +104,35 @@ class Calibrating(TunedBridge):
         langs = self.caption_langs()
         rows = []
         for (cid, item, text), vec in zip(sample, nearest):
-            kw = self._fit_keywords(text, cid, langs)
-            rows.append((item, dict(vec), kw))
+            kw, same = self._fit_keywords(text, cid, langs)
+            rows.append(({item} | same, dict(vec), kw))
         emb_by: dict = {}
-        need = sorted({i for item, cos, kw in rows for i in [item, *kw] if i not in cos})
+        need = sorted({i for relevant, cos, kw in rows for i in [*relevant, *kw] if i not in cos})
         if need:
             ids, emb = self.item_embeddings(need)
             emb_by = dict(zip(ids.tolist(), emb))
         cosines = []
-        for (item, cos, kw), q in zip(rows, queries):
+        for (relevant, cos, kw), q in zip(rows, queries):
             full = dict(cos)
-            for i in [item, *kw]:
+            for i in [*relevant, *kw]:
                 if i not in full and i in emb_by:
                     full[i] = float(emb_by[i] @ q)
             cosines.append(full)
-        return _fit(rows, cosines, generation, n_captions)
+        return _fit(rows, cosines, generation, {"captions": n_captions, "bridge": self.search_facts()["bridge"]})
 
-    def _fit_keywords(self, text: str, own_caption: int, langs: tuple[str, ...]) -> dict[int, tuple[float, float]]:
-        """item -> (coverage, BM25) of a caption's keyword matches, its own caption left out."""
+    def _fit_keywords(self, text: str, own_caption: int, langs: tuple[str, ...]
+                      ) -> tuple[dict[int, tuple[float, float]], set[int]]:
+        """item -> (coverage, BM25) of a caption's keyword matches, its own caption left out, and
+        the items captioned with the same text (they answer the query too)."""
         words = content_words(text, langs)
         if not words or not self.search_facts()["keyword_index"]:
-            return {}
+            return {}, set()
         terms = fts_terms(words)
         found, df, total, held = bulk.keyword_evidence(self._db, terms, FIT_DEPTH * 4)
         live = [t for t in terms if t in df]
         weights = [idf(max(0, df[t] - 1), max(1, total - 1)) for t in live]  # as if the own caption were gone
+        texts = self.caption_rows([cid for cid, _, _ in found])
+        same = {item for cid, item, _ in found if cid != own_caption and _same(texts[cid][0], text)}
         out: dict[int, tuple[float, float]] = {}
         for cid, item, bm25 in found:
             if cid == own_caption:
@@ -132,23 +140,27 @@ class Calibrating(TunedBridge):
             cov = coverage([t in held[cid] for t in live], weights)
             if item not in out or (cov, bm25) > out[item]:
                 out[item] = (cov, bm25)
-        return dict(sorted(out.items(), key=lambda kv: (-kv[1][0], -kv[1][1]))[:FIT_DEPTH])
+        return dict(sorted(out.items(), key=lambda kv: (-kv[1][0], -kv[1][1]))[:FIT_DEPTH]), same
 
 
-def _fit(rows, cosines, generation: int, n_captions: int) -> Calibration:
+def _same(a: str, b: str) -> bool:
+    return " ".join(fold(a).replace(".", " ").split()) == " ".join(fold(b).replace(".", " ").split())
+
+
+def _fit(rows, cosines, generation: int, facts: dict) -> Calibration:
     """Choose the keyword weight by Recall@1 + Recall@10 on the pairs, then a logistic curve per mode
     over the hits a user would see (the top ``SHOWN``)."""
     def ranking(n: int, w: float) -> list[int]:
-        item, cos, kw = rows[n]
+        _, cos, kw = rows[n]
         cands = set(cos) | set(kw)
         return sorted(cands, key=lambda i: -(cosines[n].get(i, 0.0) + w * kw.get(i, (0.0, 0.0))[0]))
 
     def recalls(w: float) -> tuple[float, float]:
         r1 = r10 = 0
-        for n, (item, _, _) in enumerate(rows):
+        for n, (relevant, _, _) in enumerate(rows):
             top = ranking(n, w)[:SHOWN]
-            r1 += bool(top) and top[0] == item
-            r10 += item in top
+            r1 += bool(top) and top[0] in relevant
+            r10 += bool(relevant.intersection(top))
         return 100.0 * r1 / len(rows), 100.0 * r10 / len(rows)
 
     tried = {w: recalls(w) for w in WEIGHT_GRID}
@@ -156,10 +168,10 @@ def _fit(rows, cosines, generation: int, n_captions: int) -> Calibration:
 
     def curve(value, order) -> tuple[float, float]:
         xs, ys = [], []
-        for n, (item, _, _) in enumerate(rows):
+        for n, (relevant, _, _) in enumerate(rows):
             for i in order(n)[:SHOWN]:
                 xs.append(value(n, i))
-                ys.append(i == item)
+                ys.append(i in relevant)
         return fit_logistic(np.array(xs), np.array(ys)) if xs and any(ys) else SUITE_DEFAULT.vector
 
     def kw_order(n: int) -> list[int]:
@@ -170,5 +182,5 @@ def _fit(rows, cosines, generation: int, n_captions: int) -> Calibration:
     hybrid = curve(lambda n, i: cosines[n].get(i, 0.0) + best * rows[n][2].get(i, (0.0, 0.0))[0],
                    lambda n: ranking(n, best))
     keyword = curve(lambda n, i: rows[n][2][i][0], kw_order) if any(r[2] for r in rows) else SUITE_DEFAULT.keyword
-    fit = {"captions": n_captions, "recall": {str(w): [round(a, 2), round(b, 2)] for w, (a, b) in tried.items()}}
+    fit = {**facts, "recall": {str(w): [round(a, 2), round(b, 2)] for w, (a, b) in tried.items()}}
     return Calibration(best, vector, hybrid, keyword, "collection", len(rows), generation, fit)

@@ -114,8 +114,8 @@ class Searching(Calibrating):
         """Each text as its own request (its arithmetic included); ``options`` as for :class:`SearchRequest`."""
         check_texts(texts)
         requests = [SearchRequest.of_text(t, **options) for t in texts]
-        plain = {str(r.terms[0].value) for r in requests if r.simple_text is not None and r.mode != "keyword"}
-        given = dict(zip(plain, self.encoder.encode_texts(sorted(plain)))) if plain else {}
+        plain = sorted({str(t.value) for r in requests if r.mode != "keyword" for t in r.texts})
+        given = dict(zip(plain, self.encoder.encode_texts(plain))) if plain else {}
         return self.search_batch(requests, [self.query_vector(r, given) for r in requests])
 
     def search_text_vectors(self, texts: Sequence[str], vectors: np.ndarray | None, request: SearchRequest) -> list[list]:

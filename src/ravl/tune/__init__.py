@@ -118,6 +118,7 @@ def tune_collection(collection, *, method: str = "linear", val_fraction: float =
     sha = None
     if kept:
         sha = collection.store_bridge(bridge)
+        collection.refresh_indexes(lazy=True)  # the search calibration follows the new vectors
         message = (f"kept: validation mean recall {mean_recall(base):.1f} -> {mean_recall(fused):.1f}; "
                    "searches, captions, ask and serve now use the tuned bridge ('ravl tune --reset' undoes it)")
     else:
@@ -131,4 +132,6 @@ def tune_collection(collection, *, method: str = "linear", val_fraction: float =
 
 def reset_tuning(collection) -> bool:
     """Return ``collection`` to its base encoder; True when a tuned bridge was removed."""
-    return collection.reset_bridge()
+    removed = collection.reset_bridge()
+    collection.refresh_indexes(lazy=True)
+    return removed
