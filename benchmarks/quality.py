@@ -117,6 +117,27 @@ def emoji_sets(data: Path, out: Path, encoder: str, fresh: bool):
     return build(out / "emoji.ravl", rows, encoder, fresh), queries
 
 
+def ann_recall(path: Path, out: Path, queries: list[str]) -> dict:
+    """Text-query recall@10 of each ANN kind against exact search on a copy of ``path``, and the
+    recall its build estimated (on the collection's caption vectors, the text queries it receives)."""
+    with open_collection(path, readonly=True) as coll:
+        exact = [[h.id for h in row] for row in coll.search_text(queries, mode="vector", k=10)]
+    result = {}
+    for kind in ("hnsw", "ivfpq"):
+        copy = out / f"ann-{kind}.ravl"
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(path, copy)
+        with open_collection(copy) as coll:
+            facts = coll.reindex(kind)["images"]
+            got = [[h.id for h in row] for row in coll.search_text(queries, mode="vector", k=10)]
+        shown = sum(len(set(a) & set(b)) for a, b in zip(got, exact)) / max(1, sum(len(b) for b in exact))
+        result[kind] = {"estimate": facts.get("recall_at_10"), "query_kind": facts.get("recall_query_kind"),
+                        "search": facts.get("search"), "text_queries_recall_at_10": round(shown, 4),
+                        "note": facts.get("note")}
+        shutil.rmtree(copy, ignore_errors=True)
+    return result
+
+
 def check_rule(table: dict) -> list[str]:
     fails = []
     for name, modes in table.items():
@@ -154,6 +175,7 @@ def main(argv=None) -> int:
     ap.add_argument("--data", type=Path, default=Path(".data/npm/node_modules"))
     ap.add_argument("--no-tune", action="store_true", help="skip the tuned collection")
     ap.add_argument("--fresh", action="store_true", help="rebuild the collections")
+    ap.add_argument("--no-ann", action="store_true", help="skip the ANN recall check")
     ap.add_argument("--plot", default="docs/img/quality.png", help="where to draw the R@10 chart ('' for none)")
     args = ap.parse_args(argv)
     from ravl.ingest.tuxpaint import STAMPS_ROOT
@@ -192,9 +214,10 @@ def main(argv=None) -> int:
         print(f"{name:20s} " + "  ".join(f"{m}: {table[name][m]['R@1']:.1f}/{table[name][m]['R@10']:.1f}"
                                          for m in MODES), file=sys.stderr)
     fails = check_rule(table)
+    ann = {} if args.no_ann else ann_recall(half, args.out, [q for q, _ in sq + tq])
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "quality.json").write_text(json.dumps({"table": table, "calibrations": calibrations,
-                                                       "rule_failures": fails}, indent=1))
+                                                       "rule_failures": fails, "ann": ann}, indent=1))
     print("| dataset | queries | vector R@1/5/10 | keyword R@1/5/10 | hybrid R@1/5/10 | **default** R@1/5/10 "
           "| default top-1 right when score >= 0.5 |")
     print("|---|---|---|---|---|---|---|")
@@ -204,6 +227,10 @@ def main(argv=None) -> int:
         right = f"{conf['confident_right']}% of {conf['confident']}" if conf["confident"] else "none scored >= 0.5"
         print(f"| {name} | {len(suites[name][1])} | {cells[0]} | {cells[1]} | {cells[2]} | **{cells[3]}** | {right} |")
     print("\nrule (default >= best part - 0.5 on R@1 and R@10): " + ("PASS" if not fails else "FAIL: " + "; ".join(fails)))
+    for kind, r in ann.items():
+        print(f"\nANN {kind} on stamps-half: build estimate {r['estimate']} on {r['query_kind']} queries "
+              f"({r['search']}); the suite's {len(sq) + len(tq)} text queries get {r['text_queries_recall_at_10']} "
+              f"of the exact top 10" + (f" ({r['note']})" if r["note"] else ""))
     print("\ncalibration fitted on stamps-half:", json.dumps(calibrations.get(half.name)))
     if args.plot:
         plot(table, Path(args.plot))

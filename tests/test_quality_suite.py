@@ -19,7 +19,7 @@ def test_default_mode_never_loses_to_its_parts(tmp_path, capsys):
     sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
     import quality
 
-    rc = quality.main(["--out", str(tmp_path), "--no-tune", "--plot", "", "--data", str(tmp_path / "none")])
+    rc = quality.main(["--out", str(tmp_path), "--no-tune", "--no-ann", "--plot", "", "--data", str(tmp_path / "none")])
     result = json.loads((tmp_path / "quality.json").read_text())
     assert rc == 0 and result["rule_failures"] == [], result["rule_failures"]
     table = result["table"]

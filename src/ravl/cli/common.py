@@ -53,6 +53,7 @@ def index_lines(facts: dict[str, dict]) -> list[str]:
                      f"{_size(f.get('bytes') or 0)}, recall@10 "
                      f"{'n/a' if recall is None else format(recall, '.3f')}"
                      + (f" ({f['recall_note']})" if f.get("recall_note") else "")
+                     + (f" on {f['recall_query_kind']} queries" if f.get("recall_query_kind") else "")
                      + (f", search {search}" if search else "")
                      + f", built in {f.get('build_seconds')}s at generation {f.get('generation')}"
                      + (f"; {f['over_budget']}" if f.get("over_budget") else "")

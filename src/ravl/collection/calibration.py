@@ -17,6 +17,12 @@ from ..store.db import OCR_SOURCE, ItemRow
 from ..store.indexes import IndexSet
 from .tuned import TunedBridge
 
+#: generic text queries for tuning an image index when a collection has too few captions
+PROBE_TEXTS = tuple(f"a photo of {w}" for w in (
+    "a cat", "a dog", "a bird", "a car", "a person", "a tree", "a flower", "a house", "food", "a boat", "a city street",
+    "a beach", "mountains", "a child", "a horse", "a bicycle", "a plane", "a train", "a bus", "a cup", "a table",
+    "a chair", "a book", "a phone", "a computer", "a fish", "a bear", "an elephant", "a sign", "a bridge",
+    "a river", "the sea", "snow", "a garden", "a kitchen", "a bedroom", "a face", "a crowd", "a road", "a field"))
 #: candidates per ranking in a fit, and the hits a score is calibrated over
 FIT_DEPTH = 50
 SHOWN = 10
@@ -33,6 +39,18 @@ class Calibrating(TunedBridge):
         def item_vectors(self, item_ids: Sequence[int] | None = None, which: str = "emb") -> tuple[np.ndarray, np.ndarray]: ...
         def caption_vectors(self, caption_ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]: ...
         def caption_rows(self, caption_ids: Sequence[int]) -> dict[int, tuple[str, int, str]]: ...
+
+    def text_query_sample(self, n: int = 200) -> tuple[str, np.ndarray] | None:
+        """Text queries for tuning the image index's search knobs: stored caption vectors (what
+        text queries look like to this encoder), else the encoder's vectors for generic probes."""
+        sample = bulk.caption_sample(self._db, n, seed=1, exclude_source=OCR_SOURCE)
+        if len(sample) >= 20:
+            return "text (captions)", self.caption_vectors([c for c, _, _ in sample])[1]
+        return "text (probes)", self.encoder.encode_texts(list(PROBE_TEXTS))
+
+    def image_query_sample(self, n: int = 200) -> tuple[str, np.ndarray] | None:
+        """Image queries for tuning the caption index: stored images' shared-space embeddings."""
+        return "image", self.item_embeddings(bulk.item_sample(self._db, n, seed=2))[1]
 
     def _nearest(self, queries: np.ndarray, index: str, k: int, exclude_items: Iterable[int] = (),
                  ef_search: int | None = None, nprobe: int | None = None) -> list[list[tuple[int, float]]]:

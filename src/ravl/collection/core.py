@@ -36,7 +36,8 @@ class Collection(Searching):
         self._indexes = IndexSet(db, path / "index", {"images": self.dim, "features": self.feature_dim,
                                                       "captions": self.dim},
                                  readers={"images": self.item_embeddings},  # through the tuned bridge, if any
-                                 extra_binding=self._extra_binding)
+                                 extra_binding=self._extra_binding,
+                                 queries={"images": self.text_query_sample, "captions": self.image_query_sample})
         self._bridge: tuple[int, tuple[Bridge, str] | None] | None = None  # (generation, (bridge, sha256))
         self._tuned: TunedEncoder | None = None
         self._search_facts: tuple[int, dict] | None = None  # (generation, facts): see search_facts()

@@ -22,6 +22,10 @@ import numpy as np
 from .index_plan import IndexPlan
 
 Fetch = Callable[[list[int]], tuple[np.ndarray, np.ndarray]]  # ids -> (ids, vectors)
+#: (query kind, vectors): sample queries of the kind an index receives, for tuning its search knobs
+TuningQueries = tuple[str, np.ndarray]
+#: fewer sample queries than this and the stored vectors stand in
+MIN_TUNING_QUERIES = 20
 #: rebuild when more than this share of positions are tombstones
 MAX_DEAD_SHARE = 0.25
 #: retrain IVF when the collection has grown this many times past its training set
@@ -65,20 +69,22 @@ class AnnIndex:
     # --- build ---------------------------------------------------------------------------------
     @classmethod
     def build(cls, plan: IndexPlan, ids: np.ndarray, vectors: np.ndarray, *, tune: bool = True,
-              fetch: Fetch | None = None, seed: int = 0) -> AnnIndex:
+              fetch: Fetch | None = None, seed: int = 0, queries: TuningQueries | None = None) -> AnnIndex:
         """Index ``vectors`` (rows matching ``ids``); with ``tune``, choose the smallest efSearch /
-        nprobe whose recall@10 on a sample of the vectors reaches 0.95 and record that recall."""
+        nprobe whose recall@10 reaches 0.95 (plus a margin) on queries of the kind the index
+        receives (``queries``: (kind, vectors), e.g. text vectors for an image index; without them,
+        a sample of the stored vectors) and record that recall and the query kind."""
         faiss = _faiss()
         threads = faiss.omp_get_max_threads()
         if len(ids) < SMALL:  # OpenMP threads spin against each other on busy small jobs (10x slower)
             faiss.omp_set_num_threads(1)
         try:
-            return cls._build(faiss, plan, ids, vectors, tune, fetch, seed)
+            return cls._build(faiss, plan, ids, vectors, tune, fetch, seed, queries)
         finally:
             faiss.omp_set_num_threads(threads)
 
     @classmethod
-    def _build(cls, faiss, plan, ids, vectors, tune, fetch, seed) -> AnnIndex:
+    def _build(cls, faiss, plan, ids, vectors, tune, fetch, seed, queries=None) -> AnnIndex:
         t0 = time.perf_counter()
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), plan.dim)
         index = faiss.index_factory(plan.dim, plan.factory, faiss.METRIC_INNER_PRODUCT)
@@ -102,14 +108,20 @@ class AnnIndex:
         built = cls(plan, index, np.asarray(ids, dtype=np.int64).copy(), np.ones(len(ids), bool), info)
         info["build_seconds"] = round(time.perf_counter() - t0, 3)
         if tune and len(ids):
-            built._tune(vectors, fetch or _array_fetch(ids, vectors), seed)
+            built._tune(vectors, fetch or _array_fetch(ids, vectors), seed, queries=queries)
             info["tune_seconds"] = round(time.perf_counter() - t0 - info["build_seconds"], 3)
         return built
 
-    def _tune(self, vectors: np.ndarray, fetch: Fetch, seed: int, samples: int = 200) -> None:
-        """Sample stored vectors as queries; exact top-10 by brute force; pick search params."""
+    def _tune(self, vectors: np.ndarray, fetch: Fetch, seed: int, samples: int = 200,
+              queries: TuningQueries | None = None) -> None:
+        """Queries of the kind the index receives (else a sample of stored vectors); exact top-10
+        by brute force; pick search params."""
         rng = np.random.default_rng(seed + 1)
-        q = vectors[rng.choice(len(vectors), min(samples, len(vectors)), replace=False)]
+        kind, q = "stored", None
+        if queries is not None and len(queries[1]) >= MIN_TUNING_QUERIES:
+            kind, q = queries[0], np.ascontiguousarray(queries[1][:samples], dtype=np.float32).reshape(-1, self.plan.dim)
+        if q is None:
+            q = vectors[rng.choice(len(vectors), min(samples, len(vectors)), replace=False)]
         k = min(10, len(vectors))
         truth = exact_topk(vectors, q, k)
         # tie-aware: a hit counts when its exact score reaches the k-th exact score (duplicate
@@ -132,6 +144,7 @@ class AnnIndex:
                 break
         self.info["recall_at_10"] = round(recall, 4)
         self.info["recall_queries"] = len(q)
+        self.info["recall_query_kind"] = kind
 
     # --- facts ---------------------------------------------------------------------------------
     def __len__(self) -> int:

@@ -62,3 +62,9 @@ def caption_sample(db: Database, n: int, seed: int, exclude_source: str | None =
     rows = db.conn.execute("SELECT id, item_id, text FROM captions WHERE source IS NOT ? "
                            "ORDER BY (id * 2654435761 + ?) % 4294967296 LIMIT ?", (exclude_source, seed, n)).fetchall()
     return sorted((int(a), int(b), str(t)) for a, b, t in rows)
+
+
+def item_sample(db: Database, n: int, seed: int) -> list[int]:
+    """Up to ``n`` item ids: a seeded pseudo-random sample, in id order."""
+    rows = db.conn.execute("SELECT id FROM items ORDER BY (id * 2654435761 + ?) % 4294967296 LIMIT ?", (seed, n))
+    return sorted(int(r[0]) for r in rows)

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
+from .ann import TuningQueries
 from .catchup import ReadWriteLock, catchable, changes_since, should_write
 from .db import Database
 from .index_plan import KINDS, IndexPlan, choose_index, parse_size, smallest_plan, split_budget
@@ -27,7 +28,8 @@ from .vectors import SearchIndex, VectorIndex, apply_changes, build_index, load_
 
 INDEX_NAMES = ("images", "features", "captions")
 #: build facts shown by ``ravl info`` (the rest of an index's ``info`` stays in its file)
-FACT_KEYS = ("kind", "factory", "params", "count", "search", "recall_at_10", "recall_queries", "recall_note",
+FACT_KEYS = ("kind", "factory", "params", "count", "search", "recall_at_10", "recall_queries", "recall_query_kind",
+             "recall_note",
              "build_seconds", "tune_seconds", "bytes", "built_at", "generation", "reason", "over_budget", "note")
 
 
@@ -50,10 +52,13 @@ class _Held:
 
 class IndexSet:
     def __init__(self, db: Database, folder: Path, dims: dict[str, int], *, readers: dict[str, Reader] | None = None,
-                 extra_binding: Callable[[str], dict] | None = None):
+                 extra_binding: Callable[[str], dict] | None = None,
+                 queries: dict[str, Callable[[], TuningQueries | None]] | None = None):
         """``readers`` replace how an index's vectors are read (e.g. ``images`` through a tuned
         bridge); ``extra_binding(name)`` adds what else its cache depends on (read inside the
-        binding's snapshot)."""
+        binding's snapshot); ``queries[name]()`` gives sample queries of the kind that index
+        receives, for tuning its search knobs (text vectors for ``images``)."""
+        self._queries = queries or {}
         self._db = db
         self.folder = folder
         self.dims = dims
@@ -149,7 +154,7 @@ class IndexSet:
                 index, how = (None, "built") if rebuild else self._caught_up(name, current, plan, held)
                 if index is None:
                     index, blob = build_index(current, self.dims[name], self._fetch_all(name), plan,
-                                              self.fetch_ids(name))
+                                              self.fetch_ids(name), self._queries.get(name))
                     if len(index) == current["count"]:
                         write_cache(self.folder, name, index, _stamp(current, index), blob)
             if how == "built":

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .ann import AnnIndex, Fetch
+from .ann import AnnIndex, Fetch, TuningQueries
 from .index_plan import IndexPlan, choose_index
 from .integrity import clean_stale_tmp, read_sealed, write_sealed
 
@@ -111,7 +111,8 @@ def _parse(data, dim: int, count: object, kind: str) -> SearchIndex | None:
 
 
 def _build(plan: IndexPlan | None, ids: np.ndarray, vectors: np.ndarray, dim: int,
-           fetch_ids: Fetch | None, facts: Mapping[str, object]) -> tuple[SearchIndex, Any]:
+           fetch_ids: Fetch | None, facts: Mapping[str, object],
+           queries: Callable[[], TuningQueries | None] | None = None) -> tuple[SearchIndex, Any]:
     """The index and its file's bytes; ``facts`` go into the index's ``info``."""
     import faiss
 
@@ -130,7 +131,7 @@ def _build(plan: IndexPlan | None, ids: np.ndarray, vectors: np.ndarray, dim: in
         if note:
             flat.info["note"] = note
         return flat, data
-    ann = AnnIndex.build(plan, ids, vectors, fetch=fetch_ids)
+    ann = AnnIndex.build(plan, ids, vectors, fetch=fetch_ids, queries=queries() if queries else None)
     ann.info.update(facts)
     return ann, ann.to_bytes()
 
@@ -169,13 +170,14 @@ def load_cache(folder: Path, name: str, stamp: Mapping[str, object], dim: int) -
 
 
 def build_index(binding: Mapping[str, object], dim: int, fetch: Callable[[], tuple[np.ndarray, np.ndarray]],
-                plan: IndexPlan | None, fetch_ids: Fetch | None) -> tuple[SearchIndex, Any]:
+                plan: IndexPlan | None, fetch_ids: Fetch | None,
+                queries: Callable[[], TuningQueries | None] | None = None) -> tuple[SearchIndex, Any]:
     """The index over every vector ``fetch()`` returns, built as ``plan`` (None: flat), and its
     file's bytes; its facts name the generation of ``binding``."""
     ids, vectors = fetch()
     vectors = vectors.reshape(len(ids), dim) if len(ids) else np.zeros((0, dim), np.float32)
     return _build(plan, ids, vectors, dim, fetch_ids, {
-        "built_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "generation": binding.get("generation")})
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "generation": binding.get("generation")}, queries)
 
 
 def apply_changes(index: SearchIndex, changed: Sequence[int], fetch_ids: Fetch, dim: int) -> None:
