@@ -64,7 +64,8 @@ def test_text_search_plain_and_json(collection, photo_dir):
     obj = json.loads(lines[0])
     assert obj["query"] == {"text": "coffee"} and len(obj["results"]) == 3
     first = obj["results"][0]
-    assert set(first) == {"id", "uri", "score", "captions", "found_by"} and first["uri"].endswith("coffee.jpg")
+    assert set(first) == {"id", "uri", "score", "captions", "found_by", "vector_score", "keyword_score"}
+    assert first["uri"].endswith("coffee.jpg") and 0 <= first["score"] <= 1 and "good_match" in obj
     assert set(first["found_by"]) == {"vector", "keyword"}  # hybrid by default: the collection has captions
     assert Path(first["uri"]).is_absolute()
 

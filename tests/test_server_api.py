@@ -195,9 +195,13 @@ def test_text_search_images_and_captions(client, ids):
     assert body["query"] == {"text": "a red circle"} and len(body["results"]) == 3
     scores = [r["score"] for r in body["results"]]
     assert scores == sorted(scores, reverse=True)
-    assert set(body["results"][0]) == {"id", "uri", "score", "captions", "found_by"}
+    assert set(body["results"][0]) == {"id", "uri", "score", "captions", "found_by", "vector_score", "keyword_score"}
+    assert all(0 <= s <= 1 for s in scores) and body["good_match"] == (scores[0] >= 0.5)
     caps = client.get("/search", params={"q": "a cat", "target": "captions", "k": 4}).json()["results"]
-    assert len(caps) == 4 and set(caps[0]) == {"id", "caption", "image_id", "uri", "score", "found_by"}
+    assert len(caps) == 4 and {"id", "caption", "image_id", "uri", "score", "found_by"} <= set(caps[0])
+    minus = client.get("/search", params={"q": "a cat -cat", "k": 3}).json()  # arithmetic over HTTP
+    assert all("cat" not in " ".join(r["captions"]).lower() for r in minus["results"])
+    assert minus["query"]["terms"][1] == {"kind": "text", "value": "cat", "weight": -1.0}
     for mode in ("vector", "keyword", "hybrid"):
         body = client.get("/search", params={"q": "a red circle", "k": 3, "mode": mode, "keyword_weight": 2}).json()
         assert body["mode"] == mode and all(set(r["found_by"]) <= {"vector", "keyword"} for r in body["results"])
@@ -294,7 +298,9 @@ def test_errors_are_json_with_the_right_status(client, ids):
     assert_error(client.get("/no/such/route"), 404, "NotFoundError")
     assert_error(client.put("/search"), 405, "MethodNotAllowedError")
     assert_error(client.get("/search"), 400, "InputError")  # neither q nor item
-    assert_error(client.get("/search", params={"q": "x", "item": 1}), 400)
+    both = client.get("/search", params={"q": "x", "item": 1}).json()  # text and item terms combine
+    assert [t["kind"] for t in both["query"]["terms"]] == ["text", "item"]
+    assert_error(client.get("/search", params={"q": "-x"}), 400, "ConfigError")  # only subtracts
     assert_error(client.get("/search", params={"q": "   "}), 400, "ConfigError")
     assert_error(client.get("/search", params={"q": "x", "target": "videos"}), 400)
     body = assert_error(client.get("/search", params={"q": "x", "k": 51}), 400, "InputError")

@@ -154,12 +154,30 @@ def test_imagine_panel_shows_references_and_result(page, imagine_server, served)
     assert page.locator("#imagine-refs .card.used").count() == 1
     assert "coffee" in page.locator("#imagine-refs .card.used").get_attribute("title")
     assert page.get_attribute("#imagine-download", "href").startswith("data:image/png;base64,")
-    page.goto(served[0].url + "/")  # no generator there
-    page.wait_for_selector("#imagine-note:has-text('no image generator')")
-    page.fill("#imagine-prompt", "a rocket")
-    page.click("#imagine-btn")
-    page.wait_for_selector("#status.error")
-    assert "--image-generator" in page.text_content("#status")
-    wait_js(page, ALL_IMAGES_LOADED, "#imagine-refs .card img")
-    assert page.locator("#imagine-refs .card").count() == 4
+    page.goto(served[0].url + "/")  # no generator there: no Imagine panel, no empty "generated image" box
+    page.wait_for_selector("#info:has-text('10 images')")
+    wait_js(page, "() => document.querySelector('#imagine').hidden")
+    assert not page.locator("#imagine").is_visible() and not page.locator("#imagine-output").is_visible()
+    assert not page.errors, page.errors
+
+
+def test_the_search_lives_in_the_url(page, served):
+    """Each search changes the URL: the back button returns to the previous search, and a
+    bookmarked URL (mode and k included) runs its search on load."""
+    page.goto(served[0].url + "/")
+    page.wait_for_selector("#info:has-text('10 images')")
+    page.fill("#q", "a rocket")
+    page.press("#q", "Enter")
+    page.wait_for_selector("#results-title:has-text('a rocket')")
+    page.select_option("#mode", "vector")
+    page.fill("#q", "a cat -dog")
+    page.press("#q", "Enter")
+    page.wait_for_selector("#results-title:has-text('a cat -dog')")
+    assert "q=a+cat+-dog" in page.url and "mode=vector" in page.url
+    page.go_back()
+    page.wait_for_selector("#results-title:has-text('a rocket')")
+    assert page.input_value("#q") == "a rocket" and page.input_value("#mode") == "auto"
+    page.goto(served[0].url + "/?q=a+cup+of+coffee&k=12&target=images&mode=keyword")
+    page.wait_for_selector("#results-title:has-text('a cup of coffee')")
+    assert page.input_value("#k") == "12" and page.input_value("#mode") == "keyword"
     assert not page.errors, page.errors

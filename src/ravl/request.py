@@ -157,4 +157,6 @@ class SearchRequest:
         """The query as JSON output shows it."""
         if self.simple_text is not None:
             return {"text": self.simple_text}
+        if len(self.terms) == 1 and self.terms[0].weight == 1.0:
+            return {self.terms[0].kind: self.terms[0].value}
         return {"terms": [t.to_dict() for t in self.terms]}

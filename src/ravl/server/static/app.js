@@ -46,7 +46,11 @@ function card(hit, opts) {
   node.appendChild(img);
   const meta = el("div", "meta");
   const found = hit.found_by ? " · " + Object.keys(hit.found_by).join("+") : "";
-  meta.appendChild(el("div", "score", hit.score.toFixed(3) + found));
+  const score = el("div", "score", hit.score.toFixed(2) + found);
+  score.title = "score 0..1: how likely this is the match" +
+    (hit.vector_score !== undefined ? ` · vector ${hit.vector_score.toFixed(3)}` : "") +
+    (hit.keyword_score !== undefined ? ` · keyword ${hit.keyword_score.toFixed(2)}` : "");
+  meta.appendChild(score);
   meta.appendChild(el("div", "cap", captions.slice(0, 2).join(" · ") || "(no caption)"));
   const actions = el("div", "actions");
   const similar = el("a", "similar", "similar");
@@ -103,14 +107,34 @@ function params() {
   return { k: $("k").value, target: $("target").value, mode: $("mode").value };
 }
 
-async function searchText(q) {
+function searchQuery(q, p) {
+  return new URLSearchParams({ q, k: p.k, target: p.target, mode: p.mode }).toString();
+}
+
+async function searchText(q, fromHistory) {
   const p = params();
+  const query = searchQuery(q, p);
+  // the search lives in the URL: the back button and bookmarks bring it back
+  if (!fromHistory && location.search !== "?" + query) history.pushState(null, "", "?" + query);
   await run("searching", async () => {
-    const url = `/search?q=${encodeURIComponent(q)}&k=${p.k}&target=${p.target}&mode=${p.mode}`;
-    const body = await api(url);
+    const body = await api(`/search?${query}`);
     showResults(`“${q}” — ${body.results.length} ${p.target}`, body.results);
-    setStatus(`${body.results.length} results in ${body._ms} ms`);
+    const note = body.good_match ? "" : (body.best_score === null
+      ? " · no good match" : ` · no good match (best score ${body.best_score.toFixed(2)})`);
+    setStatus(`${body.results.length} results in ${body._ms} ms${note}`);
   });
+}
+
+function fromUrl() {
+  // restore the form from the URL and search (page load, back and forward)
+  const u = new URLSearchParams(location.search);
+  for (const name of ["k", "target", "mode"]) {
+    const v = u.get(name);
+    if (v && [...$(name).options].some((o) => (o.value || o.text) === v)) $(name).value = v;
+  }
+  const q = u.get("q");
+  $("q").value = q || "";
+  if (q) searchText(q, true);
 }
 
 async function searchSimilar(itemId, label) {
@@ -207,9 +231,10 @@ async function loadInfo() {
     const info = await api("/info");
     $("info").textContent = `${info.images} images · ${info.captions} captions · encoder ${info.encoder} · ` +
       `describes with ${(info.generators || ["?"])[0]} · ravl ${info.version}`;
+    // no image generator: no Imagine panel (the API still answers /imagine with the references)
+    $("imagine").hidden = !info.image_generator;
     $("imagine-note").textContent = info.image_generator
-      ? `image generator: ${info.image_generator} (modes: ${info.imagine_modes.join(", ")})`
-      : "no image generator on this server (start it with --image-generator SPEC); Imagine shows the nearest images";
+      ? `image generator: ${info.image_generator} (modes: ${info.imagine_modes.join(", ")})` : "";
     $("imagine-key").hidden = !info.imagine_needs_key;
     [...$("imagine-mode").options].forEach((o) => {
       o.disabled = info.image_generator ? !info.imagine_modes.includes(o.value) : false;
@@ -245,8 +270,8 @@ function wire() {
     const item = [...(ev.clipboardData ? ev.clipboardData.items : [])].find((i) => i.type.startsWith("image/"));
     if (item) { ev.preventDefault(); useImage(item.getAsFile()); }
   });
-  const q = new URLSearchParams(location.search).get("q");
-  if (q) { $("q").value = q; searchText(q); }
+  window.addEventListener("popstate", fromUrl);
+  fromUrl();
   loadInfo();
 }
 
