@@ -79,7 +79,7 @@ def test_queries_file_in_order_one_model_load(collection, photo_dir, tmp_path):
     assert [Path(o["results"][0]["uri"]).stem for o in out] == ["chelsea", "rocket", "coffee"]
     caps = json.loads(ravl("search", "-c", collection, "--image", photo_dir / "coffee.jpg", "--target", "captions",
                            "--json", "--k", "2").stdout)
-    assert set(caps["results"][0]) == {"id", "caption", "image_id", "uri", "score"}
+    assert set(caps["results"][0]) == {"id", "caption", "image_id", "uri", "score", "found_by", "vector_score"}
     assert caps["results"][0]["caption"] == PHOTOS["coffee"]
 
 
