@@ -20,10 +20,11 @@ from ..store.indexes import IndexSet
 from ..store.integrity import clean_stale_tmp
 from ..store.sqlite_errors import translating_sqlite_errors
 from ..store.vectors import SearchIndex
+from .sync import CollectionSync
 from .tuned import TunedBridge
 
 
-class Collection(TunedBridge):
+class Collection(TunedBridge, CollectionSync):
     """Open with :func:`open_collection`."""
 
     def __init__(self, path: Path, db: Database, *, encoder: Encoder | None = None):
