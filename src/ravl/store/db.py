@@ -9,12 +9,14 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 
 from .changelog import ChangeLogMixin
 from .index_meta import IndexMetaMixin
 from .keywords import KeywordSearch
+from .readonly import check_no_pending_log, writable
 from .schema import LATEST, migrate, schema_version
 from .sqlite_errors import DB_NAME, sqlite_errors, translating_sqlite_errors  # noqa: F401  (re-exported)
 from .writes import NewItem, WritesMixin, uri_param  # noqa: F401  (re-exported)
@@ -51,6 +53,11 @@ class Database(WritesMixin, IndexMetaMixin, ChangeLogMixin):
         database: a database has its tables and its metadata, or nothing."""
         self.path = Path(path)
         self.readonly = readonly
+        #: opened with SQLite's ``immutable=1``: a reader of a collection it cannot write (a read-only
+        #: mount, a DVD, a container image): no lock, no -shm file, no index cache written
+        self.immutable = readonly and not writable(self.path)
+        if self.immutable:
+            check_no_pending_log(self.path)
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
@@ -61,7 +68,7 @@ class Database(WritesMixin, IndexMetaMixin, ChangeLogMixin):
                 if not readonly:
                     conn.execute("PRAGMA journal_mode=WAL")
                     migrate(conn, initial_meta)
-                elif schema_version(conn) < LATEST:
+                elif schema_version(conn) < LATEST and not self.immutable:
                     self._upgrade_for_reading()
         except BaseException:
             self.close()
@@ -87,7 +94,8 @@ class Database(WritesMixin, IndexMetaMixin, ChangeLogMixin):
         conn = getattr(self._local, "conn", None)
         if conn is None:
             if self.readonly:
-                conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None,
+                flag = "immutable=1" if self.immutable else "mode=ro"
+                conn = sqlite3.connect(f"file:{quote(os.fsencode(self.path))}?{flag}", uri=True, isolation_level=None,
                                        check_same_thread=False, timeout=30)
             else:
                 conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
