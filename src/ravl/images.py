@@ -148,6 +148,23 @@ def decode_image(data: bytes, *, min_side: int = 0, name: str = "image") -> tupl
     return rgb, width, height
 
 
+def read_exif(data: bytes, *, name: str = "image") -> Image.Exif | None:
+    """The EXIF of an image's bytes (header only, no pixels decoded), through the same allow-list;
+    None when it has none or it cannot be read."""
+    try:
+        fmt = _PIL_FORMAT[sniff_format(data, name)]
+        if fmt == "HEIF":
+            _heif_opener(name)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data), formats=[fmt]) as img:
+                exif = img.getexif()
+                exif.get_ifd(0x8769), exif.get_ifd(0x8825)  # parse the sub-IFDs while the file is open
+    except Exception:  # a photo with unreadable EXIF is still a photo: just no metadata
+        return None
+    return exif if len(exif) else None
+
+
 def read_file(path: str | Path, *, max_bytes: int = MAX_FILE_BYTES, head: bool = False) -> bytes:
     """The bytes of a regular file, at most ``max_bytes`` of them (``head``: just the first
     ``max_bytes``); anything else is an ImageError."""

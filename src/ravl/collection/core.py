@@ -20,11 +20,12 @@ from ..store.indexes import IndexSet
 from ..store.integrity import clean_stale_tmp
 from ..store.sqlite_errors import translating_sqlite_errors
 from ..store.vectors import SearchIndex
+from .photos import CollectionPhotos
 from .sync import CollectionSync
 from .tuned import TunedBridge
 
 
-class Collection(TunedBridge, CollectionSync):
+class Collection(TunedBridge, CollectionSync, CollectionPhotos):
     """Open with :func:`open_collection`."""
 
     def __init__(self, path: Path, db: Database, *, encoder: Encoder | None = None):

@@ -27,12 +27,14 @@ class CollectionSync:
     def write_files(self, new_items: Sequence[NewItem], touched: Sequence[tuple[int, int, int]] = (),
                     extra_captions: Sequence[tuple[int, str, np.ndarray, str]] = (),
                     on_skip: Callable[[str, str], None] | None = None, *, moves: Sequence[tuple[int, str]] = (),
-                    drop_captions: Sequence[tuple[int, str]] = ()) -> list[int | None]:
+                    drop_captions: Sequence[tuple[int, str]] = (),
+                    photos: Sequence[tuple[int, dict]] = ()) -> list[int | None]:
         """One ingest batch in one transaction: new and changed files, moved items (id, new uri),
         unchanged files (id, size, mtime_ns), captions dropped (item id, text) and added (item id,
-        text, vector, source). The ids of ``new_items`` (None for one that could not be stored)."""
+        text, vector, source) and photo metadata set (item id, columns). The ids of ``new_items``
+        (None for one that could not be stored)."""
         return self._db.write_batch(new_items, touched, extra_captions, on_skip, moves=moves,
-                                    drop_captions=drop_captions)
+                                    drop_captions=drop_captions, photos=photos)
 
     def caption_sources(self) -> dict[int, dict[str, str]]:
         """item id -> {caption text: source tag} of every caption."""

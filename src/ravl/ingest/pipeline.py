@@ -145,13 +145,14 @@ def _ingest_local(collection, records: list[Record], report: IngestReport, batch
     states = collection.file_states()
     by_sha = {sha: item_id for item_id, _, _, sha in states.values()}
     uris = {s[0]: uri for uri, s in states.items()} if moves else None
+    backfill = collection.photo_unread()  # items indexed before photo metadata: read once
     known_caps: KnownCaptions = collection.caption_sources()
     batch_size = batch_size or encoder.batch_size
     workers = workers or min(4, os.cpu_count() or 2)
     min_side = encoder.image_size_hint
 
     def prepare(rec: Record) -> _Prepared:
-        return prepare_record(rec, states.get(rec.uri), by_sha, encoder, min_side, uris)
+        return prepare_record(rec, states.get(rec.uri), by_sha, encoder, min_side, uris, backfill)
 
     timing = {"decode": 0.0, "encode_images": 0.0, "encode_texts": 0.0, "wait_texts": 0.0, "write": 0.0}
     stage = TextStage(encoder.encode_texts, cache_size=TEXT_CACHE_SIZE)

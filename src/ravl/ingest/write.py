@@ -10,6 +10,7 @@ import numpy as np
 
 from ..collection import NewItem
 from ..encoders.base import ImageVectors
+from .photo_meta import PhotoMeta
 from .record import Record
 from .report import IngestReport
 from .sidecar import is_sidecar_source
@@ -31,6 +32,7 @@ class Prepared:
     height: int | None = None
     reason: str = ""
     seconds: float = 0.0
+    photo: PhotoMeta | None = None  # EXIF read from the file (None: not read this time)
 
 
 def _replaces(source: str, rec: Record) -> bool:
@@ -73,10 +75,12 @@ def write_prepared(collection, report: IngestReport, batch: list[Prepared], side
     extra: list[tuple[int, str, np.ndarray, str]] = []
     drop: list[tuple[int, str]] = []
     moves: list[tuple[int, str]] = []
+    photos: list[tuple[int, dict]] = []  # metadata of unchanged and moved files, read (again) this run
     for i, p in enumerate(batch):
         assert vecs is not None  # batch is not empty
         new_items.append(NewItem(p.record.uri, p.sha256, p.size, p.mtime_ns, p.width, p.height,
-                                 vecs.embedding[i], vecs.features[i], p.record.metadata, source="ingest"))
+                                 vecs.embedding[i], vecs.features[i], p.record.metadata, source="ingest",
+                                 photo=(p.photo or PhotoMeta()).to_dict()))
     reuse = [p for p in side if p.kind == "reuse"]
     if reuse:
         src_ids = [p.item_id for p in reuse if p.item_id is not None]
@@ -89,7 +93,7 @@ def write_prepared(collection, report: IngestReport, batch: list[Prepared], side
             row = src[p.item_id]
             new_items.append(NewItem(p.record.uri, p.sha256, p.size, p.mtime_ns, row.width, row.height,
                                      emb[pos_e[p.item_id]], feat[pos_f[p.item_id]], p.record.metadata,
-                                     source="ingest"))
+                                     source="ingest", photo=(p.photo or PhotoMeta()).to_dict()))
     records = {p.record.uri: p.record for p in batch + reuse}
     for item in new_items:
         rec = records[item.uri]
@@ -104,9 +108,11 @@ def write_prepared(collection, report: IngestReport, batch: list[Prepared], side
         if p.kind == "move":
             moves.append((item_id, p.record.uri))
         touched.append((item_id, p.size, p.mtime_ns))
+        if p.photo is not None:
+            photos.append((item_id, p.photo.to_dict()))
         extra += [(item_id, c, text_vecs[c], p.record.caption_tag(c)) for pp, c in wanted if pp is p and c in text_vecs]
     ids = collection.write_files(new_items, touched, extra, lambda uri, why: report.skipped.append((uri, why)),
-                                 moves=moves, drop_captions=drop)
+                                 moves=moves, drop_captions=drop, photos=photos)
     stored = {item.uri for item_id, item in zip(ids, new_items) if item_id is not None}
     for item_id, item in zip(ids, new_items):
         if item_id is not None:

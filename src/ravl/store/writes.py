@@ -15,6 +15,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+#: photo metadata columns (schema step 5), as :class:`ravl.ingest.photo_meta.PhotoMeta` names them
+PHOTO_COLUMNS = ("taken_at", "taken_offset", "lat", "lon", "camera")
+_SET_PHOTO = f"UPDATE items SET {', '.join(c + '=?' for c in PHOTO_COLUMNS)}, photo_read=1 WHERE id=?"
+
 #: items deleted per transaction: a big sync never holds the write lock for long, and each chunk is
 #: whole or absent after a crash (re-running the sync finishes the job)
 DELETE_CHUNK = 1000
@@ -35,6 +39,7 @@ class NewItem:
     captions: list[tuple[str, np.ndarray]] = field(default_factory=list)
     source: str = ""
     caption_sources: dict[str, str] = field(default_factory=dict)  # caption -> its source, when not ``source``
+    photo: dict | None = None  # PHOTO_COLUMNS read from the file's EXIF (None: not read)
 
 
 def blob(vec: np.ndarray) -> bytes:
@@ -65,12 +70,13 @@ class WritesMixin:
                     extra_captions: Sequence[tuple[int, str, np.ndarray, str]] = (),
                     on_skip: Callable[[str, str], None] | None = None, *,
                     moves: Sequence[tuple[int, str]] = (),
-                    drop_captions: Sequence[tuple[int, str]] = ()) -> list[int | None]:
+                    drop_captions: Sequence[tuple[int, str]] = (),
+                    photos: Sequence[tuple[int, dict]] = ()) -> list[int | None]:
         """Upsert ``new_items`` (by uri), give moved items (id, new uri) their new uri, refresh
         (id, size, mtime_ns) of unchanged files, drop captions (item id, text) and add captions to
-        existing items — all in ONE transaction. Returns the ids of ``new_items``; an item that
-        cannot be stored is left out (``None``, reason to ``on_skip(uri, reason)``) without losing
-        the rest of the batch."""
+        existing items, and set the photo metadata of (id, PHOTO_COLUMNS dict) — all in ONE
+        transaction. Returns the ids of ``new_items``; an item that cannot be stored is left out
+        (``None``, reason to ``on_skip(uri, reason)``) without losing the rest of the batch."""
         ids: list[int | None] = []
         now = time.time()
         with self.transaction() as c:
@@ -87,6 +93,7 @@ class WritesMixin:
                 c.execute("RELEASE item")
             c.executemany("UPDATE items SET uri=? WHERE id=?", [(uri_param(u), i) for i, u in moves])
             c.executemany("UPDATE items SET size=?, mtime_ns=? WHERE id=?", [(s, m, i) for i, s, m in touched])
+            c.executemany(_SET_PHOTO, [(*(photo.get(k) for k in PHOTO_COLUMNS), i) for i, photo in photos])
             c.executemany("DELETE FROM captions WHERE item_id=? AND text=?", list(drop_captions))
             c.executemany("INSERT OR IGNORE INTO captions(item_id, text, source, emb) VALUES(?,?,?,?)",
                           [(i, text, src, blob(vec)) for i, text, vec, src in extra_captions])
@@ -115,6 +122,8 @@ class WritesMixin:
         c.executemany("INSERT OR IGNORE INTO captions(item_id, text, source, emb) VALUES(?,?,?,?)",
                       [(item_id, text, it.caption_sources.get(text, it.source), blob(vec))
                        for text, vec in it.captions])
+        if it.photo is not None:
+            c.execute(_SET_PHOTO, (*(it.photo.get(k) for k in PHOTO_COLUMNS), item_id))
         return item_id
 
     def replace_captions(self, source: str, batch: Sequence[tuple[int, Sequence[tuple[str, np.ndarray]], dict]]) -> int:
