@@ -4,6 +4,7 @@ from CLI strings; a collection turns Filters into the allowed item ids and gives
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import os
 import sqlite3
 import time
@@ -138,5 +139,5 @@ def test_filter_strings_are_checked():
         Filters.parse(after="2020", before="2019")
     with pytest.raises(ConfigError, match="camera"):
         Filters.parse(camera="  ")
-    with pytest.raises(Exception):
-        Filters().after = 1.0  # frozen
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Filters().after = 1.0  # type: ignore[misc]
