@@ -87,7 +87,7 @@ def index_records(collection, records: list[Record], *, engine: str = "local", s
         from .ray_engine import index_sources_ray
 
         report = index_sources_ray(collection, sources, batch_size=batch_size, workers=workers, progress=progress,
-                                   records=records, finish=False, **(ray or {}))
+                                   records=records, finish=False, moves=not keep_missing, **(ray or {}))
     else:
         report = IngestReport(sources=sources)
         _ingest_local(collection, records, report, batch_size, workers, progress, moves=not keep_missing)
