@@ -106,18 +106,28 @@ def test_guard_holds_back_an_emptied_or_unmounted_folder(tmp_path, colour_spec, 
     assert len(uris(coll)) == 10
 
 
-def test_unreadable_subfolder_is_not_taken_for_deleted(tmp_path, colour_spec):
-    if os.geteuid() == 0:
-        pytest.skip("root reads every folder")
-    photos, coll = photo_folder(tmp_path / "photos", 6), tmp_path / "c"
-    with open_collection(coll, encoder=colour_spec, create=True) as c:
-        index_sources(c, [str(photos)])
-        (photos / "sub1").chmod(0)
-        try:
-            report = index_sources(c, [str(photos)])
-        finally:
-            (photos / "sub1").chmod(0o755)
-        assert report.removed == 0 and c.counts()["images"] == 6
+def test_unreadable_subfolder_is_not_taken_for_deleted(colour_spec):
+    """Run as 'nobody' (root reads every folder): a sub-folder it cannot list keeps its items."""
+    import tempfile
+    from pathlib import Path
+
+    from test_readonly import as_reader
+
+    base = Path(tempfile.mkdtemp(prefix="ravl-unreadable-"))
+    try:
+        photos, coll = photo_folder(base / "photos", 6), base / "c"
+        assert main(["index", str(photos), "-c", str(coll), "--encoder", colour_spec]) == 0
+        for p in [base, *base.rglob("*")]:
+            p.chmod(0o777 if p.is_dir() else 0o666)
+        (photos / "sub1").chmod(0o700 if os.geteuid() == 0 else 0)
+        proc = as_reader("index", photos, "-c", coll, home=base)
+        assert proc.returncode == 0, proc.stderr
+        assert "cannot read folder" in proc.stderr and "kept" in proc.stderr
+        assert "removed" not in proc.stdout and len(uris(coll)) == 6
+    finally:
+        for p in [base, *base.rglob("*")]:
+            p.chmod(0o777 if p.is_dir() else 0o666)
+        shutil.rmtree(base)
 
 
 def test_manifests_add_only_unless_sync(tmp_path, colour_spec, capsys):

@@ -60,6 +60,13 @@ def folder_record(path: Path) -> Record:
                   caption_locales=locales)
 
 
+def _is_collection(folder: Path) -> bool:
+    try:
+        return (folder / COLLECTION_DB).is_file()
+    except OSError:  # a folder this user cannot enter: os.walk reports it as unreadable
+        return False
+
+
 def scan_folder(root: Path, exclude: tuple[Path, ...] = ()) -> FolderScan:
     """Every image under ``root``, sorted; folders in ``exclude`` (resolved) are left out."""
     root = root.resolve()
@@ -76,7 +83,7 @@ def scan_folder(root: Path, exclude: tuple[Path, ...] = ()) -> FolderScan:
             sub = (here / d)
             if any(sub.resolve() == e for e in exclude):
                 scan.excluded.append(sub.resolve())
-            elif (sub / COLLECTION_DB).is_file():  # another ravl collection: its thumbnails are not photos
+            elif _is_collection(sub):  # another ravl collection: its thumbnails are not photos
                 scan.excluded.append(sub.resolve())
             else:
                 keep.append(d)
