@@ -11,8 +11,6 @@ import sqlite3
 import subprocess
 import sys
 
-import pytest
-
 from conftest import make_image
 from ravl.cli.main import main
 from ravl.collection import open_collection
