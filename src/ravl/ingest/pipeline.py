@@ -124,7 +124,7 @@ def index_sources(collection, sources: Iterable[str], *, images_root=None, split
     t = time.perf_counter()
     if scan is None:
         scan = SourceScan(sources, records) if records is not None else \
-            scan_sources(sources, images_root=images_root, split=split)
+            scan_sources(sources, images_root=images_root, split=split, exclude=[collection.path])
         if records is not None:
             scan.folders = []  # records only: nothing to compare against
     scan.sync_all = scan.sync_all or sync
