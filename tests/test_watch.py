@@ -78,3 +78,33 @@ def test_watch_follows_real_file_events(tmp_path, colour_spec):
     assert proc.returncode == 0, err
     assert "stopped after" in err and "1 removed" in err and "1 moved" in err
     assert "Traceback" not in err
+
+
+def test_serve_watch_keeps_the_served_collection_in_step(tmp_path, colour_spec):
+    import httpx
+
+    from test_server_api import Server
+
+    photos, coll = tmp_path / "photos", tmp_path / "c"
+    make_image(photos / "red.png", (220, 20, 20))
+    from ravl.ingest.pipeline import index_sources
+
+    with open_collection(coll, encoder=colour_spec, create=True) as c:
+        index_sources(c, [str(photos)])
+    launcher = [sys.executable, "-c", CHILD]
+    env = {"PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), *sys.path])}
+    srv = Server(coll, "--watch", photos, launcher=launcher, env=env, log_dir=tmp_path)
+    try:
+        def images() -> int:
+            return httpx.get(srv.url + "/info", timeout=10).json()["images"]
+
+        assert images() == 1
+        make_image(photos / "blue.png", (20, 20, 220))
+        wait_for(lambda: images() == 2, "the served collection to see the new image")
+        (photos / "red.png").unlink()
+        wait_for(lambda: images() == 1, "the served collection to drop the deleted image")
+        assert set(state(coll)) == {"blue.png"}
+    finally:
+        srv.stop()
+    log = srv.log.read_text()
+    assert "1 removed" in log and "Traceback" not in log and "watching stopped" not in log

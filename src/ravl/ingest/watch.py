@@ -10,6 +10,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,10 +112,12 @@ def _removals(collection, roots: list[Path], gone: list[str], report: IngestRepo
 def watch_folders(collection, folders: Iterable[str | Path], *, debounce: float = DEBOUNCE,
                   keep_missing: bool = False, prune_missing: bool = False, stop: threading.Event | None = None,
                   on_ready: Callable[[IngestReport], None] | None = None,
-                  on_batch: Callable[[IngestReport], None] | None = None, poll: float = 0.2) -> WatchReport:
+                  on_batch: Callable[[IngestReport], None] | None = None, poll: float = 0.2,
+                  lock: AbstractContextManager | None = None) -> WatchReport:
     """Sync ``folders`` into ``collection`` once (``on_ready`` gets that report), then keep it in
     step with their file events until ``stop`` is set or Ctrl-C (KeyboardInterrupt), which stops
-    cleanly after the batch being written. Returns the totals of the watched batches."""
+    cleanly after the batch being written. Returns the totals of the watched batches. ``lock`` (a
+    server's write lock) is held while each batch is written."""
     try:
         from watchdog.observers import Observer
     except ImportError:
@@ -134,8 +137,9 @@ def watch_folders(collection, folders: Iterable[str | Path], *, debounce: float 
     totals = WatchReport()
     stop = stop or threading.Event()
     try:
-        first = index_sources(collection, [str(r) for r in roots], keep_missing=keep_missing,
-                              prune_missing=prune_missing)
+        with lock or nullcontext():
+            first = index_sources(collection, [str(r) for r in roots], keep_missing=keep_missing,
+                                  prune_missing=prune_missing)
         if on_ready:
             on_ready(first)
         while not stop.is_set():
@@ -145,12 +149,13 @@ def watch_folders(collection, folders: Iterable[str | Path], *, debounce: float 
                 continue
             changed = {p for p in changed if Path(p).name != COLLECTION_DB}
             records, gone = _batch(changed)
-            report = index_records(collection, records, keep_missing=keep_missing)
-            if gone and not keep_missing:
-                ids = _removals(collection, roots, gone, report, prune_missing)
-                if ids:
-                    report.removed += collection.remove_items(ids)
-                    collection.refresh_indexes(lazy=True)
+            with lock or nullcontext():
+                report = index_records(collection, records, keep_missing=keep_missing)
+                if gone and not keep_missing:
+                    ids = _removals(collection, roots, gone, report, prune_missing)
+                    if ids:
+                        report.removed += collection.remove_items(ids)
+                        collection.refresh_indexes(lazy=True)
             if report.added or report.updated or report.moved or report.removed or report.skipped or \
                     report.captions_added or report.captions_removed or report.notes:
                 totals.add(report)
