@@ -46,10 +46,12 @@ def read_sidecar_captions(path: Path) -> tuple[list[str], dict[str, str]]:
     except OSError:
         return [], {}
     captions = clean_captions(text for _, text in lines)
+    untagged = {" ".join(text.split()) for locale, text in lines if not locale}
     locales: dict[str, str] = {}
     for locale, text in lines:
-        if locale:
-            locales.setdefault(" ".join(text.split()), locale)
+        text = " ".join(text.split())
+        if locale and text not in untagged:  # a line also given untagged is the untagged caption
+            locales.setdefault(text, locale)
     return captions, {c: loc for c, loc in locales.items() if c in captions}
 
 

@@ -264,8 +264,8 @@ def scan_sources(sources: Iterable[str | Path], *, images_root: str | Path | Non
                 scan = scan_folder(path, left_out)
                 folders.append(scan)
                 records += scan.records
-                for folder in scan.excluded:
-                    if folder in left_out:
+                for folder in left_out:
+                    if folder.is_relative_to(scan.root):
                         notes.append(f"the collection folder {folder} lies inside {scan.root}, a folder being "
                                      "indexed; it is left out of the scan (keep collections outside photo folders)")
                 continue
