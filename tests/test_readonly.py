@@ -92,6 +92,32 @@ def test_unwritable_collection_is_searched_without_writing(frozen):
     assert snapshot(coll) == before  # no -shm, no lock, no cache written
 
 
+STATS = """
+import json, sys, fakes
+from ravl import registry
+registry.register('encoders', 'testcolour', fakes.create)
+from ravl.collection import open_collection
+with open_collection(sys.argv[1], readonly=True) as c:
+    hits = c.search_text(['red'], k=3, mode='vector')[0]
+    print(json.dumps({'immutable': c._db.immutable, 'first': hits[0].uri, 'stats': c.index_stats()}))
+"""
+
+
+def test_sealed_caches_are_loaded_not_rebuilt(frozen):
+    coll = frozen / "coll"
+    freeze(coll)
+    env = {"PATH": os.environ.get("PATH", ""), "RAVL_HOME": str(frozen / "home"),
+           "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), *sys.path])}
+    cmd = [sys.executable, "-c", STATS, str(coll)]
+    if os.geteuid() == 0:
+        cmd = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", *cmd]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    assert got["immutable"] and got["first"].endswith("red.png")
+    assert got["stats"]["images"]["loaded"] == 1 and got["stats"]["images"]["built"] == 0
+
+
 def test_unwritable_collection_without_caches_searches_exactly(frozen):
     coll = frozen / "coll"
     shutil.rmtree(coll / "index")
