@@ -6,6 +6,11 @@ the text stage encodes captions (each distinct caption once per run) while the e
 (PIL, onnxruntime and torch release the GIL). Each batch commits atomically, so an
 interrupted run keeps every committed batch, and a re-run skips files whose size and mtime are
 unchanged (or whose content hash is already stored), resuming where it stopped.
+
+:func:`index_records` is the one write path (``ravl index``, the server's uploads, ``ravl watch``,
+the Ray engine); :func:`index_sources` reads sources (:mod:`.sources`) on top of it. The rules for
+a file live below it: a moved file's row follows it and a changed sidecar replaces its captions
+(:mod:`.write`), files gone from a scanned folder are removed under a guard (:mod:`.sync`).
 """
 from __future__ import annotations
 
