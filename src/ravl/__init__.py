@@ -23,7 +23,11 @@ def __getattr__(name: str):
     if name == "index_sources":
         from .ingest.pipeline import index_sources
         return index_sources
+    if name == "index_records":
+        from .ingest.pipeline import index_records
+        return index_records
     raise AttributeError(name)
 
 
-__all__ = ["RavlError", "open_collection", "load_encoder", "load_generator", "index_sources", "__version__"]
+__all__ = ["RavlError", "open_collection", "load_encoder", "load_generator", "index_sources", "index_records",
+           "__version__"]

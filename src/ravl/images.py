@@ -5,7 +5,8 @@
   device is refused; a symlink to a regular file is fine.
 - **Byte cap.** Reads stop at :data:`MAX_FILE_BYTES` (+1 to detect more) whatever ``st_size``
   says, so a file that grows while read cannot exhaust memory.
-- **Allow-listed formats by content.** JPEG, PNG, GIF, WebP, BMP and TIFF, recognised by magic
+- **Allow-listed formats by content.** JPEG, PNG, GIF, WebP, BMP, TIFF, AVIF (Pillow) and
+  HEIC/HEIF (the ``pillow-heif`` plugin, ``pip install 'ravl[heif]'``), recognised by magic
   bytes (the file name is not trusted), and Pillow is told to try only those decoders: no
   PostScript/EPS (Pillow would run Ghostscript), PDF, SVG or any format that shells out.
 - **Decompression bombs.** Images over :data:`MAX_PIXELS` pixels are refused from the header,
@@ -40,9 +41,13 @@ MAX_FILE_BYTES = 256 * 1024 * 1024
 _MAGIC = ((b"\xff\xd8\xff", "jpg"), (b"\x89PNG\r\n\x1a\n", "png"), (b"GIF87a", "gif"), (b"GIF89a", "gif"),
           (b"BM", "bmp"), (b"II*\x00", "tif"), (b"MM\x00*", "tif"))
 #: extension -> the only Pillow decoder tried for it
-_PIL_FORMAT = {"jpg": "JPEG", "png": "PNG", "gif": "GIF", "bmp": "BMP", "tif": "TIFF", "webp": "WEBP"}
+_PIL_FORMAT = {"jpg": "JPEG", "png": "PNG", "gif": "GIF", "bmp": "BMP", "tif": "TIFF", "webp": "WEBP",
+               "heic": "HEIF", "avif": "AVIF"}
 MEDIA_TYPES = {"jpg": "image/jpeg", "png": "image/png", "gif": "image/gif", "bmp": "image/bmp",
-               "tif": "image/tiff", "webp": "image/webp"}
+               "tif": "image/tiff", "webp": "image/webp", "heic": "image/heic", "avif": "image/avif"}
+#: ISO base media file brands (the ``ftyp`` box): HEIF/HEIC stills and sequences, AVIF
+_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1"}
+_AVIF_BRANDS = {b"avif", b"avis"}
 
 
 @dataclass(frozen=True)
@@ -61,8 +66,32 @@ def sniff_format(data: bytes, name: str = "image") -> str:
     for magic, ext in _MAGIC:
         if data.startswith(magic):
             return ext
+    if data[4:8] == b"ftyp":  # ISO base media: the major brand, then the compatible ones
+        size = int.from_bytes(data[:4], "big")
+        brands = {data[8:12]} | {data[i:i + 4] for i in range(16, min(max(size, 16), 64), 4)}
+        if brands & _AVIF_BRANDS:
+            return "avif"
+        if brands & _HEIF_BRANDS:
+            return "heic"
     raise UnsupportedImageError(f"{name}: not an image ravl accepts: the content is not a JPEG, PNG, GIF, WebP, "
-                                "BMP or TIFF image (the file name's extension is not trusted); convert it")
+                                "BMP, TIFF, HEIC or AVIF image (the file name's extension is not trusted); convert it")
+
+
+_heif_ready = False
+
+
+def _heif_opener(name: str) -> None:
+    """Register the pillow-heif plugin (the HEIF decoder) once; UnsupportedImageError without it."""
+    global _heif_ready
+    if _heif_ready:
+        return
+    try:
+        import pillow_heif
+    except ImportError:
+        raise UnsupportedImageError(f"{name}: HEIC/HEIF images need the pillow-heif plugin: "
+                                    "pip install 'ravl[heif]'") from None
+    pillow_heif.register_heif_opener()
+    _heif_ready = True
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -86,6 +115,8 @@ def decode_image(data: bytes, *, min_side: int = 0, name: str = "image") -> tupl
     if not data:
         raise ImageError(f"{name}: empty file")
     fmt = _PIL_FORMAT[sniff_format(data, name)]
+    if fmt == "HEIF":
+        _heif_opener(name)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # MAX_PIXELS is checked below
@@ -115,6 +146,23 @@ def decode_image(data: bytes, *, min_side: int = 0, name: str = "image") -> tupl
     if rgb.width < 1 or rgb.height < 1:
         raise ImageError(f"{name}: image has no pixels")
     return rgb, width, height
+
+
+def read_exif(data: bytes, *, name: str = "image") -> Image.Exif | None:
+    """The EXIF of an image's bytes (header only, no pixels decoded), through the same allow-list;
+    None when it has none or it cannot be read."""
+    try:
+        fmt = _PIL_FORMAT[sniff_format(data, name)]
+        if fmt == "HEIF":
+            _heif_opener(name)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data), formats=[fmt]) as img:
+                exif = img.getexif()
+                exif.get_ifd(0x8769), exif.get_ifd(0x8825)  # parse the sub-IFDs while the file is open
+    except Exception:  # a photo with unreadable EXIF is still a photo: just no metadata
+        return None
+    return exif if len(exif) else None
 
 
 def read_file(path: str | Path, *, max_bytes: int = MAX_FILE_BYTES, head: bool = False) -> bytes:

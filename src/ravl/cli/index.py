@@ -29,6 +29,19 @@ def add_parser(sub) -> None:
                    help="with --engine ray: the cluster's head (default: start a Ray instance on this machine)")
     p.add_argument("--num-workers", type=int, default=None, metavar="N",
                    help="with --engine ray: encoder actors (default: one per two CPUs of the cluster)")
+    p.add_argument("--keep-missing", action="store_true",
+                   help="keep items whose file is gone from a folder being indexed (default: they are removed, "
+                        "and a moved file's item follows it)")
+    p.add_argument("--prune-missing", action="store_true",
+                   help="remove missing items even when the folder looks emptied or unmounted (the guard holds "
+                        "back a sync that would remove more than half of a folder's items)")
+    p.add_argument("--sync", action="store_true",
+                   help="make the collection match the sources exactly: also remove items that are in none of "
+                        "the given manifests or datasets (folders are always synced)")
+    p.add_argument("--caption-langs", metavar="LANGS", default=None,
+                   help="languages of tagged sidecar lines (Tux Paint's 'fr.utf8=...') to index, e.g. 'en,fr' "
+                        "(default: the collection's, English for a new one); recorded in the collection")
+    p.add_argument("--verbose", action="store_true", help="also list files passed over for their extension")
     add_index_args(p)
     p.add_argument("--json", action="store_true", help="print the ingest report as JSON")
     p.set_defaults(run=run)
@@ -36,13 +49,16 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from ..collection import open_collection
+    from ..errors import ConfigError
     from ..ingest.pipeline import index_sources
-    from ..ingest.sources import read_sources
+    from ..ingest.sources import scan_sources
 
     # read and validate every source (and the index and engine options) before anything is created or written
     index_settings(args)
     _check_engine(args)
-    records = read_sources(args.sources, images_root=args.images_root, split=args.split)
+    if args.keep_missing and (args.prune_missing or args.sync):
+        raise ConfigError("--keep-missing cannot go with --prune-missing or --sync; choose one")
+    scan = scan_sources(args.sources, images_root=args.images_root, split=args.split, exclude=[args.collection])
     if args.ocr:
         from ..errors import MissingDependencyError
         from ..ocr import available_engines
@@ -54,17 +70,11 @@ def run(args) -> int:
         settings = index_settings(args)
         if settings:
             coll.set_index_config(**settings)  # checked against the collection's size; built at the end
+        ray = {"num_workers": args.num_workers, "ray_address": args.ray_address} if args.engine == "ray" else None
         with progress_bar("indexing") as bar:
-            if args.engine == "ray":
-                from ..ingest.ray_engine import index_sources_ray
-
-                report = index_sources_ray(coll, args.sources, batch_size=args.batch_size, workers=args.workers,
-                                           num_workers=args.num_workers, ray_address=args.ray_address,
-                                           progress=bar, records=records)
-            else:
-                report = index_sources(coll, args.sources, images_root=args.images_root, split=args.split,
-                                       batch_size=args.batch_size, workers=args.workers, progress=bar,
-                                       records=records)
+            report = index_sources(coll, args.sources, batch_size=args.batch_size, workers=args.workers, progress=bar,
+                                   scan=scan, keep_missing=args.keep_missing, prune_missing=args.prune_missing,
+                                   sync=args.sync, engine=args.engine, ray=ray, caption_langs=args.caption_langs)
         ocr_report = None
         if args.ocr and not report.interrupted:
             from ..ingest.ocr_hook import ocr_collection
@@ -78,8 +88,7 @@ def run(args) -> int:
                    "indexes": indexes})
     else:
         s = report.seconds
-        print(f"{report.total} images seen: {report.added} added, {report.updated} updated, "
-              f"{report.unchanged} unchanged, {len(report.skipped)} skipped; {report.captions_added} captions added")
+        print(report.summary())
         print(f"collection now holds {counts['images']} images and {counts['captions']} captions")
         for name, facts in indexes.items():
             if facts.get("over_budget"):
@@ -100,6 +109,17 @@ def run(args) -> int:
             log(f"skipped {uri}: {reason}")
         if len(report.skipped) > 20:
             log(f"... and {len(report.skipped) - 20} more skipped (use --json for the full list)")
+        others = [path for folder in scan.folders for path in folder.other_files]
+        if others and args.verbose:
+            for path in others:
+                log(f"passed over {path}: not an image file ravl reads (its extension)")
+        elif others:
+            log(f"{len(others)} other files passed over for their extension (--verbose lists them)")
+        for folder in scan.folders:
+            for path in folder.unreadable:
+                log(f"warning: cannot read folder {path} (permission?); its items are kept as they are")
+        for note in report.notes:
+            log(note)
     if report.interrupted:
         log("interrupted: every committed batch is kept; run the same command again to resume")
         return 130

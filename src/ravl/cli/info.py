@@ -15,7 +15,7 @@ def run(args) -> int:
     from ..collection import open_collection
 
     with open_collection(args.collection, readonly=True) as coll:
-        info = coll.info()
+        info = {**coll.info(), "missing_files": len(coll.missing_items())}  # 'ravl prune' removes them
     if args.json:
         emit_json(info)
     else:

@@ -43,6 +43,9 @@ def add_parser(sub) -> None:
     p.add_argument("--batch-wait-ms", type=float, default=2.0,
                    help="how long a batch waits for more queries after the first (default 2 ms); queries that "
                         "arrive while the model runs join the next batch anyway")
+    p.add_argument("--watch", metavar="DIR", action="append", default=None,
+                   help="keep the collection in step with this folder while serving (as 'ravl watch'; repeatable; "
+                        "needs --workers 1 and pip install 'ravl[watch]')")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"),
                    help="server log level (default info)")
     p.set_defaults(run=run)
@@ -84,7 +87,8 @@ def run(args) -> int:
                               generators=tuple(args.generator or ()),
                               image_generator=resolve_generator_spec(args.image_generator),
                               imagine_concurrency=args.imagine_concurrency,
-                              header_timeout=args.header_timeout, body_timeout=args.body_timeout).check()
+                              header_timeout=args.header_timeout, body_timeout=args.body_timeout,
+                              watch=tuple(args.watch or ())).check()
     with open_collection(settings.collection, readonly=True) as coll:  # fail fast, before any model loads
         counts = coll.counts()
     _check_port_free(settings.host, settings.port)

@@ -18,10 +18,12 @@ from ..store.indexes import IndexSet
 from ..store.integrity import clean_stale_tmp
 from ..store.sqlite_errors import translating_sqlite_errors
 from ..store.vectors import SearchIndex
+from .photos import CollectionPhotos
 from .search import Searching
+from .sync import CollectionSync
 
 
-class Collection(Searching):
+class Collection(Searching, CollectionSync, CollectionPhotos):
     """Open with :func:`open_collection`."""
 
     def __init__(self, path: Path, db: Database, *, encoder: Encoder | None = None):

@@ -48,6 +48,11 @@ def open_collection(path: str | Path, *, encoder: str | Encoder | None = None, c
                                   "choose a folder you can write to") from None
     try:
         coll = _open(path, encoder, create, readonly)
+    except PermissionError as exc:
+        if lock:
+            lock.release()
+        raise CollectionError(f"cannot open the collection in {path}: permission denied on {exc.filename or path}; "
+                              "ask for read access (searching needs only read access)") from None
     except BaseException:
         if lock:
             lock.release()

@@ -24,8 +24,10 @@ import numpy as np
 
 from ..encoders.base import ImageVectors
 from ..errors import ConfigError, EncoderMismatchError, EngineError, MissingDependencyError, ModelNotAvailableError
-from .pipeline import TEXT_CACHE_SIZE, IngestReport, Progress, prepare_record, wanted_captions, write_prepared
+from .prepare import TEXT_CACHE_SIZE, Progress, prepare_record
+from .report import IngestReport
 from .sources import Record, read_sources
+from .write import wanted_captions, write_prepared
 
 #: records per actor call (and per driver transaction) when the caller does not say
 BATCH = 64
@@ -139,14 +141,17 @@ class _SpecFactory:
 def index_sources_ray(collection, sources, *, images_root=None, split: str | None = None,
                       batch_size: int | None = None, num_workers: int | None = None, workers: int | None = None,
                       ray_address: str | None = None, progress: Progress | None = None,
-                      records: list[Record] | None = None, encoder_factory: Callable | None = None) -> IngestReport:
+                      records: list[Record] | None = None, encoder_factory: Callable | None = None,
+                      finish: bool = True, moves: bool = True) -> IngestReport:
     """:func:`ravl.ingest.pipeline.index_sources` with decode + encode on Ray actors.
 
     ``num_workers`` actors (default: one per two CPUs of the cluster, at least one), ``workers``
     decoding threads in each (default 2); ``encoder_factory`` (picklable, called once per actor)
     defaults to loading the collection's encoder spec. Ctrl-C stops after the last committed batch
     (``interrupted=True``); a failure Ray cannot retry is an :class:`EngineError`, and in both
-    cases re-running resumes.
+    cases re-running resumes. ``finish=False`` (from :func:`~ravl.ingest.pipeline.index_records`,
+    which syncs first) leaves the index refresh to the caller; ``moves``: a file whose content is
+    stored under a path that is gone takes that item over (the driver checks the old path).
     """
     for name, value in (("batch_size", batch_size), ("num_workers", num_workers), ("workers", workers)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4096):
@@ -165,7 +170,8 @@ def index_sources_ray(collection, sources, *, images_root=None, split: str | Non
     if num_workers is None:
         num_workers = max(1, int(ray.cluster_resources().get("CPU", 2)) // 2)
     try:
-        _run(ray, collection, records, factory, batch_size or BATCH, num_workers, workers or 2, report, progress)
+        _run(ray, collection, records, factory, batch_size or BATCH, num_workers, workers or 2, report, progress,
+             moves)
     except KeyboardInterrupt:
         report.interrupted = True
     except Exception as exc:  # a failure Ray could not retry: what was written stays written
@@ -177,7 +183,7 @@ def index_sources_ray(collection, sources, *, images_root=None, split: str | Non
     finally:
         if started:
             ray.shutdown()
-    if not report.interrupted:
+    if finish and not report.interrupted:
         t = time.perf_counter()
         collection.refresh_indexes(lazy=True)  # readers catch up what is left
         report.seconds["index"] = round(time.perf_counter() - t, 3)
@@ -216,11 +222,12 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _run(ray, collection, records: list[Record], factory, batch_size: int, num_workers: int, threads: int,
-         report: IngestReport, progress: Progress | None) -> None:
+         report: IngestReport, progress: Progress | None, moves: bool = True) -> None:
     states = collection.file_states()
+    uris = {s[0]: uri for uri, s in states.items()}
     by_sha = {sha: item_id for item_id, _, _, sha in states.values()}
-    known_caps = collection.captions_by_item()
-    rows = [{"row": pickle.dumps((r, states.get(r.uri), known_caps.get(states[r.uri][0], []) if r.uri in states else []))}
+    known_caps = collection.caption_sources()
+    rows = [{"row": pickle.dumps((r, states.get(r.uri), known_caps.get(states[r.uri][0], {}) if r.uri in states else {}))}
             for r in records]
     if not rows:
         return
@@ -261,6 +268,8 @@ def _run(ray, collection, records: list[Record], factory, batch_size: int, num_w
                 emb.append(e)
                 feat.append(f)
             else:
+                if moves and p.kind == "reuse" and p.item_id in uris and not os.path.lexists(uris[p.item_id]):
+                    p.kind = "move"  # the stored copy's file is gone: its item follows this file
                 side.append(p)
         vecs = ImageVectors(np.stack(emb), np.stack(feat)) if batch else None
         if batch or side:

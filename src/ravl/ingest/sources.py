@@ -14,13 +14,15 @@ import io
 import json
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import SourceError
 from ..inputs import parse_json, read_text
-from .record import Record
+from .folders import IMAGE_EXTENSIONS, FolderScan, scan_folder
+from .record import Record, clean_captions
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
+
 def _image_name(value, where: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise SourceError(f"{where}: the image file name must be a non-empty string, got {value!r:.60}")
@@ -39,16 +41,7 @@ def _under_root(root: Path, name: str, where: str, confine: bool) -> Path:
     return joined.resolve()
 
 
-def _clean(captions: Iterable) -> list[str]:
-    out: list[str] = []
-    for c in captions:
-        if not isinstance(c, str):
-            continue
-        # lone surrogates (JSON "\udcff", undecodable bytes) cannot be stored as text: U+FFFD
-        text = " ".join(c.split()).encode("utf-8", "surrogatepass").decode("utf-8", "replace")
-        if text and text not in out:
-            out.append(text)
-    return out
+_clean = clean_captions
 
 
 def _merge(records: Iterable[Record]) -> list[Record]:
@@ -61,18 +54,12 @@ def _merge(records: Iterable[Record]) -> list[Record]:
         else:
             seen.captions = _clean(seen.captions + rec.captions)
             seen.metadata.update(rec.metadata)
+            seen.caption_locales.update(rec.caption_locales)
     return list(by_path.values())
 
 
 def read_folder(root: Path) -> list[Record]:
-    records = []
-    for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()):
-        sidecar = path.with_suffix(".txt")
-        captions: list[str] = []
-        if sidecar.is_file():
-            captions = _clean(sidecar.read_text(encoding="utf-8", errors="replace").splitlines())
-        records.append(Record(path.resolve(), captions, {"source": "folder"}))
-    return records
+    return scan_folder(root).records
 
 
 def _manifest_record(row: dict, base: Path, where: str) -> Record:
@@ -245,3 +232,42 @@ def read_sources(sources: Iterable[str | Path], *, images_root: str | Path | Non
                  split: str | None = None) -> list[Record]:
     """All records of several sources, one per image path (captions merged)."""
     return _merge(r for s in sources for r in read_source(s, images_root=images_root, split=split))
+
+
+@dataclass
+class SourceScan:
+    """What reading some sources found: the records, and for each folder source what a sync needs
+    (:class:`~ravl.ingest.folders.FolderScan`); ``sync_all``: every item not among the records goes
+    (``ravl index --sync``), not only those under a folder source."""
+    sources: list[str]
+    records: list[Record]
+    folders: list[FolderScan] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    sync_all: bool = False
+
+
+def scan_sources(sources: Iterable[str | Path], *, images_root: str | Path | None = None, split: str | None = None,
+                 exclude: Iterable[str | Path] = ()) -> SourceScan:
+    """:func:`read_sources`, keeping what each folder's scan found; folders in ``exclude`` (the
+    collection's own folder) are left out of the scan, with a note when one lay inside a source."""
+    names = [str(s) for s in sources]
+    left_out = tuple(Path(e).expanduser().resolve() for e in exclude)
+    folders: list[FolderScan] = []
+    records: list[Record] = []
+    notes: list[str] = []
+    for source in names:
+        path = Path(source).expanduser()
+        if "\0" not in source and path.is_dir():
+            from .emoji import is_emoji_datasource
+
+            if not is_emoji_datasource(path):
+                scan = scan_folder(path, left_out)
+                folders.append(scan)
+                records += scan.records
+                for folder in left_out:
+                    if folder.is_relative_to(scan.root):
+                        notes.append(f"the collection folder {folder} lies inside {scan.root}, a folder being "
+                                     "indexed; it is left out of the scan (keep collections outside photo folders)")
+                continue
+        records += read_source(source, images_root=images_root, split=split)
+    return SourceScan(names, _merge(records), folders, notes)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import SourceError
+from .sidecar import parse_sidecar
 
 STAMPS_ROOT = Path("/usr/share/tuxpaint/stamps")
 #: folder prefixes (relative to the stamps root) left out by default
@@ -38,16 +39,12 @@ def _excluded(category: str, exclude: Iterable[str]) -> bool:
 
 
 def _read_sidecar(path: Path) -> tuple[str, dict[str, str]]:
-    lines = [ln.strip() for ln in path.read_text(encoding="utf-8", errors="replace").splitlines()]
-    lines = [ln for ln in lines if ln]
     english, translations = "", {}
-    for line in lines:
-        key, sep, value = line.partition("=")
-        if sep and key.endswith(".utf8") and " " not in key:
-            if value.strip():
-                translations[key[: -len(".utf8")]] = value.strip()
+    for locale, text in parse_sidecar(path.read_text(encoding="utf-8", errors="replace")):
+        if locale:
+            translations[locale] = text
         elif not english:
-            english = line
+            english = text
     return english, translations
 
 

@@ -70,7 +70,7 @@ def build_router() -> APIRouter:
     def add_item(image: UploadFile | None = File(None, description="image file (content is checked)"),
                  captions: list[str] = Form([], description="one caption per field; newlines also split"),
                  state: ServerState = Depends(get_state)):
-        from ..ingest.pipeline import index_sources
+        from ..ingest.pipeline import index_records
         from ..ingest.sources import Record
 
         data, name = state.read_upload(image)
@@ -82,7 +82,7 @@ def build_router() -> APIRouter:
         with state.write_lock:
             path = state.save_upload(data, name)
             record = Record(path, texts, {"source": "upload", "filename": name})
-            report = index_sources(state.collection, [], records=[record], workers=1)
+            report = index_records(state.collection, [record], workers=1, keep_missing=True)  # add only
             row = state.collection.item_by_uri(str(path))
         if row is None:
             reason = report.skipped[0][1] if report.skipped else "unknown reason"

@@ -62,6 +62,8 @@ class ServerSettings:
     #: seconds a client has to send a complete request head; longest pause inside a request body
     header_timeout: float = 10.0
     body_timeout: float = 60.0
+    #: folders the server keeps the collection in step with (``ravl serve --watch DIR``)
+    watch: tuple[str, ...] = ()
 
     def __post_init__(self):
         object.__setattr__(self, "collection", Path(self.collection).expanduser().resolve())
@@ -70,6 +72,7 @@ class ServerSettings:
 
             object.__setattr__(self, "generators", server_generators())
         object.__setattr__(self, "generators", tuple(self.generators))
+        object.__setattr__(self, "watch", tuple(str(Path(w).expanduser().resolve()) for w in self.watch))
         if self.thumbnail_dir is not None:
             object.__setattr__(self, "thumbnail_dir", Path(self.thumbnail_dir).expanduser().resolve())
 
@@ -105,6 +108,11 @@ class ServerSettings:
         if self.api_key_env and not self.api_key():
             raise ConfigError(f"--api-key-env {self.api_key_env} names an unset or empty environment variable; "
                               f"export {self.api_key_env}=<a long random key> or leave --api-key-env out")
+        if self.watch and self.workers > 1:
+            raise ConfigError("--watch needs --workers 1 (one process follows the folders and writes)")
+        for folder in self.watch:
+            if not Path(folder).is_dir():
+                raise ConfigError(f"--watch {folder}: not a folder")
         if self.allow_writes and not self.api_key() and not is_loopback(self.host):
             raise ConfigError(f"--allow-writes without an API key is only allowed on a loopback host, not "
                               f"{self.host!r}; use --host 127.0.0.1, or set a key with --api-key-env VAR")
@@ -116,12 +124,14 @@ class ServerSettings:
         d["collection"] = str(self.collection)
         d["thumbnail_dir"] = str(self.thumbnail_dir) if self.thumbnail_dir else None
         d["generators"] = list(self.generators)
+        d["watch"] = list(self.watch)
         return json.dumps(d)
 
     @classmethod
     def from_json(cls, text: str) -> ServerSettings:
         d = json.loads(text)
         d["generators"] = tuple(d.get("generators") or ())
+        d["watch"] = tuple(d.get("watch") or ())
         return cls(**d)
 
     @classmethod

@@ -101,7 +101,7 @@ class ServerState:
         if settings.model_threads:
             _set_torch_threads(settings.model_threads)
         encoder = BatchedEncoder(inner, max_batch=settings.batch_size, wait_ms=settings.batch_wait_ms)
-        readonly = settings.write_mode() == "disabled"
+        readonly = settings.write_mode() == "disabled" and not settings.watch  # a watcher writes
         coll = open_collection(settings.collection, encoder=encoder, readonly=readonly)
         try:
             generators = {s: LockedGenerator(load_generator(s)) for s in settings.generators}
@@ -121,7 +121,31 @@ class ServerState:
         state.image_generator = image_generator
         state.clean_leftovers()
         state.image_roots()
+        if settings.watch:
+            state.start_watch()
         return state
+
+    def start_watch(self) -> None:
+        """Follow ``settings.watch`` in a thread (``ravl serve --watch``): each batch is written under
+        :attr:`write_lock`, like uploads; searches catch up from the change log."""
+        import logging
+
+        from ..ingest.watch import watch_folders
+
+        log = logging.getLogger("ravl")
+        self._watch_stop = threading.Event()
+
+        def run() -> None:
+            try:
+                watch_folders(self.collection, self.settings.watch, stop=self._watch_stop, lock=self.write_lock,
+                              on_ready=lambda r: log.warning("ravl serve: watching %s: %s",
+                                                             ", ".join(self.settings.watch), r.summary()),
+                              on_batch=lambda r: log.warning("ravl serve: %s", r.summary()))
+            except Exception as exc:  # the server goes on serving what is indexed
+                log.error("ravl serve: watching stopped: %s: %s", type(exc).__name__, exc)
+
+        self._watcher = threading.Thread(target=run, name="ravl-watch", daemon=True)
+        self._watcher.start()
 
     def clean_leftovers(self) -> int:
         """Remove what killed writers left: stale ``*.tmp`` files (index caches, uploads,
@@ -178,6 +202,9 @@ class ServerState:
         return out
 
     def close(self) -> None:
+        if getattr(self, "_watcher", None) is not None:
+            self._watch_stop.set()
+            self._watcher.join(timeout=30)
         encoder = self.collection.base_encoder  # loaded at open: no model load here
         self.searches.close()
         self.collection.close()

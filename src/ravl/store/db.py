@@ -5,19 +5,21 @@ import json
 import os
 import sqlite3
 import threading
-import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 
 from .changelog import ChangeLogMixin
 from .index_meta import IndexMetaMixin
 from .keywords import KeywordSearch
+from .readonly import check_no_pending_log, writable
 from .schema import LATEST, migrate, schema_version
 from .sqlite_errors import DB_NAME, sqlite_errors, translating_sqlite_errors  # noqa: F401  (re-exported)
+from .writes import NewItem, WritesMixin, uri_param  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)
@@ -33,32 +35,6 @@ class ItemRow:
     captions: tuple[str, ...] = ()
 
 
-@dataclass
-class NewItem:
-    """One image ready to be written: file facts, vectors and captions (with their vectors)."""
-    uri: str
-    sha256: str
-    size: int
-    mtime_ns: int
-    width: int | None
-    height: int | None
-    embedding: np.ndarray
-    features: np.ndarray
-    metadata: dict = field(default_factory=dict)
-    captions: list[tuple[str, np.ndarray]] = field(default_factory=list)
-    source: str = ""
-
-
-def uri_param(uri: str) -> str | bytes:
-    """How a uri is stored: as text when it is valid UTF-8, else as the file name's raw bytes (a
-    BLOB in the uri column; names that are not UTF-8 are kept losslessly and stay unique)."""
-    try:
-        uri.encode("utf-8")
-        return uri
-    except UnicodeEncodeError:
-        return os.fsencode(uri)
-
-
 def uri_value(value: str | bytes) -> str:
     """A stored uri back as the str Python uses for that path (undecodable bytes as surrogates)."""
     return os.fsdecode(value) if isinstance(value, bytes) else value
@@ -68,11 +44,7 @@ OCR_SOURCE = "ocr"
 _SQL_CHUNK = 5000  # ids per SQL "IN (...)" query, well under SQLite's variable limit
 
 
-def _blob(vec: np.ndarray) -> bytes:
-    return np.ascontiguousarray(vec, dtype=np.float32).tobytes()
-
-
-class Database(IndexMetaMixin, ChangeLogMixin):
+class Database(WritesMixin, IndexMetaMixin, ChangeLogMixin):
     """One SQLite file; each thread gets its own connection, so a reader never sees another
     thread's uncommitted transaction (WAL gives every connection a consistent snapshot)."""
 
@@ -81,6 +53,11 @@ class Database(IndexMetaMixin, ChangeLogMixin):
         database: a database has its tables and its metadata, or nothing."""
         self.path = Path(path)
         self.readonly = readonly
+        #: opened with SQLite's ``immutable=1``: a reader of a collection it cannot write (a read-only
+        #: mount, a DVD, a container image): no lock, no -shm file, no index cache written
+        self.immutable = readonly and not writable(self.path)
+        if self.immutable:
+            check_no_pending_log(self.path)
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
@@ -91,7 +68,7 @@ class Database(IndexMetaMixin, ChangeLogMixin):
                 if not readonly:
                     conn.execute("PRAGMA journal_mode=WAL")
                     migrate(conn, initial_meta)
-                elif schema_version(conn) < LATEST:
+                elif schema_version(conn) < LATEST and not self.immutable:
                     self._upgrade_for_reading()
         except BaseException:
             self.close()
@@ -117,7 +94,8 @@ class Database(IndexMetaMixin, ChangeLogMixin):
         conn = getattr(self._local, "conn", None)
         if conn is None:
             if self.readonly:
-                conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None,
+                flag = "immutable=1" if self.immutable else "mode=ro"
+                conn = sqlite3.connect(f"file:{quote(os.fsencode(self.path))}?{flag}", uri=True, isolation_level=None,
                                        check_same_thread=False, timeout=30)
             else:
                 conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
@@ -305,81 +283,6 @@ class Database(IndexMetaMixin, ChangeLogMixin):
             else:
                 self.set_meta({"bridge_file": name, "bridge_sha256": sha256}, c)
             self.bump_generation(c)
-
-    def write_batch(self, new_items: Sequence[NewItem], touched: Sequence[tuple[int, int, int]] = (),
-                    extra_captions: Sequence[tuple[int, str, np.ndarray, str]] = (),
-                    on_skip: Callable[[str, str], None] | None = None) -> list[int | None]:
-        """Upsert ``new_items`` (by uri), refresh (id, size, mtime_ns) of unchanged files, and add
-        captions to existing items — all in ONE transaction. Returns the ids of ``new_items``;
-        an item that cannot be stored is left out (``None``, reason to ``on_skip(uri, reason)``)
-        without losing the rest of the batch."""
-        ids: list[int | None] = []
-        now = time.time()
-        with self.transaction() as c:
-            for it in new_items:
-                c.execute("SAVEPOINT item")
-                try:
-                    ids.append(self._upsert(c, it, now))
-                except (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError,
-                        ValueError, OverflowError, TypeError) as exc:  # this record only; disk full etc. abort
-                    c.execute("ROLLBACK TO item")
-                    ids.append(None)
-                    if on_skip:
-                        on_skip(it.uri, f"cannot be stored ({type(exc).__name__}: {exc})"[:300])
-                c.execute("RELEASE item")
-            c.executemany("UPDATE items SET size=?, mtime_ns=? WHERE id=?", [(s, m, i) for i, s, m in touched])
-            c.executemany("INSERT OR IGNORE INTO captions(item_id, text, source, emb) VALUES(?,?,?,?)",
-                          [(i, text, src, _blob(vec)) for i, text, vec, src in extra_captions])
-            if any(i is not None for i in ids) or extra_captions:
-                self.bump_generation(c)
-        return ids
-
-    @staticmethod
-    def _upsert(c: sqlite3.Connection, it: NewItem, now: float) -> int:
-        uri = uri_param(it.uri)
-        row = c.execute("SELECT id FROM items WHERE uri=?", (uri,)).fetchone()
-        if row:  # changed file: replace vectors, keep id and captions
-            item_id = row[0]
-            c.execute("UPDATE items SET sha256=?, size=?, mtime_ns=?, width=?, height=?, metadata=? WHERE id=?",
-                      (it.sha256, it.size, it.mtime_ns, it.width, it.height, json.dumps(it.metadata), item_id))
-            c.execute("UPDATE item_vectors SET emb=?, feat=? WHERE item_id=?",
-                      (_blob(it.embedding), _blob(it.features), item_id))
-        else:
-            cur = c.execute("INSERT INTO items(uri, sha256, size, mtime_ns, width, height, metadata, added_at) "
-                            "VALUES(?,?,?,?,?,?,?,?)", (uri, it.sha256, it.size, it.mtime_ns, it.width,
-                                                        it.height, json.dumps(it.metadata), now))
-            item_id = cur.lastrowid
-            c.execute("INSERT INTO item_vectors(item_id, emb, feat) VALUES(?,?,?)",
-                      (item_id, _blob(it.embedding), _blob(it.features)))
-        c.executemany("INSERT OR IGNORE INTO captions(item_id, text, source, emb) VALUES(?,?,?,?)",
-                      [(item_id, text, it.source, _blob(vec)) for text, vec in it.captions])
-        return item_id
-
-    def replace_captions(self, source: str, batch: Sequence[tuple[int, Sequence[tuple[str, np.ndarray]], dict]]) -> int:
-        """For each ``(item_id, [(text, vector), ...], metadata)``: drop the item's captions of
-        ``source``, add the given ones and set its metadata — all in ONE transaction. Returns the
-        number of captions added."""
-        added = 0
-        with self.transaction() as c:
-            for item_id, captions, metadata in batch:
-                c.execute("DELETE FROM captions WHERE item_id=? AND source=?", (item_id, source))
-                rows = [(item_id, text, source, _blob(vec)) for text, vec in captions]
-                added += max(c.executemany("INSERT OR IGNORE INTO captions(item_id, text, source, emb) VALUES(?,?,?,?)",
-                                           rows).rowcount, 0)
-                c.execute("UPDATE items SET metadata=? WHERE id=?", (json.dumps(metadata), item_id))
-            if batch:
-                self.bump_generation(c)  # the caption index cache is rebuilt on next use
-        return added
-
-    def delete_items(self, item_ids: Sequence[int]) -> int:
-        if not item_ids:
-            return 0
-        marks = ",".join("?" * len(item_ids))
-        with self.transaction() as c:
-            n = c.execute(f"DELETE FROM items WHERE id IN ({marks})", list(item_ids)).rowcount
-            if n:
-                self.bump_generation(c)
-        return n
 
 
 def _chunks(ids: Sequence[int]) -> list[list[int]]:

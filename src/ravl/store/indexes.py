@@ -153,9 +153,11 @@ class IndexSet:
                 key = (current["generation"], tuple(self._db.index_settings().values()))
                 index, how = (None, "built") if rebuild else self._caught_up(name, current, plan, held)
                 if index is None:
-                    index, blob = build_index(current, self.dims[name], self._fetch_all(name), plan,
+                    # a collection read as immutable gets no cache file: exact search in memory
+                    build = choose_index(current["count"], self.dims[name], "flat") if self._db.immutable else plan
+                    index, blob = build_index(current, self.dims[name], self._fetch_all(name), build,
                                               self.fetch_ids(name), self._queries.get(name))
-                    if len(index) == current["count"]:
+                    if len(index) == current["count"] and not self._db.immutable:
                         write_cache(self.folder, name, index, _stamp(current, index), blob)
             if how == "built":
                 facts = {k: index.info[k] for k in FACT_KEYS if index.info.get(k) is not None}
@@ -201,6 +203,8 @@ class IndexSet:
 
     def _save_caught_up(self, name: str, index: SearchIndex, current: dict) -> None:
         """Rewrite the cache file of a caught-up index when the compaction rule says so."""
+        if self._db.immutable:
+            return
         path = self.folder / f"{name}.faiss"
         try:
             size = path.stat().st_size

@@ -116,8 +116,25 @@ INSERT INTO generations(generation, state, seq)
   FROM meta WHERE key='state';
 """
 
+# Photo metadata read at ingest (EXIF), as columns that filters use through indexes: when the photo
+# was taken (wall-clock seconds where it was taken, as if UTC, so "2019-06-01" means that local
+# day; ``taken_offset`` minutes east of UTC when the EXIF says), where (WGS84 degrees), the camera
+# ("Make Model"); ``photo_read`` = 1 once the file's metadata was read (older items are back-filled
+# once by the next ingest that sees them unchanged). The folder filter uses the uri index.
+_V5_PHOTOS = """
+ALTER TABLE items ADD COLUMN taken_at REAL;
+ALTER TABLE items ADD COLUMN taken_offset INTEGER;
+ALTER TABLE items ADD COLUMN lat REAL;
+ALTER TABLE items ADD COLUMN lon REAL;
+ALTER TABLE items ADD COLUMN camera TEXT;
+ALTER TABLE items ADD COLUMN photo_read INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX items_taken ON items(taken_at);
+CREATE INDEX items_geo ON items(lat, lon);
+CREATE INDEX items_camera ON items(camera COLLATE NOCASE);
+"""
+
 #: version -> SQL that brings a database from version-1 to version
-MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3_FTS, 4: _V4_CHANGES}
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3_FTS, 4: _V4_CHANGES, 5: _V5_PHOTOS}
 LATEST = max(MIGRATIONS)
 
 

@@ -29,6 +29,12 @@ def sqlite_errors(path: Path) -> Iterator[None]:
                                   "writer is done") from None
         if "readonly" in msg or "read-only" in msg:
             raise CollectionError(f"{path} is read-only here; give a collection folder you can write to") from None
+        from .readonly import permission_problem
+
+        denied = permission_problem(path)
+        if denied:
+            raise CollectionError(f"cannot open the collection database {path}: permission denied ({denied}); "
+                                  "ask for read access (searching needs only read access)") from None
         raise CollectionError(f"cannot use the collection database {path} ({msg}); if it is damaged, restore a "
                               "backup or index into a new --collection folder") from None
     except sqlite3.DatabaseError as exc:  # malformed file, not a database, I/O error
