@@ -79,8 +79,9 @@ class Calibrating(TunedBridge):
             self._search_facts = cached
         return cached[1]
 
-    def caption_langs(self) -> tuple[str, ...]:
-        """The languages whose stopwords are left out of keyword evidence (English always)."""
+    def stopword_langs(self) -> tuple[str, ...]:
+        """The languages whose stopwords are not keyword evidence: English and the collection's
+        caption languages (``ravl index --caption-langs``)."""
         return self.search_facts()["langs"]
 
     def calibration(self) -> Calibration:
@@ -119,7 +120,7 @@ class Calibrating(TunedBridge):
         by_id = dict(zip(got.tolist(), vecs))
         queries = np.stack([by_id[c] for c, _, _ in sample])
         nearest = self._nearest(queries, "images", FIT_DEPTH)
-        langs = self.caption_langs()
+        langs = self.stopword_langs()
         rows = []
         for (cid, item, text), vec in zip(sample, nearest):
             kw, same = self._fit_keywords(text, cid, langs)

@@ -79,7 +79,7 @@ class Collection(Searching, CollectionSync, CollectionPhotos):
                 "created_at": meta.get("created_at"), "ravl_version": meta.get("ravl_version"),
                 "generation": self._db.generation(), "size_bytes": size, "tuned": self.tuned_info(),
                 "index": self._indexes.settings(), "indexes": self._indexes.facts(),
-                "search": {"calibration": self.calibration().to_dict(), "caption_langs": list(self.caption_langs())}}
+                "search": {"calibration": self.calibration().to_dict(), "stopword_langs": list(self.stopword_langs())}}
 
     @translating_sqlite_errors
     def get_item(self, item_id: int) -> ItemRow:

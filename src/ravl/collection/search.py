@@ -166,7 +166,7 @@ class Searching(Calibrating):
 
     def _negative_items(self, request: SearchRequest) -> set[int]:
         """Items whose text holds a negative term's words (they are left out of the results)."""
-        words = [w for t in request.texts if t.weight < 0 for w in content_words(str(t.value), self.caption_langs())]
+        words = [w for t in request.texts if t.weight < 0 for w in content_words(str(t.value), self.stopword_langs())]
         if not words or not self.search_facts()["keyword_index"]:
             return set()
         rows = self._db.keyword_search(fts_terms(words), MAX_EXCLUDED)
@@ -174,7 +174,7 @@ class Searching(Calibrating):
 
     def _keyword_side(self, request: SearchRequest, target: str, depth: int) -> dict[int, tuple[float, float]]:
         """id -> (coverage, BM25) of the keyword matches of the request's positive words."""
-        words = [w for t in request.texts if t.weight > 0 for w in content_words(str(t.value), self.caption_langs())]
+        words = [w for t in request.texts if t.weight > 0 for w in content_words(str(t.value), self.stopword_langs())]
         if not words:
             return {}
         terms = fts_terms(dict.fromkeys(words))

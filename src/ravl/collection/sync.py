@@ -22,6 +22,7 @@ class CollectionSync:
 
     path: Path
     _db: Database
+    _search_facts: tuple[int, dict] | None
 
     @translating_sqlite_errors
     def write_files(self, new_items: Sequence[NewItem], touched: Sequence[tuple[int, int, int]] = (),
@@ -62,6 +63,7 @@ class CollectionSync:
     def set_caption_langs(self, langs: Sequence[str]) -> None:
         with self._db.transaction() as c:
             self._db.set_meta({CAPTION_LANGS_KEY: ",".join(langs)}, c)
+        self._search_facts = None  # the stopwords of searches follow (cached per generation)
 
     @translating_sqlite_errors
     def prune_missing(self, *, dry_run: bool = False) -> list[tuple[int, str]]:
