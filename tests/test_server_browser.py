@@ -161,7 +161,7 @@ def test_imagine_panel_shows_references_and_result(page, imagine_server, served)
     assert not page.errors, page.errors
 
 
-def test_the_search_lives_in_the_url(page, served):
+def test_the_search_lives_in_the_url(page, served, tmp_path):
     """Each search changes the URL: the back button returns to the previous search, and a
     bookmarked URL (mode and k included) runs its search on load."""
     page.goto(served[0].url + "/")
@@ -180,4 +180,9 @@ def test_the_search_lives_in_the_url(page, served):
     page.goto(served[0].url + "/?q=a+cup+of+coffee&k=12&target=images&mode=keyword")
     page.wait_for_selector("#results-title:has-text('a cup of coffee')")
     assert page.input_value("#k") == "12" and page.input_value("#mode") == "keyword"
+    # filters travel in the URL too: a folder with none of the photos leaves no results
+    page.goto(served[0].url + "/?q=a+rocket&k=12&target=images&mode=auto&folder=/nowhere&sort=date")
+    page.wait_for_selector("#status:has-text('0 results')")
+    assert page.locator("#filters").get_attribute("open") is not None and page.input_value("#folder") == "/nowhere"
+    page.screenshot(path=str(tmp_path / "filters.png"))
     assert not page.errors, page.errors

@@ -33,6 +33,14 @@ def add_parser(sub) -> None:
                         "captioned images, see 'ravl info')")
     p.add_argument("--min-score", type=float, default=0.0, metavar="S",
                    help="leave out hits scoring below S (0..1); a note on stderr says when nothing is a good match")
+    f = p.add_argument_group("filters (photo metadata; applied before the top k)")
+    f.add_argument("--after", metavar="DATE", help="taken in or after DATE (YYYY, YYYY-MM, YYYY-MM-DD)")
+    f.add_argument("--before", metavar="DATE", help="taken in or before DATE (the whole period named)")
+    f.add_argument("--folder", metavar="PREFIX", help="files under this folder")
+    f.add_argument("--near", metavar="LAT,LON,KM", help="taken within KM of LAT,LON (EXIF GPS)")
+    f.add_argument("--camera", metavar="TEXT", help="camera make or model containing TEXT")
+    p.add_argument("--sort", choices=("relevance", "date"), default="relevance",
+                   help="order of the hits shown: relevance (default) or date (newest first)")
     add_search_knobs(p)
     p.add_argument("--json", action="store_true", help="one JSON object per query: {\"query\": ..., \"results\": [...], "
                    "\"good_match\": ...}; hits carry score, vector_score, keyword_score and found_by")
@@ -55,6 +63,7 @@ def build_request(args):
     from pathlib import Path
 
     from ..errors import InputError
+    from ..filters import Filters
     from ..hybrid import Fusion
     from ..request import SearchRequest, Term, parse_query
 
@@ -72,9 +81,11 @@ def build_request(args):
     if not terms and not args.queries:
         raise InputError("give a query: --text T, --image PATH, --add TERM or --queries FILE")
     placeholder = (Term("text", "query"),)
+    filters = Filters.parse(after=args.after, before=args.before, folder=args.folder, near=args.near,
+                            camera=args.camera)
     return SearchRequest(terms or placeholder, target=args.target, k=args.k, mode=args.mode,
                          fusion=Fusion(args.keyword_weight), min_score=args.min_score, ef_search=args.ef_search,
-                         nprobe=args.nprobe)
+                         nprobe=args.nprobe, filters=None if filters.empty else filters, sort=args.sort)
 
 
 def run(args) -> int:

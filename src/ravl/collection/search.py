@@ -15,7 +15,7 @@ from ..request import SearchRequest, Term
 from ..scores import Calibration, image_similarity
 from ..store import bulk
 from ..store.sqlite_errors import translating_sqlite_errors
-from .calibration import Calibrating
+from .filtered import Filtering
 
 #: items a negative term may exclude (its keyword matches); more are left to the vector's steering
 MAX_EXCLUDED = 10_000
@@ -23,7 +23,7 @@ MAX_EXCLUDED = 10_000
 Scored = list[tuple[int, float, dict]]  # (id, score, extras: found_by and the components), best first
 
 
-class Searching(Calibrating):
+class Searching(Filtering):
     """Search methods of :class:`~ravl.collection.core.Collection`."""
 
     # --- entry points ----------------------------------------------------------------------------
@@ -43,14 +43,16 @@ class Searching(Calibrating):
         excluded = set(exclude_items)
         out: list[list] = [[] for _ in requests]
         plain: dict[tuple, list[int]] = {}
+        allowed = {n: self.allowed_set(r.filters) for n, r in enumerate(requests)}
         for n, request in enumerate(requests):
             if request.single_image and request.target == "images":
                 feats = self._image_features(request.terms[0], images[n] if n < len(images) else ())
                 self_id = {request.terms[0].value} if request.terms[0].kind == "item" else set()
-                out[n] = self._similar_images(feats, request, excluded | self_id)
-            else:
-                plain.setdefault((request.target, request.ef_search, request.nprobe), []).append(n)
-        for (target, ef, nprobe), rows in plain.items():
+                out[n] = self._similar_images(feats, request, excluded | self_id, allowed[n])
+            else:  # filtered requests search alone (their candidates differ)
+                key = (request.target, request.ef_search, request.nprobe, n if allowed[n] is not None else -1)
+                plain.setdefault(key, []).append(n)
+        for (target, ef, nprobe, _), rows in plain.items():
             modes = [self.text_mode(requests[n].mode) if requests[n].texts else "vector" for n in rows]
             vec_rows = [n for n, m in zip(rows, modes) if m != "keyword"]
             depth = max((requests[n].k if m == "vector" else min(MAX_K, max(50, 3 * requests[n].k)))
@@ -60,12 +62,17 @@ class Searching(Calibrating):
             if vec_rows:
                 qs = np.vstack([_need_vector(vectors[n]) for n in vec_rows])
                 extra = max(len(negatives[n]) for n in vec_rows) + len(excluded)
-                found = self._nearest(qs, target, min(MAX_K + extra, depth + extra), list(excluded), ef, nprobe)
+                only = allowed[vec_rows[0]]
+                if only is not None:  # one filtered request
+                    found = [self._filtered_nearest(qs[0], target, depth, only, excluded | negatives[vec_rows[0]],
+                                                    ef, nprobe)]
+                else:
+                    found = self._nearest(qs, target, min(MAX_K + extra, depth + extra), list(excluded), ef, nprobe)
                 nearest = dict(zip(vec_rows, found))
             for n, mode in zip(rows, modes):
                 skip = excluded | negatives[n]
                 vec = [(i, s) for i, s in nearest.get(n, []) if i not in skip]
-                out[n] = self._ranked_hits(requests[n], mode, vectors[n], vec, skip)
+                out[n] = self._ranked_hits(requests[n], mode, vectors[n], vec, skip, allowed[n])
         return out
 
     def query_vector(self, request: SearchRequest, text_vectors: dict[str, np.ndarray] | None = None,
@@ -158,11 +165,20 @@ class Searching(Calibrating):
             raise ConfigError(f"image term {term.value!r} has no vectors; pass the image's vectors in 'images'")
         return given[0].features[:1]
 
-    def _similar_images(self, feats: np.ndarray, request: SearchRequest, excluded: set) -> list:
-        found = self._nearest(feats, "features", request.k, list(excluded), request.ef_search, request.nprobe)[0]
+    def _similar_images(self, feats: np.ndarray, request: SearchRequest, excluded: set, allowed: set[int] | None) -> list:
+        if allowed is None:
+            found = self._nearest(feats, "features", request.k, list(excluded), request.ef_search, request.nprobe)[0]
+        else:
+            found = self._filtered_nearest(feats[0], "features", request.k, allowed, excluded, request.ef_search,
+                                           request.nprobe)
         scored = [(i, float(image_similarity(s)), {"found_by": {"vector": r}, "vector_score": round(s, 6)})
                   for r, (i, s) in enumerate(found, 1)]
-        return self._hits("images", [_cut(scored, request)])[0]
+        return self._hits("images", [self._finish(scored, request, "images")])[0]
+
+    def _finish(self, scored: Scored, request: SearchRequest, target: str) -> Scored:
+        """The top ``k`` at or above the minimum score, newest first with ``sort="date"``."""
+        top = _cut(scored, request)
+        return self._by_date(target, top) if request.sort == "date" else top
 
     def _negative_items(self, request: SearchRequest) -> set[int]:
         """Items whose text holds a negative term's words (they are left out of the results)."""
@@ -172,8 +188,10 @@ class Searching(Calibrating):
         rows = self._db.keyword_search(fts_terms(words), MAX_EXCLUDED)
         return {item for _, item, _ in rows}
 
-    def _keyword_side(self, request: SearchRequest, target: str, depth: int) -> dict[int, tuple[float, float]]:
-        """id -> (coverage, BM25) of the keyword matches of the request's positive words."""
+    def _keyword_side(self, request: SearchRequest, target: str, depth: int,
+                      allowed: set[int] | None = None) -> dict[int, tuple[float, float]]:
+        """id -> (coverage, BM25) of the keyword matches of the request's positive words (of
+        ``allowed`` items only, when given)."""
         words = [w for t in request.texts if t.weight > 0 for w in content_words(str(t.value), self.stopword_langs())]
         if not words:
             return {}
@@ -183,6 +201,8 @@ class Searching(Calibrating):
         weights = [idf(df[t], total) for t in live]
         out: dict[int, tuple[float, float]] = {}
         for cid, item, bm25 in rows:
+            if allowed is not None and item not in allowed:
+                continue
             key = cid if target == "captions" else item
             cov = coverage([t in held[cid] for t in live], weights)
             if key not in out or (cov, bm25) > out[key]:
@@ -190,11 +210,11 @@ class Searching(Calibrating):
         return out
 
     def _ranked_hits(self, request: SearchRequest, mode: str, qvec: np.ndarray | None,
-                     vector: list[tuple[int, float]], skip: set[int]) -> list:
+                     vector: list[tuple[int, float]], skip: set[int], allowed: set[int] | None = None) -> list:
         target = request.target
         cal: Calibration = self.calibration()
         depth = request.k if mode == "vector" else min(MAX_K, max(50, 3 * request.k))
-        keyword = {} if mode == "vector" else {i: v for i, v in self._keyword_side(request, target, depth).items()
+        keyword = {} if mode == "vector" else {i: v for i, v in self._keyword_side(request, target, depth, allowed).items()
                                                 if i not in skip}
         if mode == "hybrid" and not keyword:
             mode = "vector"  # no content word (or none that discriminates): pure vector search
@@ -224,7 +244,7 @@ class Searching(Calibrating):
             scored.sort(key=lambda s: -s[1])
         text_query = any(t.kind == "text" and t.weight > 0 for t in request.terms)
         scored = [(i, _score(target, text_query, mode, raw, w, cal), extras) for i, raw, extras in scored]
-        return self._hits(target, [_cut(scored, request)])[0]
+        return self._hits(target, [self._finish(scored, request, target)])[0]
 
     def _cosines(self, target: str, ids: list[int], qvec: np.ndarray) -> list[float]:
         got, vecs = self.caption_vectors(ids) if target == "captions" else self.item_embeddings(ids)

@@ -77,12 +77,19 @@ def build_router(settings: ServerSettings) -> APIRouter:
                 "imagine_needs_key": state.settings.api_key() is not None,
                 "batching": {**state.encoder.stats(), "searches": state.searches.stats()}}
 
-    def request_of(terms, target, k, mode, keyword_weight, min_score, ef_search, nprobe):
+    def request_of(terms, target, k, mode, keyword_weight, min_score, ef_search, nprobe, filters=None,
+                   sort="relevance"):
         from ..hybrid import Fusion
         from ..request import SearchRequest
 
         return SearchRequest(terms, target=target, k=k, mode=mode, fusion=Fusion(keyword_weight), min_score=min_score,
-                             ef_search=ef_search, nprobe=nprobe)
+                             ef_search=ef_search, nprobe=nprobe, filters=filters, sort=sort)
+
+    def filters_of(after, before, folder, near, camera):
+        from ..filters import Filters
+
+        f = Filters.parse(after=after, before=before, folder=folder, near=near, camera=camera)
+        return None if f.empty else f
 
     @router.get("/search", tags=["search"], summary="Search by text (q) or by a stored item's image (item)")
     async def search_get(q: str | None = Query(None, max_length=2000,
@@ -99,6 +106,12 @@ def build_router(settings: ServerSettings) -> APIRouter:
                          min_score: float = Query(0.0, ge=0.0, le=1.0, description=MIN_SCORE_DOC),
                          ef_search: int | None = Query(None, ge=1, le=MAX_SEARCH_PARAM, description=EF_DOC),
                          nprobe: int | None = Query(None, ge=1, le=MAX_SEARCH_PARAM, description=NPROBE_DOC),
+                         after: str | None = Query(None, max_length=40, description="taken in or after (YYYY[-MM[-DD]])"),
+                         before: str | None = Query(None, max_length=40, description="taken in or before (whole period)"),
+                         folder: str | None = Query(None, max_length=4096, description="files under this folder"),
+                         near: str | None = Query(None, max_length=100, description="LAT,LON,KM (EXIF GPS)"),
+                         camera: str | None = Query(None, max_length=200, description="camera make/model contains"),
+                         sort: Literal["relevance", "date"] = Query("relevance", description="order of the hits"),
                          state: ServerState = Depends(get_state)) -> dict:
         # async: a plain text waits for its batch without holding a worker thread; store work runs in the pool
         from ..request import Term, parse_query
@@ -107,7 +120,8 @@ def build_router(settings: ServerSettings) -> APIRouter:
         if q is None and item is None:
             raise InputError("give q (text), item (an item id) or both, e.g. /search?q=a+red+car")
         terms = (parse_query(q) if q is not None else ()) + ((Term("item", item),) if item is not None else ())
-        request = request_of(terms, target, k, mode, keyword_weight, min_score, ef_search, nprobe)
+        request = request_of(terms, target, k, mode, keyword_weight, min_score, ef_search, nprobe,
+                             filters_of(after, before, folder, near, camera), sort)
         coll = state.collection
         if request.simple_text is not None:
             hits = await state.search_text(request)

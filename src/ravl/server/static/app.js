@@ -103,12 +103,19 @@ async function run(label, fn) {
   }
 }
 
+const FILTERS = ["after", "before", "folder", "near", "camera", "sort"];
+
 function params() {
-  return { k: $("k").value, target: $("target").value, mode: $("mode").value };
+  const p = { k: $("k").value, target: $("target").value, mode: $("mode").value };
+  for (const name of FILTERS) {
+    const v = $(name).value.trim();
+    if (v && !(name === "sort" && v === "relevance")) p[name] = v;
+  }
+  return p;
 }
 
 function searchQuery(q, p) {
-  return new URLSearchParams({ q, k: p.k, target: p.target, mode: p.mode }).toString();
+  return new URLSearchParams({ q, ...p }).toString();
 }
 
 async function searchText(q, fromHistory) {
@@ -132,6 +139,8 @@ function fromUrl() {
     const v = u.get(name);
     if (v && [...$(name).options].some((o) => (o.value || o.text) === v)) $(name).value = v;
   }
+  for (const name of FILTERS) $(name).value = u.get(name) || (name === "sort" ? "relevance" : "");
+  if (FILTERS.some((name) => u.get(name))) $("filters").open = true;
   const q = u.get("q");
   $("q").value = q || "";
   if (q) searchText(q, true);
