@@ -90,7 +90,7 @@ def typed_queries(root: Path) -> list[tuple[str, set[str]]]:
     out = []
     for line in TYPED.read_text().splitlines():
         d = json.loads(line)
-        out.append((d["query"], {str(root / f"{r}.png") for r in d["relevant"]}))
+        out.append((d["query"], {str(root / r) for r in d["relevant"]}))
     return out
 
 

@@ -243,3 +243,20 @@ def test_common_words_follow_writes(tmp_path):
     assert len(db.keyword_search(['"a"', '"zebra"'], 20)) == 8
     assert len(db.keyword_search(['"a"', '"zebra"', '"lake"'], 20)) == 3
     db.close()
+
+
+def test_eval_retrieval_on_held_out_queries(coll, tmp_path):
+    """`ravl eval retrieval --queries` scores held-out text queries through search, every mode."""
+    from ravl.eval.heldout import evaluate_heldout, read_heldout
+
+    root = coll.path.parent / "src"
+    qfile = tmp_path / "q.jsonl"
+    qfile.write_text('{"query": "zebra", "relevant": ["green1.png", "red1.png"]}\n'
+                     '{"query": "black", "relevant": ["black1.png"]}\n')
+    result = evaluate_heldout(coll, read_heldout(qfile, root), ks=(1, 5))
+    # only the keyword index knows zebras; only the (colour) vectors know that the night sky is black
+    assert result["keyword"]["recall"]["R@1"] == 0.5 and result["keyword"]["n_not_found"] == 1
+    assert result["vector"]["recall"]["R@1"] == 0.5
+    assert set(result) == {"n_queries", "relevant_missing", "vector", "keyword", "hybrid", "auto"}
+    with pytest.raises(Exception, match="none of the relevant images"):
+        evaluate_heldout(coll, read_heldout(qfile, tmp_path))

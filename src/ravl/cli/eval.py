@@ -30,6 +30,10 @@ def add_parser(sub) -> None:
     r.add_argument("--k", default="1,5,10", metavar="K,K,..", help="recall cut-offs (default 1,5,10)")
     r.add_argument("--ties", choices=("pessimistic", "optimistic", "index"), default="pessimistic",
                    help="how exact score ties rank (default pessimistic)")
+    r.add_argument("--queries", metavar="FILE",
+                   help="held-out text queries instead of the stored captions: JSONL lines {\"query\": text, "
+                        "\"relevant\": [image paths]} (relative to --images-root), scored through search in every "
+                        "mode (vector, keyword, hybrid, default) with --collection")
     _common(r)
     r.set_defaults(run=run_retrieval)
 
@@ -94,6 +98,8 @@ def run_retrieval(args) -> int:
     ks = parse_ks(args.k)
     if not args.collection and not args.data:
         raise ConfigError("give --collection DIR (an indexed collection) or --data SOURCE (indexed first)")
+    if args.queries:
+        return _run_heldout(args, ks)
     temp = None
     try:
         if args.data:
@@ -124,6 +130,26 @@ def run_retrieval(args) -> int:
     report = build_report(config=config, retrieval=run.scores, curve_max_k=max(max(ks), 20),
                           extra={"chance": run.details})
     return finish_report(args, report)
+
+
+def _run_heldout(args, ks) -> int:
+    from ..collection import open_collection
+    from ..errors import ConfigError
+    from ..eval.heldout import evaluate_heldout, read_heldout, render_heldout
+    from ..eval.report import build_report
+    from ..eval.runner import ravl_version
+
+    if args.data or not args.collection:
+        raise ConfigError("--queries scores an indexed collection: give --collection DIR (and no --data)")
+    queries = read_heldout(args.queries, args.images_root)
+    with open_collection(args.collection, encoder=args.encoder, readonly=True) as coll:
+        result = evaluate_heldout(coll, queries, ks=ks)
+        config = {"task": "retrieval-heldout", "encoder": coll.encoder_spec, "encoder_fingerprint": coll.active_fingerprint,
+                  "k": list(ks), "queries": str(args.queries), "collection": str(coll.path),
+                  "ravl_version": ravl_version()}
+    if result["relevant_missing"]:
+        log(f"note: {result['relevant_missing']} relevant paths of {args.queries} are not in the collection")
+    return finish_report(args, build_report(config=config, extra={"heldout": result}), render_heldout(result, ks))
 
 
 def run_caption(args) -> int:

@@ -190,8 +190,9 @@ def ranking_scores(rankings: Mapping[Hashable, Sequence[Hashable]],
     """Recall@K from ranked id lists (best first), e.g. what a search engine returned.
 
     ``relevant[q]`` is one id or a collection of ids (a set/list/tuple). A query whose relevant
-    items are absent from its list ranks ``len(list) + 1`` and counts in ``n_not_found`` (mean
-    rank is then a lower bound). Queries without any relevant id are left out.
+    items are absent from its list ranks past the list and past the largest K (``max(len(list),
+    K) + 1``) and counts in ``n_not_found`` (mean rank is then a lower bound). Queries without any
+    relevant id are left out.
     """
     ks = _check_ks(ks)
     missing = [q for q in rankings if q not in relevant]
@@ -208,9 +209,9 @@ def ranking_scores(rankings: Mapping[Hashable, Sequence[Hashable]],
             ranks.append(np.nan)
             continue
         pos = next((i for i, item in enumerate(ranked, 1) if item in rel), None)
-        if pos is None:
+        if pos is None:  # past the list and past every K asked for (a short or empty list is no hit)
             not_found += 1
-            pos = len(ranked) + 1
+            pos = max(len(ranked), ks[-1]) + 1
         ranks.append(pos)
     return direction_scores(name, ranks, ks, n_candidates=n_candidates if n_candidates is not None else longest,
                             n_not_found=not_found)
