@@ -36,22 +36,36 @@ class Searching(Filtering):
 
     @translating_sqlite_errors
     def search_batch(self, requests: Sequence[SearchRequest], vectors: Sequence[np.ndarray | None], *,
-                     exclude_items: Iterable[int] = (), images: Sequence[Sequence[ImageVectors]] = ()) -> list[list]:
+                     exclude_items: Iterable[int] = (), images: Sequence[Sequence[ImageVectors]] = (),
+                     exclude_each: Sequence[Iterable[int]] = ()) -> list[list]:
         """Hits for requests whose query vectors (from :meth:`query_vector`) are ready; requests
-        sharing target and index knobs share one index call."""
+        sharing target and index knobs share one index call (image similarity too). ``exclude_items``
+        leaves items out of every request's answer, ``exclude_each[n]`` out of request ``n``'s."""
         self._check_not_empty()
         excluded = set(exclude_items)
         out: list[list] = [[] for _ in requests]
         plain: dict[tuple, list[int]] = {}
+        similar: dict[tuple, list[int]] = {}
         allowed = {n: self.allowed_set(r.filters) for n, r in enumerate(requests)}
+        own = {n: excluded | set(exclude_each[n] if n < len(exclude_each) else ()) for n in range(len(requests))}
         for n, request in enumerate(requests):
+            alone = n if allowed[n] is not None else -1  # filtered requests search alone (their candidates differ)
             if request.single_image and request.target == "images":
-                feats = self._image_features(request.terms[0], images[n] if n < len(images) else ())
-                self_id = {request.terms[0].value} if request.terms[0].kind == "item" else set()
-                out[n] = self._similar_images(feats, request, excluded | self_id, allowed[n])
-            else:  # filtered requests search alone (their candidates differ)
-                key = (request.target, request.ef_search, request.nprobe, n if allowed[n] is not None else -1)
-                plain.setdefault(key, []).append(n)
+                similar.setdefault((request.k, request.ef_search, request.nprobe, alone), []).append(n)
+            else:
+                plain.setdefault((request.target, request.ef_search, request.nprobe, alone), []).append(n)
+        for (k, ef, nprobe, _), rows in similar.items():  # one index call per group of image queries
+            feats = np.vstack([self._image_features(requests[n].terms[0], images[n] if n < len(images) else ())
+                               for n in rows])
+            only = allowed[rows[0]]
+            if only is not None:
+                found = [self._filtered_nearest(feats[0], "features", k, only, own[rows[0]], ef, nprobe)]
+            else:
+                depth = k + max(len(own[n] - excluded) for n in rows)
+                found = [[(i, s) for i, s in row if i not in own[n]][:k]
+                         for n, row in zip(rows, self._nearest(feats, "features", depth, list(excluded), ef, nprobe))]
+            for n, row in zip(rows, found):
+                out[n] = self._similar_hits(row, requests[n])
         for (target, ef, nprobe, _), rows in plain.items():
             modes = [self.text_mode(requests[n].mode) if requests[n].texts else "vector" for n in rows]
             vec_rows = [n for n, m in zip(rows, modes) if m != "keyword"]
@@ -61,16 +75,16 @@ class Searching(Filtering):
             nearest: dict[int, list[tuple[int, float]]] = {}
             if vec_rows:
                 qs = np.vstack([_need_vector(vectors[n]) for n in vec_rows])
-                extra = max(len(negatives[n]) for n in vec_rows) + len(excluded)
+                extra = max(len(negatives[n]) + len(own[n]) for n in vec_rows)
                 only = allowed[vec_rows[0]]
                 if only is not None:  # one filtered request
-                    found = [self._filtered_nearest(qs[0], target, depth, only, excluded | negatives[vec_rows[0]],
+                    found = [self._filtered_nearest(qs[0], target, depth, only, own[vec_rows[0]] | negatives[vec_rows[0]],
                                                     ef, nprobe)]
                 else:
                     found = self._nearest(qs, target, min(MAX_K + extra, depth + extra), list(excluded), ef, nprobe)
                 nearest = dict(zip(vec_rows, found))
             for n, mode in zip(rows, modes):
-                skip = excluded | negatives[n]
+                skip = own[n] | negatives[n]
                 vec = [(i, s) for i, s in nearest.get(n, []) if i not in skip]
                 out[n] = self._ranked_hits(requests[n], mode, vectors[n], vec, skip, allowed[n])
         return out
@@ -165,12 +179,7 @@ class Searching(Filtering):
             raise ConfigError(f"image term {term.value!r} has no vectors; pass the image's vectors in 'images'")
         return given[0].features[:1]
 
-    def _similar_images(self, feats: np.ndarray, request: SearchRequest, excluded: set, allowed: set[int] | None) -> list:
-        if allowed is None:
-            found = self._nearest(feats, "features", request.k, list(excluded), request.ef_search, request.nprobe)[0]
-        else:
-            found = self._filtered_nearest(feats[0], "features", request.k, allowed, excluded, request.ef_search,
-                                           request.nprobe)
+    def _similar_hits(self, found: list[tuple[int, float]], request: SearchRequest) -> list:
         scored = [(i, float(image_similarity(s)), {"found_by": {"vector": r}, "vector_score": round(s, 6)})
                   for r, (i, s) in enumerate(found, 1)]
         return self._hits("images", [self._finish(scored, request, "images")])[0]
