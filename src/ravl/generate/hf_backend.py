@@ -330,7 +330,7 @@ def _is_vision(transformers: Any, source: str, local_only: bool) -> bool:
     return type(config) in transformers.MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING
 
 
-@declare(*OPTIONS, requires=("torch", "transformers"), install="pip install ravl")
+@declare(*OPTIONS, requires=("torch", "transformers"), install="pip install 'ravl[hf]'")
 def create(spec: Spec) -> HFCausalLMGenerator | HFVisionGenerator:
     """A transformers causal LM or vision-language model from a local folder (or a cached repo id)."""
     if not spec.name:

@@ -11,6 +11,7 @@ import numpy as np
 from ..encoders.base import l2_normalize
 from ..encoders.bridge import METHODS, Bridge
 from ..errors import ConfigError, TuneDataError
+from ..extras import install_hint, require
 from .data import MIN_PAIRS, MIN_VAL_IMAGES, SELECT_PAIRS, build_pairs, caption_groups, mean_recall, recall, split, subsample
 from .train import Progress, choose_weight, train_bridge
 
@@ -82,6 +83,7 @@ def tune_collection(collection, *, method: str = "linear", val_fraction: float =
     """Train, judge and (when it helps) store a bridge for ``collection``. Nothing is written until
     the end, so an interrupted run (Ctrl-C) leaves the collection as it was."""
     check_options(method, val_fraction, epochs)
+    require("ravl tune", ("torch",), install_hint("tune"))
     t0 = time.perf_counter()
     encoder = collection.base_encoder
     pairs = build_pairs(collection.training_pairs())
