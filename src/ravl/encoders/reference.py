@@ -3,7 +3,7 @@
 ``ravl/data/reference_outputs.npz`` holds, for the ``default`` encoder's two towers, what the torch
 definitions (:mod:`.effnet`, :mod:`.text_minilm`: the reference, installed with the dev extras)
 output on fixed probes: EfficientNet-Lite0's logits and pooled features for :func:`probe_pixels`,
-and MiniLM's sentence vectors for :data:`.text_onnx.CHECK_SENTENCES`, each with the sha256 of the
+and MiniLM's sentence vectors for :data:`CHECK_SENTENCES`, each with the sha256 of the
 weights it was made from. :func:`write_reference` (torch) makes the file; a test keeps it in step.
 """
 from __future__ import annotations
@@ -18,6 +18,13 @@ import numpy as np
 from ..errors import ModelNotAvailableError
 
 REFERENCE_FILE = "reference_outputs.npz"
+#: the fixed sentences a new text export is checked on: short and long (truncated), accents, CJK, odd spacing
+CHECK_SENTENCES = (
+    "a cat", "a photo of a dog running on the beach with a red ball in its mouth",
+    "Café déjà vu: naïve résumé", "一只猫坐在垫子上", "   spaces   and\ttabs\n", "x",
+    " ".join(["a long sentence that goes past the truncation limit"] * 30),
+    "ImageNet class 'tabby, tabby cat', a cat with a grey or tawny coat mottled with black",
+)
 #: largest max-abs difference of a fresh CNN export's logits from the reference (logits reach ~15)
 CNN_LOGITS_TOLERANCE = 1e-3
 
@@ -80,7 +87,6 @@ def write_reference(path: Path | None = None) -> Path:
     from .effnet import load_efficientnet_lite0
     from .packaged import weights_path
     from .text_minilm import MiniLMTextEncoder, model_path
-    from .text_onnx import CHECK_SENTENCES
 
     with torch.inference_mode():
         logits, features = load_efficientnet_lite0()(torch.from_numpy(probe_pixels()))

@@ -26,6 +26,7 @@ import numpy as np
 
 from . import onnx_cache
 from .base import l2_normalize
+from .reference import CHECK_SENTENCES
 
 #: bump when the graph written by :func:`build_bert_onnx` changes (invalidates cached files)
 EXPORT_VERSION = 1
@@ -33,13 +34,6 @@ EXPORT_VERSION = 1
 MAX_DIFF = 1e-5
 #: texts encoded before a quick-start session is swapped for the full one (see OnnxTextTower._settle)
 SETTLE_AFTER = 256
-#: the fixed sentences the export is checked on: short and long (truncated), accents, CJK, odd spacing
-CHECK_SENTENCES = (
-    "a cat", "a photo of a dog running on the beach with a red ball in its mouth",
-    "Café déjà vu: naïve résumé", "一只猫坐在垫子上", "   spaces   and\ttabs\n", "x",
-    " ".join(["a long sentence that goes past the truncation limit"] * 30),
-    "ImageNet class 'tabby, tabby cat', a cat with a grey or tawny coat mottled with black",
-)
 
 
 #: initializers at least this large live in the external weights file, each at a page-aligned offset

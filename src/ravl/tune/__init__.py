@@ -48,6 +48,7 @@ def check_options(method: str, val_fraction: float, epochs: int | None) -> None:
         raise ConfigError(f"--val-fraction must be above 0 and at most 0.5, got {val_fraction}")
     if epochs is not None and not 1 <= epochs <= 10000:
         raise ConfigError(f"--epochs must be between 1 and 10000, got {epochs}")
+    require("ravl tune", ("torch",), install_hint("tune"))  # the extra's library, before any work starts
 
 
 def conse_start(encoder, stored_features: np.ndarray, stored_embeddings: np.ndarray) -> dict:
@@ -83,7 +84,6 @@ def tune_collection(collection, *, method: str = "linear", val_fraction: float =
     """Train, judge and (when it helps) store a bridge for ``collection``. Nothing is written until
     the end, so an interrupted run (Ctrl-C) leaves the collection as it was."""
     check_options(method, val_fraction, epochs)
-    require("ravl tune", ("torch",), install_hint("tune"))
     t0 = time.perf_counter()
     encoder = collection.base_encoder
     pairs = build_pairs(collection.training_pairs())
