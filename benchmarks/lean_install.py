@@ -4,8 +4,8 @@ with `[all]`, then index, first search and caption in the lean venv (needs the p
     python3 benchmarks/lean_install.py [--workdir DIR] [--lean-only] [--warm-up]
 
 Each variant gets a fresh virtualenv (``python -m venv``, so pip and setuptools are counted) and
-``pip install -c constraints.txt <this checkout>[extras]`` (a regular, non-editable install, as a
-user gets). In the lean venv, with an empty RAVL_HOME so the first run writes and checks both ONNX
+``pip install -c constraints.txt <a copy of this checkout>[extras]`` (a regular, non-editable
+install, as a user gets). In the lean venv, with an empty RAVL_HOME so the first run writes and checks both ONNX
 graphs, it runs ``ravl index`` on a few photos with captions, a first ``ravl search --text`` and
 ``ravl caption``, and checks that torch, transformers and timm are not installed. ``--warm-up``
 installs each variant once into a throwaway venv first, so the timed install reads a warm pip
@@ -38,6 +38,18 @@ def venv_bytes(root: Path) -> int:
             except OSError:
                 pass
     return total
+
+
+def source_copy(work: Path) -> Path:
+    """What a build of ravl reads (pyproject, README, src/), copied so no stale build/ folder of the
+    checkout ends up in the wheel."""
+    out = work / "source"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    for name in ("pyproject.toml", "README.md", *(p.name for p in REPO.glob("LICEN[CS]E*"))):
+        shutil.copy2(REPO / name, out / name)
+    shutil.copytree(REPO / "src", out / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    return out
 
 
 def make_venv(path: Path, python: str) -> Path:
@@ -112,9 +124,10 @@ def main() -> None:
     work = args.workdir or Path(tempfile.mkdtemp(prefix="ravl-lean-"))
     constraints = REPO / "constraints.txt"
     rows = []
-    variants = [("lean", "pip install ravl", str(REPO))]
+    source = source_copy(work)
+    variants = [("lean", "pip install ravl", str(source))]
     if not args.lean_only:
-        variants.append(("all", "pip install 'ravl[all]'", f"{REPO}[all]"))
+        variants.append(("all", "pip install 'ravl[all]'", f"{source}[all]"))
     for slug, label, target in variants:
         if args.warm_up:
             pip_install(make_venv(work / f"{slug}-warm", args.python), target, constraints)

