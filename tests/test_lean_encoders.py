@@ -173,7 +173,9 @@ def test_weights_with_other_bytes_are_refused(tmp_path):
 def test_first_use_writes_and_checks_both_graphs_without_torch(ravl_home):
     """In a fresh home, the default encoder writes both ONNX graphs and checks them against the
     shipped references; neither check imports torch (the encoder never falls back)."""
-    enc = load_encoder("default")
+    from ravl.encoders.default import DefaultEncoder
+
+    enc = DefaultEncoder()  # not load_encoder's per-process instance, whose graphs live in another home
     vec = enc.encode_texts(["a cat"])
     img = enc.embed_pixels(probe_pixels())
     info = enc.describe()

@@ -35,7 +35,7 @@ import numpy as np
 from PIL import Image
 
 from ..config import env_int
-from ..errors import ConfigError, MissingExtraError, SpecError
+from ..errors import ConfigError, MissingExtraError, ModelNotAvailableError, RavlError, SpecError
 from ..specs import Option, Spec, declare, parse_options
 from . import conse, onnx_cache
 from .base import Encoder, ImageVectors, l2_normalize
@@ -105,6 +105,14 @@ def torch_installed() -> bool:
 def require_torch(why: str) -> None:
     if not torch_installed():
         raise MissingExtraError(f"{why} needs torch and transformers: {TORCH_EXTRA}")
+
+
+def no_fallback(tower: str, exc: Exception) -> Exception:
+    """What to raise when an ONNX tower failed and torch is not installed to run it instead."""
+    if isinstance(exc, RavlError):
+        return exc
+    return ModelNotAvailableError(f"the default encoder's {tower} could not be prepared on onnxruntime "
+                                  f"({type(exc).__name__}: {exc}); {TORCH_EXTRA} runs it in torch instead")
 
 
 class TorchRunner:
@@ -192,7 +200,7 @@ class FallbackTower:
                     self._tower.load()
                 except Exception as exc:  # export or onnxruntime failed: torch gives the same vectors
                     if not torch_installed():
-                        raise
+                        raise no_fallback("text model", exc) from exc
                     self.fallback_reason = f"{type(exc).__name__}: {exc}"
                     self._tower = self._fallback()
                 self._ready = True
@@ -290,7 +298,7 @@ class DefaultEncoder(Encoder):
             return OnnxRunner(self.threads)
         except Exception as exc:  # export or onnxruntime failed: eager torch gives the same vectors
             if not torch_installed():
-                raise
+                raise no_fallback("image model", exc) from exc
             self.fallback_reason = f"{type(exc).__name__}: {exc}"
             return TorchRunner(self.threads)
 
