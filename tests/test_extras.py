@@ -11,7 +11,11 @@ from ravl.specs import declare
 
 @declare(requires=("numpy", "ravl_no_such_module_xyz"), install=install_hint("demo"))
 def _needs_a_missing_module(spec):
-    raise AssertionError("the factory must not run when its extra is missing")
+    if spec.name == "missing-file":
+        raise FileNotFoundError("no model file")  # the factory's own checks come first
+    import ravl_no_such_module_xyz  # noqa: F401
+
+    raise AssertionError("unreachable")
 
 
 @pytest.fixture
@@ -21,12 +25,15 @@ def needs_extra():
     registry._REGISTERED["encoders"].pop("needs_extra", None)  # other tests list every family
 
 
-def test_registry_names_the_extra_before_calling_the_factory(needs_extra):
+def test_registry_names_the_extra_a_factory_lacks(needs_extra):
     with pytest.raises(MissingExtraError) as caught:
         registry.create("encoders", "needs_extra")
     message = str(caught.value)
     assert message == "encoder backend 'needs_extra' needs ravl_no_such_module_xyz: pip install 'ravl[demo]'"
     assert isinstance(caught.value, MissingDependencyError) and "\n" not in message
+    assert isinstance(caught.value.__cause__ or caught.value.__context__, ImportError)
+    with pytest.raises(FileNotFoundError, match="no model file"):
+        registry.create("encoders", "needs_extra:missing-file")
     row = next(r for r in registry.describe("encoders") if r["family"] == "needs_extra")
     assert not row["usable"] and row["why_not"] == "needs ravl_no_such_module_xyz: pip install 'ravl[demo]'"
 

@@ -10,9 +10,10 @@ points that a test keeps in step) and the scan happens only for other families; 
 shadow a built-in name.
 
 A factory declares its options with :func:`ravl.specs.declare`; the registry checks a spec's options
-against the declaration (unknown keys, wrong types) and its required modules (a missing one raises
-:class:`~ravl.errors.MissingExtraError` with the declared install command, e.g. the extra to
-install) before calling the factory, and :func:`describe` lists every family with its options and
+against the declaration (unknown keys, wrong types) before calling the factory; a factory that
+fails on a missing library (``ImportError``) is reported as :class:`~ravl.errors.MissingExtraError`
+with its declared install command (the extra to install), after its own checks of the spec (a
+missing model file is named first). :func:`describe` lists every family with its options and
 whether it can run here.
 """
 from __future__ import annotations
@@ -131,10 +132,13 @@ def create(kind: str, spec: str | Spec) -> Any:
     declared = getattr(factory, "declaration", None)
     if isinstance(declared, Declaration):
         parse_options(parsed, declared.options)  # unknown keys and bad values fail here, with the choices
-        if declared.requires:  # a missing extra fails here, in one line that names it
+    try:
+        return factory(parsed)
+    except ImportError:  # a library the factory needs is missing: name the extra that brings it, in one line
+        if isinstance(declared, Declaration) and declared.requires:
             require(f"{kind[:-1].replace('_', ' ')} backend {parsed.family!r}", declared.requires,
                     declared.install or "pip install the packages it needs")
-    return factory(parsed)
+        raise
 
 
 def with_option(kind: str, spec: str, name: str, value: object) -> str:

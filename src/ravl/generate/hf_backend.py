@@ -45,7 +45,7 @@ def _imports() -> tuple[Any, Any]:
     except ImportError as exc:
         raise MissingDependencyError(
             f"the 'hf' generator needs torch and transformers ({exc.name} is missing); "
-            "install them with: pip install torch transformers (use -c constraints.txt in a ravl checkout)"
+            "install them with: pip install 'ravl[hf]' (use -c constraints.txt in a ravl checkout)"
         ) from exc
     return torch, transformers
 
