@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test lint install system data bench clean
+.PHONY: demo test lint install system data bench bench-lean clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,3 +43,7 @@ bench: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# What `pip install ravl` costs and gives: fresh venvs with no extras and with [all] (needs the registry; ~4 min).
+bench-lean:
+	$(PYTHON) benchmarks/lean_install.py

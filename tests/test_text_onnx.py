@@ -80,7 +80,7 @@ def test_export_that_disagrees_with_torch_is_refused(ravl_home, torch_tower):
     primary = _tower(_WrongReference)
     tower = FallbackTower(primary, lambda: torch_tower)
     vecs = tower.encode(["a cat"])  # the export is refused, the torch tower answers
-    assert tower.runtime == "torch" and "differs from the torch model" in tower.fallback_reason
+    assert tower.runtime == "torch" and "differs from the reference tower" in tower.fallback_reason
     assert not primary.cache_path().exists() and not data_path(primary.cache_path()).exists()
     np.testing.assert_array_equal(vecs, torch_tower.encode(["a cat"]))
 

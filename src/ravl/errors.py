@@ -27,6 +27,10 @@ class MissingDependencyError(RavlError):
     """An optional dependency needed by a backend is not installed."""
 
 
+class MissingExtraError(MissingDependencyError):
+    """A feature needs one of ravl's extras: the message names it (``pip install 'ravl[EXTRA]'``)."""
+
+
 class EngineError(RavlError):
     """A distributed engine (Ray) is unreachable or its job failed; re-running resumes."""
 

@@ -10,18 +10,21 @@ points that a test keeps in step) and the scan happens only for other families; 
 shadow a built-in name.
 
 A factory declares its options with :func:`ravl.specs.declare`; the registry checks a spec's options
-against the declaration (unknown keys, wrong types) before calling the factory, and
-:func:`describe` lists every family with its options and whether it can run here.
+against the declaration (unknown keys, wrong types) before calling the factory; a factory that
+fails on a missing library (``ImportError``) is reported as :class:`~ravl.errors.MissingExtraError`
+with its declared install command (the extra to install), after its own checks of the spec (a
+missing model file is named first). :func:`describe` lists every family with its options and
+whether it can run here.
 """
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from collections.abc import Callable
 from functools import cache
 from typing import Any
 
 from .errors import ConfigError, UnknownBackendError
+from .extras import missing_modules, require
 from .specs import Declaration, Spec, parse_options, parse_spec
 
 Factory = Callable[[Spec], Any]
@@ -129,7 +132,13 @@ def create(kind: str, spec: str | Spec) -> Any:
     declared = getattr(factory, "declaration", None)
     if isinstance(declared, Declaration):
         parse_options(parsed, declared.options)  # unknown keys and bad values fail here, with the choices
-    return factory(parsed)
+    try:
+        return factory(parsed)
+    except ImportError:  # a library the factory needs is missing: name the extra that brings it, in one line
+        if isinstance(declared, Declaration) and declared.requires:
+            require(f"{kind[:-1].replace('_', ' ')} backend {parsed.family!r}", declared.requires,
+                    declared.install or "pip install the packages it needs")
+        raise
 
 
 def with_option(kind: str, spec: str, name: str, value: object) -> str:
@@ -140,17 +149,6 @@ def with_option(kind: str, spec: str, name: str, value: object) -> str:
     if name in parsed.opts or name not in {o.name for o in options}:
         return spec
     return str(Spec(parsed.family, parsed.name, (*parsed.options, (name, str(value)))))
-
-
-def _missing(requires: tuple[str, ...]) -> list[str]:
-    out = []
-    for module in requires:
-        try:
-            if importlib.util.find_spec(module) is None:
-                out.append(module)
-        except (ImportError, ValueError):
-            out.append(module)
-    return out
 
 
 def describe(kind: str) -> list[dict]:
@@ -169,7 +167,7 @@ def describe(kind: str) -> list[dict]:
             continue
         declared = declaration(factory)
         doc = (getattr(factory, "__doc__", None) or "").strip().splitlines()
-        missing = _missing(declared.requires)
+        missing = missing_modules(declared.requires)
         why_not = ""
         if missing:
             why_not = f"needs {', '.join(missing)}" + (f": {declared.install}" if declared.install else "")

@@ -30,7 +30,9 @@ def run(args) -> int:
 
     from ..config import ravl_home
     from ..demo import run_demo
+    from ..extras import install_hint, require
 
+    require("ravl demo", ("skimage",), install_hint("demo"))  # its sample photos come from scikit-image
     target = Path(args.collection) if args.collection else ravl_home() / "demo"
     log(f"building the demo collection in {target} (offline; first run exports the image model, ~20 s)")
     with progress_bar("indexing") as bar:

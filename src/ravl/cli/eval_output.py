@@ -9,9 +9,13 @@ def finish_report(args, report: dict, extra_markdown: str = "") -> int:
     import copy
 
     from ..eval.report import render_markdown, write_report
+    from ..extras import install_hint, missing_modules
 
     if args.out:
-        paths = write_report(args.out, report)
+        plots = not missing_modules(("matplotlib",))  # the plots are the eval extra's; the report is not
+        paths = write_report(args.out, report, plots=plots)
+        if not plots:
+            log(f"PNG plots skipped: matplotlib is not installed ({install_hint('eval')})")
         if extra_markdown:
             with open(paths["markdown"], "a", encoding="utf-8") as fh:
                 fh.write("\n" + extra_markdown)

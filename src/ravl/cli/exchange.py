@@ -26,9 +26,18 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run_import)
 
 
+def _require_parquet(command: str) -> None:
+    """Before any progress bar: the Parquet library is an extra."""
+    from ..extras import install_hint, require
+
+    require(f"ravl {command}", ("pyarrow",), install_hint("parquet"))
+
+
 def run_export(args) -> int:
     from ..collection import open_collection
     from ..ingest.embeddings import export_collection
+
+    _require_parquet("export")
 
     with open_collection(args.collection, readonly=True) as coll:
         with progress_bar("exporting") as bar:
@@ -47,6 +56,8 @@ def run_import(args) -> int:
     from ..collection import open_collection
     from ..errors import ConfigError
     from ..ingest.embeddings import detect_layout, import_embeddings, read_manifest
+
+    _require_parquet("import")
 
     layout = detect_layout(args.source)
     encoder = args.encoder

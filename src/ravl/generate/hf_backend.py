@@ -45,7 +45,7 @@ def _imports() -> tuple[Any, Any]:
     except ImportError as exc:
         raise MissingDependencyError(
             f"the 'hf' generator needs torch and transformers ({exc.name} is missing); "
-            "install them with: pip install torch transformers (use -c constraints.txt in a ravl checkout)"
+            "install them with: pip install 'ravl[hf]' (use -c constraints.txt in a ravl checkout)"
         ) from exc
     return torch, transformers
 
@@ -330,7 +330,7 @@ def _is_vision(transformers: Any, source: str, local_only: bool) -> bool:
     return type(config) in transformers.MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING
 
 
-@declare(*OPTIONS, requires=("torch", "transformers"), install="pip install ravl")
+@declare(*OPTIONS, requires=("torch", "transformers"), install="pip install 'ravl[hf]'")
 def create(spec: Spec) -> HFCausalLMGenerator | HFVisionGenerator:
     """A transformers causal LM or vision-language model from a local folder (or a cached repo id)."""
     if not spec.name:

@@ -61,6 +61,9 @@ class TransferReport:
 
 
 def _pa():
+    from ..extras import install_hint, require
+
+    require("Parquet export and import", ("pyarrow",), install_hint("parquet"))
     import pyarrow as pa
     import pyarrow.parquet as pq
 

@@ -11,6 +11,7 @@ import numpy as np
 from ..encoders.base import l2_normalize
 from ..encoders.bridge import METHODS, Bridge
 from ..errors import ConfigError, TuneDataError
+from ..extras import install_hint, require
 from .data import MIN_PAIRS, MIN_VAL_IMAGES, SELECT_PAIRS, build_pairs, caption_groups, mean_recall, recall, split, subsample
 from .train import Progress, choose_weight, train_bridge
 
@@ -47,6 +48,7 @@ def check_options(method: str, val_fraction: float, epochs: int | None) -> None:
         raise ConfigError(f"--val-fraction must be above 0 and at most 0.5, got {val_fraction}")
     if epochs is not None and not 1 <= epochs <= 10000:
         raise ConfigError(f"--epochs must be between 1 and 10000, got {epochs}")
+    require("ravl tune", ("torch",), install_hint("tune"))  # the extra's library, before any work starts
 
 
 def conse_start(encoder, stored_features: np.ndarray, stored_embeddings: np.ndarray) -> dict:
