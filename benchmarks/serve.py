@@ -1,4 +1,5 @@
-"""Throughput and latency of `ravl serve` text search with 1, 4 and 16 concurrent clients.
+"""Throughput and latency of `ravl serve` text (or, with --queries image, image) search with 1, 4 and
+16 concurrent clients.
 
 Builds (once) a collection of generated images — coloured shapes on coloured backgrounds, each
 with a caption describing it — indexed with the offline `default` encoder, starts a real server
@@ -173,6 +174,50 @@ def run_level(url: str, clients: int, seconds: float, k: int, texts: list[str], 
     return summary(clients, latencies, errors[0], wall)
 
 
+def query_images(n: int = 24, seed: int = 2) -> list[bytes]:
+    """``n`` JPEG query images like the collection's (shapes on backgrounds), as upload bytes."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="ravl-bench-queries-"))
+    generate_images(folder, n, seed=seed)
+    return [path.read_bytes() for path in sorted(folder.rglob("*.jpg"))]
+
+
+def run_level_images(url: str, clients: int, seconds: float, k: int, uploads: list[bytes]) -> dict:
+    """Image queries: ``clients`` threads, each POSTing uploads to /search over a keep-alive connection."""
+    import httpx
+
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    stop = time.perf_counter() + seconds
+    gate = threading.Barrier(clients)
+
+    def client(n: int) -> None:
+        rng = random.Random(n)
+        mine = []
+        with httpx.Client(base_url=url, timeout=120) as c:
+            gate.wait()
+            while time.perf_counter() < stop:
+                data = rng.choice(uploads)
+                t = time.perf_counter()
+                r = c.post("/search", files={"image": ("q.jpg", data, "image/jpeg")}, data={"k": str(k)})
+                mine.append(time.perf_counter() - t)
+                if r.status_code != 200:
+                    with lock:
+                        errors[0] += 1
+        with lock:
+            latencies.extend(mine)
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return summary(clients, latencies, errors[0], time.perf_counter() - t0)
+
+
 def run_level_asyncio(url: str, clients: int, seconds: float, k: int, texts: list[str], mode: str) -> dict:
     """``clients`` keep-alive HTTP/1.1 connections driven from one asyncio loop with plain sockets:
     about a tenth of httpx's CPU per request, so more of the shared cores is left to the server."""
@@ -235,6 +280,8 @@ def main() -> int:
                     help="load generator: asyncio (plain sockets, one loop; default) or httpx (a thread per client)")
     ap.add_argument("--rounds", type=int, default=1,
                     help="rounds of all levels, servers interleaved level by level (median reported; default 1)")
+    ap.add_argument("--queries", choices=("text", "image"), default="text",
+                    help="what the clients send: text queries (GET /search?q=) or image uploads (POST /search)")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON too")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -252,6 +299,7 @@ def main() -> int:
         if not (args.collection / "ravl.sqlite").exists():
             build(args.collection, args.images)
     texts = queries()
+    uploads = query_images() if args.queries == "image" else []
     runs = [("this", args.serve_args, None, args.collection)]
     if args.baseline_src:
         runs.append(("baseline", args.baseline_args, args.baseline_src, args.baseline_collection or args.collection))
@@ -271,7 +319,9 @@ def main() -> int:
             for n in levels:
                 for label, (proc, url) in servers.items():
                     cpu0, own0 = cpu_seconds(proc.pid), time.process_time()
-                    if args.client == "asyncio":
+                    if args.queries == "image":
+                        row = run_level_images(url, n, args.seconds, args.k, uploads)
+                    elif args.client == "asyncio":
                         row = run_level_asyncio(url, n, args.seconds, args.k, texts, args.mode)
                     else:
                         row = run_level(url, n, args.seconds, args.k, texts, args.mode)
@@ -287,7 +337,7 @@ def main() -> int:
             proc.terminate()
             proc.wait(15)
     load = os.getloadavg()
-    print(f"ravl serve text search: {info['images']} images, {info['captions']} captions, encoder {info['encoder']}, "
+    print(f"ravl serve {args.queries} search: {info['images']} images, {info['captions']} captions, encoder {info['encoder']}, "
           f"k={args.k}, mode={args.mode}, {args.client} client, {args.seconds:.0f}s per level, median of "
           f"{args.rounds} round(s), {os.cpu_count()} CPUs, load avg "
           f"{load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}")

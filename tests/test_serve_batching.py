@@ -97,6 +97,7 @@ def test_batched_answers_equal_unbatched(built, tmp_path, skimage_photos):
         batched.stop()
     assert stats["texts"]["largest_batch"] > 1 and stats["images"]["largest_batch"] > 1, stats
     assert stats["searches"]["largest_batch"] > 1, stats  # text searches share one store call too
+    assert stats["image_searches"]["largest_batch"] > 1, stats  # and image queries theirs
     for run in runs:
         for q, got in run:
             want = expected[q]

@@ -75,7 +75,8 @@ def build_router(settings: ServerSettings) -> APIRouter:
                 "image_generator": state.image_generator.spec if state.image_generator else None,
                 "imagine_modes": list(state.image_generator.modes) if state.image_generator else [],
                 "imagine_needs_key": state.settings.api_key() is not None,
-                "batching": {**state.encoder.stats(), "searches": state.searches.stats()}}
+                "batching": {**state.encoder.stats(), "searches": state.searches.stats(),
+                             "image_searches": state.image_searches.stats()}}
 
     def request_of(terms, target, k, mode, keyword_weight, min_score, ef_search, nprobe, filters=None,
                    sort="relevance"):
@@ -168,9 +169,10 @@ def build_router(settings: ServerSettings) -> APIRouter:
 
         pixels, name, exclude = await run_in_threadpool(prepare)
         vecs = await state.encoder.embed_pixels_async(pixels)
-        terms = (Term("image", name),) + (parse_query(q) if q and q.strip() else ())
+        terms = (Term("image", "upload"),) + (parse_query(q) if q and q.strip() else ())
         request = request_of(terms, target, k, "auto", None, min_score, ef_search, nprobe)
-        hits = await run_in_threadpool(state.collection.search, request, images=[vecs], exclude_items=exclude)
+        # batched: image queries waiting together share one index call
+        hits = await state.search_image(vecs, request, exclude)
         return {**answer(request, hits), "query": {"image": name, **({"text": q} if q and q.strip() else {})}}
 
     def caption(state: ServerState, image, path, item, k, generator, max_tokens, temperature, seed):
