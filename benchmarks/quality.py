@@ -110,10 +110,10 @@ def emoji_sets(data: Path, out: Path, encoder: str, fresh: bool):
         if not name:
             continue
         if zlib.crc32(name.encode()) % 2:
-            rows.append({"image": str(r.image), "caption": name})
+            rows.append({"image": str(r.path), "caption": name})
         else:
-            rows.append({"image": str(r.image)})
-            queries.append((name, {str(r.image)}))
+            rows.append({"image": str(r.path)})
+            queries.append((name, {str(r.path)}))
     return build(out / "emoji.ravl", rows, encoder, fresh), queries
 
 

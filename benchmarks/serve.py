@@ -138,7 +138,9 @@ def summary(clients: int, latencies: list[float], errors: int, wall: float) -> d
             "p50_ms": statistics.median(lat) * 1000, "p99_ms": lat[min(len(lat) - 1, int(0.99 * len(lat)))] * 1000}
 
 
-def run_level(url: str, clients: int, seconds: float, k: int, texts: list[str], mode: str = "auto") -> dict:
+def run_threads(url: str, clients: int, seconds: float, send) -> dict:
+    """``clients`` threads, each with its own keep-alive httpx connection, calling ``send(client,
+    rng)`` (one request, its response returned) until ``seconds`` have passed."""
     import httpx
 
     latencies: list[float] = []
@@ -150,58 +152,11 @@ def run_level(url: str, clients: int, seconds: float, k: int, texts: list[str], 
     def client(n: int) -> None:
         rng = random.Random(n)
         mine = []
-        with httpx.Client(base_url=url, timeout=60) as c:
+        with httpx.Client(base_url=url, timeout=120) as c:
             start_gate.wait()
             while time.perf_counter() < stop:
-                q = rng.choice(texts)
                 t = time.perf_counter()
-                r = c.get("/search", params={"q": q, "k": k, "mode": mode})
-                dt = time.perf_counter() - t
-                if r.status_code != 200:
-                    with lock:
-                        errors[0] += 1
-                mine.append(dt)
-        with lock:
-            latencies.extend(mine)
-
-    t0 = time.perf_counter()
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    wall = time.perf_counter() - t0
-    return summary(clients, latencies, errors[0], wall)
-
-
-def query_images(n: int = 24, seed: int = 2) -> list[bytes]:
-    """``n`` JPEG query images like the collection's (shapes on backgrounds), as upload bytes."""
-    import tempfile
-
-    folder = Path(tempfile.mkdtemp(prefix="ravl-bench-queries-"))
-    generate_images(folder, n, seed=seed)
-    return [path.read_bytes() for path in sorted(folder.rglob("*.jpg"))]
-
-
-def run_level_images(url: str, clients: int, seconds: float, k: int, uploads: list[bytes]) -> dict:
-    """Image queries: ``clients`` threads, each POSTing uploads to /search over a keep-alive connection."""
-    import httpx
-
-    latencies: list[float] = []
-    errors = [0]
-    lock = threading.Lock()
-    stop = time.perf_counter() + seconds
-    gate = threading.Barrier(clients)
-
-    def client(n: int) -> None:
-        rng = random.Random(n)
-        mine = []
-        with httpx.Client(base_url=url, timeout=120) as c:
-            gate.wait()
-            while time.perf_counter() < stop:
-                data = rng.choice(uploads)
-                t = time.perf_counter()
-                r = c.post("/search", files={"image": ("q.jpg", data, "image/jpeg")}, data={"k": str(k)})
+                r = send(c, rng)
                 mine.append(time.perf_counter() - t)
                 if r.status_code != 200:
                     with lock:
@@ -216,6 +171,27 @@ def run_level_images(url: str, clients: int, seconds: float, k: int, uploads: li
     for th in threads:
         th.join()
     return summary(clients, latencies, errors[0], time.perf_counter() - t0)
+
+
+def run_level(url: str, clients: int, seconds: float, k: int, texts: list[str], mode: str = "auto") -> dict:
+    """Text queries, a thread per client (httpx)."""
+    return run_threads(url, clients, seconds,
+                       lambda c, rng: c.get("/search", params={"q": rng.choice(texts), "k": k, "mode": mode}))
+
+
+def query_images(n: int = 24, seed: int = 2) -> list[bytes]:
+    """``n`` JPEG query images like the collection's (shapes on backgrounds), as upload bytes."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="ravl-bench-queries-"))
+    generate_images(folder, n, seed=seed)
+    return [path.read_bytes() for path in sorted(folder.rglob("*.jpg"))]
+
+
+def run_level_images(url: str, clients: int, seconds: float, k: int, uploads: list[bytes]) -> dict:
+    """Image queries: each client thread POSTs uploads to /search."""
+    return run_threads(url, clients, seconds, lambda c, rng: c.post(
+        "/search", files={"image": ("q.jpg", rng.choice(uploads), "image/jpeg")}, data={"k": str(k)}))
 
 
 def run_level_asyncio(url: str, clients: int, seconds: float, k: int, texts: list[str], mode: str) -> dict:
@@ -309,9 +285,12 @@ def main() -> int:
 
         for label, extra, src, collection in runs:
             servers[label] = start_server(collection, extra.split(), src)
-            with httpx.Client(base_url=servers[label][1]) as c:  # warm-up
+            with httpx.Client(base_url=servers[label][1], timeout=300) as c:  # warm-up (the first image loads the CNN)
                 for q in texts[:50]:
                     c.get("/search", params={"q": q, "k": args.k, "mode": args.mode}).raise_for_status()
+                for data in uploads[:8]:
+                    c.post("/search", files={"image": ("q.jpg", data, "image/jpeg")},
+                           data={"k": str(args.k)}).raise_for_status()
         info = httpx.get(servers["this"][1] + "/info").json()
         levels = [int(n) for n in args.clients.split(",")]
         measured: dict[str, dict[int, list[dict]]] = {label: {n: [] for n in levels} for label in servers}
