@@ -206,6 +206,7 @@ def create(spec: Spec) -> Generator:
         llama = create_llamacpp(Spec("llamacpp", str(gguf), tuple(llama_opts)))
         llama.spec = str(spec)
         llama.can_translate = False
+        llama.grounding = "strict"
         return llama
     if find_spec("gguf") is None or find_spec("accelerate") is None:
         missing = [name for name in ("gguf", "accelerate") if find_spec(name) is None]
@@ -261,6 +262,7 @@ class SmolLM2Generator(HFCausalLMGenerator):
     it cannot translate."""
 
     can_translate = False
+    grounding = "strict"
 
     def __init__(self, spec: Spec, model: Any, tokenizer: Any, *, threads: int) -> None:
         super().__init__(spec, model, tokenizer, use_chat=bool(getattr(tokenizer, "chat_template", None)),
