@@ -47,6 +47,9 @@ def test_repeated_lines_are_cut_and_yes_no_claims_what_was_asked():
     assert check_answer("Yes.", EVIDENCE, question="Is this a duck?").grounded
     assert not check_answer("Yes.", EVIDENCE, question="Is this a cat?").grounded
     assert not check_answer("No.", EVIDENCE, question="Is this a cat?").grounded  # a bare "no" cannot be checked
+    assert not check_answer("The evidence for the image is [1].", EVIDENCE).grounded  # names nothing
+    listing = check_answer("A duck.\nA mug of coffee.\nA pond.", EVIDENCE, mode=STRICT)
+    assert listing.answer == "A duck." and listing.cut == 2  # strict keeps the first line
     # a negated word claims nothing; the rest must still be supported
     assert check_answer("A duck, not a goose.", EVIDENCE).grounded
 

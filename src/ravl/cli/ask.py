@@ -66,7 +66,7 @@ def run(args) -> int:
 
     spec = args.generator or default_generator("ask")
     if spec == "smollm2" and not args.json:
-        log("note: answering with the bundled SmolLM2-135M (first use builds its cache, ~1 min)")
+        log("note: answering with the bundled SmolLM2-135M; ravl checks its answer against the evidence")
     generator = load_generator(spec)
     streamed: list[str] = []
 

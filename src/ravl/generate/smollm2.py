@@ -238,8 +238,14 @@ def _load_weights() -> _Weights:
     from .hf_backend import _imports
 
     torch, transformers = _imports()
+    from ..progress import preparing
+
+    def status(state: str) -> None:
+        why = "" if state == "missing" else " (the cache failed its checksums)"
+        preparing(f"the bundled SmolLM2{why}: de-quantising its GGUF into $RAVL_HOME/models", "about 20-60 s")
+
     with _LOAD_LOCK:
-        folder, _ = cached_model_folder()
+        folder, _ = cached_model_folder(status)
         weights = _LOADED.get(str(folder))
         if weights is not None:
             return weights

@@ -183,7 +183,7 @@ def _enforce_grounding(result: AskResult, question: str, n_seen: int, mode: str)
     seen = result.evidence[:n_seen]
     check = check_answer(result.answer, seen, question=question, mode=mode)
     if check.cut:
-        result.notes.append(f"{check.cut} repeated line(s) or sentence(s) cut from the answer")
+        result.notes.append(f"{check.cut} repeated or extra line(s)/sentence(s) cut from the answer")
     cited = citations(check.answer, n_seen)
     if mode == OFF:
         result.answer, result.citations = check.answer, cited
@@ -208,7 +208,7 @@ def _enforce_grounding(result: AskResult, question: str, n_seen: int, mode: str)
     elif check.unsupported:
         why = f"no evidence supports {', '.join(repr(w) for w in check.unsupported[:5])}"
     else:
-        why = "it makes no claim the evidence can support (a bare yes/no or no content)"
+        why = "it names nothing the evidence could support (a bare yes/no, or no content)"
     result.notes.append(f"the model's answer {' '.join(check.answer.split())[:200]!r} was replaced: {why} "
                         f"({mode} check, docs/generation.md)")
 

@@ -3,6 +3,8 @@
 The check is lexical entailment, offline and explainable (no NLI model ships here):
 
 * the answer is cut to its distinct lines and sentences (a small model repeats itself);
+* in :data:`STRICT` mode only the first line is kept (asked for a sentence or two, a small model
+  goes on to list the evidence);
 * its *content words* are what it claims: every word but function words and words about the
   task itself ("image", "evidence", "shows"); :data:`STRICT` mode checks all of them (the bundled
   SmolLM2), :data:`KEYWORDS` mode only those WordNet knows as nouns (the key noun phrase: larger
@@ -11,7 +13,9 @@ The check is lexical entailment, offline and explainable (no NLI model ships her
   inflections folded) or is entailed by one: a synonym, or a hypernym of one of the evidence
   word's first senses (:mod:`.wordnet`; "drake" supports "duck", "bird", "animal"); an ImageNet
   class label entails its exact WordNet sense's lemmas and hypernyms;
-* a yes/no answer claims what the question asks: "Yes" to "Is this a cat?" needs "cat" supported.
+* a yes/no answer claims what the question asks: "Yes" to "Is this a cat?" needs "cat" supported;
+  an answer with nothing to check ("The evidence for the image is [1].", a bare "No") is not
+  grounded.
 
 :func:`check_answer` says which words no evidence supports and which evidence supports the rest;
 :func:`fallback_answer` is the honest text that replaces an unsupported answer.
@@ -164,6 +168,10 @@ def check_answer(answer: str, evidence: Sequence[dict], *, question: str = "", m
     :class:`~ravl.rag.ask.AskResult` lists them): every checked word must be supported by at least
     one piece of evidence."""
     text, cut = cut_repeats(answer)
+    if mode == STRICT and text.count("\n"):  # a small model asked for a sentence or two lists on
+        first = text.split("\n", 1)[0].strip()
+        cut += len([line for line in text.split("\n")[1:] if line.strip()])
+        text = first if _WORD.search(_CITE.sub(" ", first)) else text.replace("\n", " ")
     if mode == OFF:
         return Check(True, text, cut=cut)
     words = content_words(text)
@@ -180,9 +188,8 @@ def check_answer(answer: str, evidence: Sequence[dict], *, question: str = "", m
             if _word_supported(word, vocabulary, raw.lower()):
                 support[word].append(number)
     unsupported = [w for w in words if not support[w]]
-    said_nothing = not words and not _WORD.findall(_CITE.sub(" ", text))
-    no_claim = not words and bool(set(_WORD.findall(text.lower())) & {"no", "nope"})
-    grounded = not unsupported and not said_nothing and not no_claim
+    # an answer with nothing to check ("The evidence for the image is [1].", a bare "No") says nothing
+    grounded = bool(words) and not unsupported
     return Check(grounded, text, words, unsupported, support, cut)
 
 
@@ -194,6 +201,12 @@ def covering_citations(check: Check) -> list[int]:
         if numbers and not any(n in out for n in numbers):
             out.append(numbers[0])
     return out
+
+
+def _quote(text: str) -> str:
+    """Evidence text to quote mid-sentence: one line, no final full stop, a leading article in lower case."""
+    text = " ".join(text.split()).rstrip(".")
+    return re.sub(r"^(A|An|The) ", lambda m: m.group(1).lower() + " ", text)
 
 
 def fallback_answer(evidence: Sequence[dict], question: str = "", most: int = 2) -> tuple[str, list[int]]:
@@ -216,6 +229,6 @@ def fallback_answer(evidence: Sequence[dict], question: str = "", most: int = 2)
     picks = picks[:most]
     if not picks:
         return CANNOT_TELL, []
-    described = [f"{' '.join(str(p['text']).split()).rstrip('.')} [{p['number']}]" for p in picks]
+    described = [f"{_quote(str(p['text']))} [{p['number']}]" for p in picks]
     return (f"{CANNOT_TELL[:-1]}; the closest matches are {' and '.join(described)}.",
             [int(p["number"]) for p in picks])
