@@ -50,6 +50,16 @@ def test_repeated_lines_are_cut_and_yes_no_claims_what_was_asked():
     assert not check_answer("The evidence for the image is [1].", EVIDENCE).grounded  # names nothing
     listing = check_answer("A duck.\nA mug of coffee.\nA pond.", EVIDENCE, mode=STRICT)
     assert listing.answer == "A duck." and listing.cut == 2  # strict keeps the first line
+    # a wh-question's own words are free; a yes/no or "or" question's are the claim
+    holding = [{"number": 1, "kind": "label", "text": "tripod", "score": 0.4}]
+    assert check_answer("The man is holding a tripod.", holding, question="What is this man holding?").grounded
+    assert not check_answer("It is a cat.", EVIDENCE, question="Is this a cat or a dog?").grounded
+    quoting = 'The evidence for the answer to the question "What animal is this?" is a duck.'
+    assert check_answer(quoting, EVIDENCE, question="What animal is this?").grounded
+    # quoted text keeps its words, negation included
+    sign = [{"number": 1, "kind": "ocr", "text": "NO PARKING", "score": None}]
+    assert check_answer('The sign says "No Parking"', sign, question="What does the sign say?").grounded
+    assert not check_answer('The sign says "No smoking"', sign, question="What does the sign say?").grounded
     # a negated word claims nothing; the rest must still be supported
     assert check_answer("A duck, not a goose.", EVIDENCE).grounded
 
@@ -66,6 +76,8 @@ def test_fallback_quotes_the_evidence_and_cites_it():
     assert text.startswith("I can't tell from the evidence; the closest matches are ") and cited
     assert all(f"[{n}]" in text for n in cited) and "drake [2]" in text
     assert fallback_answer([], "What is this?") == (CANNOT_TELL, [])
+    ram = [{"number": 1, "kind": "caption", "text": "A ram."}, {"number": 2, "kind": "label", "text": "ram", "score": 0.4}]
+    assert fallback_answer(ram, "What is this?") == ("I can't tell from the evidence; the closest match is a ram [1].", [1])
     ocr = [*EVIDENCE, {"number": 4, "kind": "ocr", "text": "NO PARKING", "score": None}]
     assert fallback_answer(ocr, "What does the sign say?")[0].split("are ")[1].startswith("NO PARKING [4]")
 
@@ -104,7 +116,7 @@ def test_ask_replaces_an_unsupported_answer(coll):
     result = ask_image(coll, RED, "What is it?", generator=gen, options=AskOptions(k=2, ocr=False))
     assert result.grounded is False and result.grounding == "strict"
     assert result.model_answer.startswith("The evidence for the image is a dragonfly.")
-    assert result.answer.startswith("I can't tell from the evidence; the closest matches are a red")
+    assert result.answer.startswith("I can't tell from the evidence; the closest match is a red")
     assert result.citations and all(f"[{n}]" in result.answer for n in result.citations)
     assert any("'dragonfly'" in note and "replaced" in note for note in result.notes)
     out = json.loads(json.dumps(result.to_dict()))

@@ -198,8 +198,8 @@ def _enforce_grounding(result: AskResult, question: str, n_seen: int, mode: str)
         result.citations = needed
         result.answer = f"{body} {''.join(f'[{n}]' for n in needed)}".strip() if needed else body
         if cited:
-            result.notes.append(f"the model cited {cited}, which do not support its answer; ravl cites the evidence "
-                                f"that does: {needed}")
+            result.notes.append(f"the model cited {cited}, which do not support all of its answer; ravl cites the "
+                                f"evidence that does: {needed}")
         return
     result.grounded, result.model_answer = False, result.answer
     result.answer, result.citations = fallback_answer(seen, question)

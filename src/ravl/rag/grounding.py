@@ -46,12 +46,14 @@ i me my we our you your he him his she her they them their one ones something an
 looks look like appears appear shown show shows showing depicted depicts depict picture pictures image images photo
 photos photograph drawing illustration evidence answer question based according see seen can't cannot tell sure
 probably likely possibly maybe perhaps kind sort type object thing things item items caption captions label labels
-text read similar closest match matches given number numbers cite cited citing above following
+text read reads say says said written writes sign similar closest match matches given number numbers cite cited
+citing above following
 """.split())
 _YES_NO = {"yes", "no", "yeah", "nope"}
 _NEGATIONS = frozenset({"not", "no", "never", "neither", "nor", "isn't", "aren't", "wasn't", "doesn't", "don't",
                         "without", "nothing"})
 _CLAUSE = re.compile(r"[,;:.!?()]")
+_QUOTED = re.compile(r"[\"“”«»「」]")
 
 
 @dataclass
@@ -96,20 +98,37 @@ def cut_repeats(text: str) -> tuple[str, int]:
     return "\n".join(kept), cut
 
 
-def content_words(text: str) -> list[str]:
+def content_words(text: str, free: frozenset[str] = frozenset(), question: str = "") -> list[str]:
     """The words of ``text`` that make a claim, in order, without repeats. Words after a negation
-    in the same clause ("a tile, not a bug") claim nothing checkable and are left out."""
+    in the same clause ("a tile, not a bug") claim nothing checkable and are left out, except in
+    quoted text ('The sign says "No parking"'); ``free`` words (from the question) need no support,
+    nor does a quote of the ``question`` itself."""
+    asked = frozenset(_WORD.findall(question.lower()))
     words = []
-    for clause in _CLAUSE.split(_CITE.sub(" ", text).lower()):
-        negated = False
-        for word in _WORD.findall(clause):
-            if word in _NEGATIONS:
-                negated = True
-            if negated or word in _STOP or word in _YES_NO or (len(word) < 2 and not word.isdigit()):
-                continue
-            if word not in words:
-                words.append(word)
+    for n, part in enumerate(_QUOTED.split(_CITE.sub(" ", text).lower())):
+        quoted = n % 2 == 1
+        for clause in [part] if quoted else _CLAUSE.split(part):
+            negated = False
+            for word in _WORD.findall(clause):
+                if word in _NEGATIONS and not quoted:
+                    negated = True
+                if negated or word in free or (quoted and word in asked) or (len(word) < 2 and not word.isdigit()):
+                    continue
+                if not quoted and (word in _STOP or word in _YES_NO):
+                    continue
+                if word not in words:
+                    words.append(word)
     return words
+
+
+def question_words(question: str) -> frozenset[str]:
+    """Words an answer may repeat from a wh-question without evidence ("What is this *man* holding?"
+    -> "The man is holding a camera"); none from a yes/no question or from the options of an "or"
+    question, since repeating those is the answer's claim."""
+    q = question.strip().lower()
+    if not re.match(r"^(what|which|who|whom|whose|where|how|why|when)\b", q) or re.search(r"\bor\b", q):
+        return frozenset()
+    return frozenset(_WORD.findall(q)) - _STOP
 
 
 def _phrases(text: str) -> list[str]:
@@ -174,7 +193,7 @@ def check_answer(answer: str, evidence: Sequence[dict], *, question: str = "", m
         text = first if _WORD.search(_CITE.sub(" ", first)) else text.replace("\n", " ")
     if mode == OFF:
         return Check(True, text, cut=cut)
-    words = content_words(text)
+    words = content_words(text, question_words(question), question)
     if not words and set(_WORD.findall(text.lower())) & {"yes", "yeah"}:
         words = content_words(question)  # "Yes" claims what the question asks
     if mode == KEYWORDS:
@@ -224,11 +243,12 @@ def fallback_answer(evidence: Sequence[dict], question: str = "", most: int = 2)
     if captions:
         best = consensus_select([c["text"] for c in captions])[0] if len(captions) > 1 else 0
         picks.append(captions[best])
-    if labels:
-        picks.append(labels[0])
+    if labels and not (picks and _quote(str(labels[0]["text"])).lower() in _quote(str(picks[-1]["text"])).lower()):
+        picks.append(labels[0])  # unless the caption already says it ("a ram" and the label "ram")
     picks = picks[:most]
     if not picks:
         return CANNOT_TELL, []
     described = [f"{_quote(str(p['text']))} [{p['number']}]" for p in picks]
-    return (f"{CANNOT_TELL[:-1]}; the closest matches are {' and '.join(described)}.",
+    lead = "the closest matches are" if len(described) > 1 else "the closest match is"
+    return (f"{CANNOT_TELL[:-1]}; {lead} {' and '.join(described)}.",
             [int(p["number"]) for p in picks])
