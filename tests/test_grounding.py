@@ -135,3 +135,17 @@ def test_ask_keeps_a_supported_answer_and_cites_its_support(coll):
     assert off.answer == "A dragonfly." and off.grounded is None
     with pytest.raises(ConfigError, match="grounding"):
         ask_image(coll, RED, "What is it?", generator=Writes("x"), options=AskOptions(grounding="sometimes"))
+
+
+def test_caption_naming_what_no_neighbour_says_keeps_the_consensus_caption(coll):
+    from ravl.rag import caption_image
+
+    kept = caption_image(coll, RED, k=2, generator=Writes("A red square.", grounding="strict"))
+    assert kept.method == "generator" and kept.grounded is True and kept.caption == "A red square."
+    replaced = caption_image(coll, RED, k=2, generator=Writes("A dragonfly on a red square.", grounding="strict"))
+    assert replaced.method == "consensus" and replaced.grounded is False
+    assert replaced.caption in ("a red square", "a red tile") and replaced.error is None
+    assert any("'dragonfly'" in note for note in replaced.notes)
+    assert replaced.to_dict()["grounded"] is False
+    other = caption_image(coll, RED, k=2, generator=Writes("A dragonfly."))  # other models' captions: unchecked
+    assert other.caption == "A dragonfly." and other.grounded is None

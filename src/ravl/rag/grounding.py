@@ -196,9 +196,8 @@ def check_answer(answer: str, evidence: Sequence[dict], *, question: str = "", m
     words = content_words(text, question_words(question), question)
     if not words and set(_WORD.findall(text.lower())) & {"yes", "yeah"}:
         words = content_words(question)  # "Yes" claims what the question asks
-    if mode == KEYWORDS:
-        words = [w for w in words if wordnet.is_noun(w) or w.isdigit() or _CJK.search(w)] or \
-            ([] if wordnet.available() else words)
+    if mode == KEYWORDS and wordnet.available():  # nouns, and words WordNet does not know (names, rare nouns)
+        words = [w for w in words if wordnet.is_noun(w) or not wordnet.known(w) or w.isdigit() or _CJK.search(w)]
     support: dict[str, list[int]] = {w: [] for w in words}
     for ev in evidence:
         number, raw = int(ev["number"]), str(ev.get("text") or "")

@@ -117,6 +117,11 @@ def is_noun(word: str) -> bool:
     return available() and any(form.replace(" ", "_") in _index("n") for form in base_forms(word))
 
 
+def known(word: str) -> bool:
+    """True when WordNet has ``word`` (or one of its base forms) in any part of speech."""
+    return available() and any(senses(word, pos) for pos in POS_FILES)
+
+
 def senses(word: str, pos: str = "n") -> tuple[int, ...]:
     if not available():
         return ()
