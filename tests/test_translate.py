@@ -52,6 +52,7 @@ def test_language_names_codes_and_debian_packages():
     # --lang accepts packs, ISO codes and names; unknown strings pass to Tesseract unchanged
     assert tesseract_lang("zh") == "chi_sim" and tesseract_lang("German") == "deu"
     assert tesseract_lang("fra+en") == "fra+eng" and tesseract_lang("chi-sim") == "chi-sim"
+    assert tesseract_lang("chi_tra") == "chi_tra" and tesseract_lang("jpn_vert") == "jpn_vert"
 
 
 def test_detector_by_script_and_function_words():

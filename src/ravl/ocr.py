@@ -258,10 +258,13 @@ def tesseract_lang(lang: str) -> str:
 
     out = []
     for part in lang.split("+"):
-        found = find_language(part) if part.strip() and part.strip().lower() not in installed_packs() else None
-        exact = found is not None and " ".join(part.lower().split()) in {
-            found.code, found.iso1, found.name.lower(), *found.tesseract, *found.aliases}
-        out.append(found.tesseract[0] if exact and found else part.strip())
+        key = " ".join(part.lower().split())
+        found = find_language(key) if key and key not in installed_packs() else None
+        if found is None or key in found.tesseract:  # a pack name (chi_tra) stays itself
+            out.append(part.strip())
+            continue
+        exact = key in {found.code, found.iso1, found.name.lower(), *found.aliases}
+        out.append(found.tesseract[0] if exact else part.strip())
     return "+".join(out)
 
 
