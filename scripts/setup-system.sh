@@ -10,6 +10,12 @@ command -v tesseract >/dev/null 2>&1 || want+=(tesseract-ocr tesseract-ocr-eng)
 for lang in chi-sim jpn deu fra spa; do
   dpkg -s "tesseract-ocr-$lang" >/dev/null 2>&1 || want+=("tesseract-ocr-$lang")
 done
+# offline translation for `ravl read --translate-to` (Debian's Apertium and a few language pairs) and
+# WordNet, which `ravl ask` uses to check that an answer is entailed by its evidence
+command -v apertium >/dev/null 2>&1 || want+=(apertium)
+for pair in apertium-eng-spa apertium-eng-cat apertium-fr-es wordnet-base; do
+  dpkg -s "$pair" >/dev/null 2>&1 || want+=("$pair")
+done
 # a CJK font (4.5 MB) so the OCR tests can render Chinese and Japanese signs to read
 dpkg -s fonts-wqy-microhei >/dev/null 2>&1 || want+=(fonts-wqy-microhei)
 command -v chromium >/dev/null 2>&1 || want+=(chromium)

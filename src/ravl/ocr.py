@@ -1,4 +1,5 @@
-"""Reading text in images (signs, labels, adverts) and translating it through a language model.
+"""Reading text in images (signs, labels, adverts), with hints when the language is wrong, and
+translating it (:mod:`ravl.generate.translate`: Apertium offline, or a language model).
 
 Engines: Tesseract (the ``tesseract`` program, from Debian's ``tesseract-ocr``, driven by
 pytesseract; ``pip install 'ravl[ocr]'``) and RapidOCR (``rapidocr_onnxruntime`` or
@@ -9,29 +10,20 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cache
 
 from PIL import Image, ImageOps
 
-from .errors import ConfigError, GenerationError, InputError, MissingDependencyError
+from .errors import ConfigError, InputError, MissingDependencyError
 from .generate.base import GenerationParams, Generator
 
 ENGINES = ("auto", "tesseract", "rapidocr")
 #: images whose longer side is below this are upscaled before Tesseract reads them
 _UPSCALE_BELOW = 1200
 
-TRANSLATE_TEMPLATE = (
-    "Translate each numbered line of text, read from an image, into {language}. Answer with one "
-    "line per input line, numbered the same way (\"1. ...\"), and nothing else. Copy names, numbers "
-    "and lines already in {language} unchanged.\n"
-    "\n"
-    "{lines}\n"
-    "\n"
-    "Translation:"
-)
-_NUMBERED = re.compile(r"^\s*\[?(\d+)\s*[\].:)\-]\s*(.*?)\s*$")
 
 
 @dataclass(frozen=True)
@@ -55,10 +47,15 @@ class ReadResult:
     lines: list[TextLine] = field(default_factory=list)
     translations: list[str | None] | None = None
     target_lang: str | None = None
-    generator: str | None = None
+    generator: str | None = None  # the translator's or language model's spec
     prompt: str | None = None
     error: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    lang: str = ""  # the Tesseract packs read with
+    #: when nothing was read: the --lang that reads the image, and what it read
+    hint: dict | None = None
+    #: how the lines were translated: route, translator, source_lang (+ where it came from), target
+    translation: dict | None = None
 
     @property
     def text(self) -> str:
@@ -71,9 +68,9 @@ class ReadResult:
             if self.translations is not None:
                 d["translation"] = self.translations[i]
             lines.append(d)
-        return {"image": self.image, "engine": self.engine, "text": self.text, "lines": lines,
-                "target_lang": self.target_lang, "generator": self.generator, "prompt": self.prompt,
-                "error": self.error, "seconds": self.seconds}
+        return {"image": self.image, "engine": self.engine, "lang": self.lang, "text": self.text, "lines": lines,
+                "hint": self.hint, "target_lang": self.target_lang, "translation": self.translation,
+                "generator": self.generator, "prompt": self.prompt, "error": self.error, "seconds": self.seconds}
 
 
 # --- engines ------------------------------------------------------------------------------------
@@ -249,99 +246,111 @@ def read_text(image: Image.Image, *, engine: str = "auto", lang: str = "eng",
     return sorted(lines, key=lambda line: (line.box[1], line.box[0]))
 
 
-# --- translation ----------------------------------------------------------------------------------
-def translate_prompt(texts: Sequence[str], target_lang: str) -> str:
-    """The prompt asking a language model to translate numbered ``texts`` into ``target_lang``."""
-    if not target_lang or not target_lang.strip():
-        raise ConfigError("name the language to translate into, e.g. --translate-to English")
-    numbered = "\n".join(f"{i}. {' '.join(t.split())}" for i, t in enumerate(texts, start=1))
-    values = {"language": " ".join(target_lang.split()), "lines": numbered}
-    return re.sub(r"\{(language|lines)\}", lambda m: values[m.group(1)], TRANSLATE_TEMPLATE)
+# --- languages and hints ------------------------------------------------------------------------
+#: packs of the Latin script: when one of them read nothing, another will not either
+_LATIN = frozenset("eng deu fra spa cat por ita nld glg oci eus ron epo swe dan nor fin pol ces tur vie".split())
 
 
-def parse_translation(answer: str, n: int) -> list[str | None]:
-    """Split a numbered answer into ``n`` translations (None where a number is missing).
+def tesseract_lang(lang: str) -> str:
+    """Tesseract packs for ``lang``: ISO codes and language names become packs (``zh`` -> ``chi_sim``,
+    ``German`` -> ``deu``, ``fra+en`` -> ``fra+eng``); pack names and anything unknown pass unchanged."""
+    from .generate.translate.languages import find_language
 
-    A single line of text translating a single input line needs no number.
-    """
-    out: list[str | None] = [None] * n
-    plain = []
-    for raw in answer.splitlines():
-        match = _NUMBERED.match(raw)
-        if match and 1 <= int(match.group(1)) <= n:
-            out[int(match.group(1)) - 1] = match.group(2)
-        elif raw.strip():
-            plain.append(raw.strip())
-    if n == 1 and out[0] is None and plain:
-        out[0] = " ".join(plain)
-    return out
-
-
-#: spec families known to be too small to translate (checked before loading them)
-NO_TRANSLATION_FAMILIES = ("smollm2",)
+    out = []
+    for part in lang.split("+"):
+        key = " ".join(part.lower().split())
+        found = find_language(key) if key and key not in installed_packs() else None
+        if found is None or key in found.tesseract:  # a pack name (chi_tra) stays itself
+            out.append(part.strip())
+            continue
+        exact = key in {found.code, found.iso1, found.name.lower(), *found.aliases}
+        out.append(found.tesseract[0] if exact else part.strip())
+    return "+".join(out)
 
 
-def check_can_translate(generator: Generator | str, *, force: bool = False) -> None:
-    """Raise :class:`ConfigError` for a model that declares it cannot translate, unless ``force``."""
-    if force:
-        return
-    if isinstance(generator, str):
-        from .specs import parse_spec
-
-        refused = parse_spec(generator).family in NO_TRANSLATION_FAMILIES
-        name = generator
-    else:
-        refused = not getattr(generator, "can_translate", True)
-        name = generator.spec
-    if refused:
-        raise ConfigError(
-            f"{name!r} is too small to translate (SmolLM2-135M turned '停车', 'stop', into nonsense; see "
-            "docs/generation.md); use a larger model, e.g. --generator 'openai:llama3.2?base_url="
-            "http://localhost:11434/v1', or pass --force to try anyway")
+@cache
+def installed_packs() -> tuple[str, ...]:
+    """Tesseract's installed language packs (``osd`` left out); empty without Tesseract."""
+    if not shutil.which("tesseract"):
+        return ()
+    try:
+        out = subprocess.run(["tesseract", "--list-langs"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    return tuple(line.strip() for line in out.splitlines()[1:] if line.strip() and line.strip() != "osd")
 
 
-def translate_lines(lines: Sequence[TextLine | str], target_lang: str, generator: Generator, *,
-                    params: GenerationParams | None = None) -> list[str | None]:
-    """Translate each line through ``generator``; one model call for all lines.
+def suggest_lang(image: Image.Image, lang: str, min_confidence: float = 0.4) -> dict | None:
+    """When ``lang`` read nothing: try each installed pack of another script (one Tesseract run each)
+    and return the one that reads the most, as ``{"lang", "lines", "text", "message"}``; None when
+    none reads anything."""
+    tried = set(lang.split("+"))
+    latin_tried = bool(tried & _LATIN)
+    best: tuple[float, str, list[TextLine]] | None = None
+    for pack in installed_packs():
+        if pack in tried or (latin_tried and pack in _LATIN) or pack.endswith("_vert"):
+            continue
+        try:
+            found = _tesseract_lines(image.convert("RGB"), pack, min_confidence)
+        except (MissingDependencyError, InputError):
+            continue
+        score = sum(len(line.text.replace(" ", "")) * line.confidence for line in found)
+        if found and (best is None or score > best[0]):
+            best = (score, pack, found)
+    if best is None:
+        return None
+    _, pack, found = best
+    text = " / ".join(line.text for line in found)[:120]
+    return {"lang": pack, "lines": len(found), "text": text,
+            "message": f"no text found with --lang {lang}; --lang {pack} reads {len(found)} line(s): {text!r}"}
 
-    Returns one translation per line (None where the model's answer skipped a line). Raises
-    :class:`GenerationError` when the generator is not a language model or fails.
-    """
-    texts = [line.text if isinstance(line, TextLine) else str(line) for line in lines]
-    if not texts:
-        return []
-    if not getattr(generator, "is_language_model", True):
-        raise GenerationError(f"translation needs a language model, and {generator.spec!r} is not one; pass "
-                              "--generator (e.g. 'openai:llama3.2?base_url=http://localhost:11434/v1')")
-    if params is None:
-        params = GenerationParams(max_tokens=min(1024, 32 + 3 * sum(len(t.split()) + 2 for t in texts)))
-    answer = generator.generate(translate_prompt(texts, target_lang), params=params)
-    return parse_translation(answer, len(texts))
+
+# --- translation: see ravl.generate.translate (names kept here for callers) ----------------------
+from .generate.translate.model import (  # noqa: E402
+    NO_TRANSLATION_FAMILIES,
+    TRANSLATE_TEMPLATE,
+    check_can_translate,
+    parse_translation,
+    translate_lines,
+    translate_prompt,
+)
+
+__all__ = ["NO_TRANSLATION_FAMILIES", "TRANSLATE_TEMPLATE", "ReadResult", "TextLine", "available_engines",
+           "check_can_translate", "parse_translation", "read_image_text", "read_text", "translate_lines",
+           "translate_prompt"]
 
 
 def read_image_text(image: Image.Image, *, name: str = "", engine: str = "auto", lang: str = "eng",
                     min_confidence: float = 0.4, translate_to: str | None = None,
-                    generator: Generator | None = None,
-                    params: GenerationParams | None = None) -> ReadResult:
-    """Read ``image`` and optionally translate its lines; a failing translation is reported in
-    ``error`` and the lines read are still returned."""
+                    generator: Generator | None = None, translator: str | None = None,
+                    source_lang: str | None = None, params: GenerationParams | None = None,
+                    hints: bool = True) -> ReadResult:
+    """Read ``image`` and optionally translate its lines.
+
+    ``lang`` takes Tesseract packs, ISO codes or names (``chi_sim``, ``zh``, ``Chinese``,
+    ``fra+en``). When nothing is read and ``hints`` is on, the installed packs of other scripts are
+    tried and ``hint`` says which ``--lang`` reads the image. ``translate_to`` (a name or code) is
+    done by the best route here (:func:`ravl.generate.translate.route.translate_texts`): the named
+    ``translator`` or ``generator``, else Apertium for an installed pair; no route raises
+    :class:`~ravl.generate.translate.TranslationUnavailableError`, and a route failing mid-way is
+    reported in ``error`` with the lines read still returned."""
+    from .generate.translate.route import translate_texts
+
     t0 = time.perf_counter()
     used = engine if engine != "auto" else (available_engines() or ["tesseract"])[0]
-    lines = read_text(image, engine=used, lang=lang, min_confidence=min_confidence)
-    result = ReadResult(name, used, lines, seconds={"read": round(time.perf_counter() - t0, 3)})
+    packs = tesseract_lang(lang) if used == "tesseract" else lang
+    lines = read_text(image, engine=used, lang=packs, min_confidence=min_confidence)
+    result = ReadResult(name, used, lines, lang=packs, seconds={"read": round(time.perf_counter() - t0, 3)})
+    if not lines and hints and used == "tesseract":
+        t1 = time.perf_counter()
+        result.hint = suggest_lang(image, packs, min_confidence)
+        result.seconds["hint"] = round(time.perf_counter() - t1, 3)
     if translate_to is None:
         return result
-    if generator is None:
-        raise ConfigError("translation needs a language model; pass --generator SPEC")
-    result.target_lang, result.generator = translate_to, generator.spec
-    result.translations = [None] * len(lines)
-    if not lines:
-        return result
-    result.prompt = translate_prompt([line.text for line in lines], translate_to)
-    t1 = time.perf_counter()
-    try:
-        result.translations = translate_lines(lines, translate_to, generator, params=params)
-    except GenerationError as exc:
-        result.error = f"translation failed, the text read is shown untranslated: {exc}"
-    result.seconds["translate"] = round(time.perf_counter() - t1, 3)
+    done = translate_texts([line.text for line in lines], translate_to, source=source_lang,
+                           ocr_lang=packs if used == "tesseract" else None, translator=translator,
+                           generator=generator, params=params)
+    result.target_lang, result.translations, result.prompt = translate_to, done.translations, done.prompt
+    result.generator, result.translation, result.error = done.route.by or None, done.to_dict(), done.error
+    result.seconds.update(done.seconds)
     return result

@@ -1,7 +1,7 @@
 """Backend registry: spec family -> factory, for encoders and generators alike.
 
 Every backend, built-in or third-party, is declared the same way: an entry point in the
-``ravl.encoders`` / ``ravl.generators`` / ``ravl.image_generators`` group whose value is
+``ravl.encoders`` / ``ravl.generators`` / ``ravl.image_generators`` / ``ravl.translators`` group whose value is
 ``module:factory`` (ravl's own are declared in its ``pyproject.toml``). :func:`register` adds one at
 run time (tests, notebooks). A factory takes a :class:`~ravl.specs.Spec` and returns the backend
 object; nothing heavy is imported until a spec asks for it. Scanning the installed packages' entry
@@ -14,7 +14,9 @@ against the declaration (unknown keys, wrong types) before calling the factory; 
 fails on a missing library (``ImportError``) is reported as :class:`~ravl.errors.MissingExtraError`
 with its declared install command (the extra to install), after its own checks of the spec (a
 missing model file is named first). :func:`describe` lists every family with its options and
-whether it can run here.
+whether it can run here; a factory may add what only a look at this machine can tell (a program on
+PATH, the installed language pairs) through a ``describe_here()`` attribute returning
+``usable``/``why_not``/``detail``.
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ from .specs import Declaration, Spec, parse_options, parse_spec
 
 Factory = Callable[[Spec], Any]
 
-KINDS = ("encoders", "generators", "image_generators")
+KINDS = ("encoders", "generators", "image_generators", "translators")
 
 # ravl's own entry points (looked up here without scanning installed packages, and used where the
 # installed metadata lacks them, e.g. a checkout run through PYTHONPATH).
@@ -52,6 +54,9 @@ _BUILTIN: dict[str, dict[str, str]] = {
         "openai_images": "ravl.generate.images.openai_images:create",
         "a1111": "ravl.generate.images.a1111:create",
         "sdcpp": "ravl.generate.images.sdcpp_backend:create",
+    },
+    "translators": {
+        "apertium": "ravl.generate.translate.apertium:create",
     },
 }
 _REGISTERED: dict[str, dict[str, Factory | str]] = {kind: {} for kind in KINDS}
@@ -174,5 +179,11 @@ def describe(kind: str) -> list[dict]:
         row.update(summary=doc[0] if doc else "", options=[o.to_dict() for o in declared.options],
                    declared=isinstance(getattr(factory, "declaration", None), Declaration),
                    usable=not missing, why_not=why_not)
+        here = getattr(factory, "describe_here", None)
+        if callable(here) and not missing:
+            extra = here()
+            row.update(usable=bool(extra.get("usable", True)), why_not=extra.get("why_not", ""))
+            if extra.get("detail"):
+                row["detail"] = extra["detail"]  # this machine's state: kept out of the generated docs
         out.append(row)
     return out

@@ -10,8 +10,13 @@ def add_parser(sub) -> None:
     p = sub.add_parser("ask", help="answer a question about an image from retrieved evidence",
                        description="Grounded question answering: captions of the nearest images, the image's class "
                                    "labels and text read from it become numbered evidence for a language model, "
-                                   "which answers citing evidence numbers. Without --generator the evidence is "
-                                   "shown and no answer is made up.")
+                                   "which answers citing evidence numbers. By default the bundled SmolLM2-135M "
+                                   "answers when installed, and ravl then checks the answer against the evidence: "
+                                   "an answer with a word that no evidence supports (or entails through WordNet) "
+                                   "is replaced by \"I can't tell from the evidence; the closest matches are ... "
+                                   "[n]\", marked grounded: false, with a note saying which words were "
+                                   "unsupported. With --generator consensus no answer is written: only the "
+                                   "evidence is shown.")
     add_collection_arg(p)
     p.add_argument("image", metavar="IMAGE", help="the image to ask about")
     p.add_argument("question", metavar="QUESTION", help='the question, e.g. "What does the sign say?"')
@@ -30,6 +35,10 @@ def add_parser(sub) -> None:
     p.add_argument("--max-tokens", type=int, default=128, help="answer length limit (default 128)")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
     p.add_argument("--seed", type=int, default=None, help="seed for sampling")
+    p.add_argument("--grounding", choices=("auto", "strict", "keywords", "off"), default="auto",
+                   help="how the answer is checked against the evidence: strict (every content word must be "
+                        "supported), keywords (its nouns), off; auto (default) is strict for the bundled smollm2 "
+                        "and keywords for other models")
     p.add_argument("--template", metavar="FILE", help="question prompt template with {evidence} and {question}")
     p.add_argument("--stream", action="store_true", help="print the answer as it is generated")
     p.add_argument("--json", action="store_true",
@@ -57,7 +66,7 @@ def run(args) -> int:
 
     spec = args.generator or default_generator("ask")
     if spec == "smollm2" and not args.json:
-        log("note: answering with the bundled SmolLM2-135M (first use builds its cache, ~1 min)")
+        log("note: answering with the bundled SmolLM2-135M; ravl checks its answer against the evidence")
     generator = load_generator(spec)
     streamed: list[str] = []
 
@@ -70,7 +79,7 @@ def run(args) -> int:
 
     with open_collection(args.collection, readonly=True) as coll:
         options = AskOptions(k=args.k, params=params, labels=args.labels, ocr=args.ocr, ocr_lang=args.lang,
-                             template=template)
+                             template=template, grounding=args.grounding)
         result = ask_image(coll, image, args.question, generator=generator, options=options, name=uri,
                            on_text=on_text if args.stream else None)
     if args.json:
@@ -80,6 +89,10 @@ def run(args) -> int:
         sys.stdout.write("\n")
     elif result.answer:
         print(f"Answer: {result.answer}")
+    if streamed and result.grounded is not None and result.answer != "".join(streamed).strip():
+        print(f"Checked answer: {result.answer}")  # the stream showed the model's text before the check
+    if result.grounded is False:
+        print("Grounded: no (the model's answer was not supported by the evidence; see the note)")
     print("Evidence:")
     for ev in result.evidence:
         score = "" if ev["score"] is None else f" ({ev['score']:.2f})"

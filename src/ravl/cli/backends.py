@@ -34,7 +34,8 @@ def run(args) -> int:
     for row in rows:
         state = "usable" if row["usable"] else f"not usable here: {row['why_not']}"
         origin = "" if row["origin"] == "ravl" else f" (from {row['origin']})"
-        print(f"{row['kind']} {row['family']}{origin}: {row['summary']} [{state}]")
+        detail = f" ({row['detail']})" if row.get("detail") else ""
+        print(f"{row['kind']} {row['family']}{origin}: {row['summary']}{detail} [{state}]")
         for option in row["options"]:
             print(_option_line(option))
     return 0

@@ -31,9 +31,12 @@ def main(argv: list[str] | None = None) -> int:
     safe_streams()
     args = build_parser().parse_args(argv)
     from ..errors import RavlError
+    from ..progress import listen
+    from .common import log
 
     try:
-        return args.run(args) or 0
+        with listen(log):  # first-time model preparation (caches, exports) says so on stderr
+            return args.run(args) or 0
     except RavlError as exc:
         sys.stderr.write(f"ravl {args.command}: error: {exc}\n")
         return 2

@@ -147,6 +147,10 @@ def load_class_matrix(recipe: ConseRecipe, encode: Callable[[list[str]], np.ndar
                 return matrix
         except (OSError, ValueError, EOFError):
             pass
+    from ..progress import preparing
+
+    preparing(f"the ConSE class matrix (1,000 ImageNet class names through {text_model})",
+              "a few seconds with MiniLM, about a minute with e5")
     matrix = build_class_matrix(recipe, encode)
     buf = io.BytesIO()
     np.save(buf, matrix, allow_pickle=False)

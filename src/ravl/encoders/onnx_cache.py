@@ -79,6 +79,9 @@ def load_or_export(path: Path, export: Callable[[], bytes | tuple[bytes, bytes]]
             return session(str(path), threads, quick=quick), False
         except Exception:  # unreadable despite the digest: export again
             pass
+    from ..progress import preparing
+
+    preparing(f"the ONNX model {path.name}", "about 10-30 s")
     out = export()
     parts: tuple[bytes, ...] = out if isinstance(out, tuple) else (out,)
     if len(parts) != len(files):

@@ -69,6 +69,9 @@ class Generator(ABC):
     supports_streaming: bool = False
     #: False for models too small to translate (``ravl read --translate-to`` refuses them unless forced)
     can_translate: bool = True
+    #: how ``ravl ask`` checks this model's answers against the evidence (:mod:`ravl.rag.grounding`):
+    #: "keywords" (its nouns must be supported) or "strict" (every content word; small models)
+    grounding: str = "keywords"
 
     def generate(self, prompt: str, *, params: GenerationParams = GenerationParams(),
                  image: Image.Image | None = None, on_text: OnText | None = None) -> str:

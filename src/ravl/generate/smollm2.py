@@ -206,6 +206,7 @@ def create(spec: Spec) -> Generator:
         llama = create_llamacpp(Spec("llamacpp", str(gguf), tuple(llama_opts)))
         llama.spec = str(spec)
         llama.can_translate = False
+        llama.grounding = "strict"
         return llama
     if find_spec("gguf") is None or find_spec("accelerate") is None:
         missing = [name for name in ("gguf", "accelerate") if find_spec(name) is None]
@@ -237,8 +238,14 @@ def _load_weights() -> _Weights:
     from .hf_backend import _imports
 
     torch, transformers = _imports()
+    from ..progress import preparing
+
+    def status(state: str) -> None:
+        why = "" if state == "missing" else " (the cache failed its checksums)"
+        preparing(f"the bundled SmolLM2{why}: de-quantising its GGUF into $RAVL_HOME/models", "about 20-60 s")
+
     with _LOAD_LOCK:
-        folder, _ = cached_model_folder()
+        folder, _ = cached_model_folder(status)
         weights = _LOADED.get(str(folder))
         if weights is not None:
             return weights
@@ -261,6 +268,7 @@ class SmolLM2Generator(HFCausalLMGenerator):
     it cannot translate."""
 
     can_translate = False
+    grounding = "strict"
 
     def __init__(self, spec: Spec, model: Any, tokenizer: Any, *, threads: int) -> None:
         super().__init__(spec, model, tokenizer, use_chat=bool(getattr(tokenizer, "chat_template", None)),

@@ -5,6 +5,12 @@ images (the one that best agrees with the other candidates), the image's nearest
 the encoder can name them, and text read from the image. The answer comes back with that evidence,
 the prompt and the generator spec; without a language model (``consensus``), or when the model fails
 or times out, the evidence still comes back, with an honest answer or the error.
+
+Every answer a model writes is checked against the evidence (:mod:`.grounding`): repeated lines
+are cut, and an answer whose words no evidence supports is replaced by an honest fallback ("I can't
+tell from the evidence; the closest matches are ... [1] and ... [6].") with ``grounded: false``,
+the model's own text in ``model_answer`` and a note naming the unsupported words. The bundled
+SmolLM2 is checked strictly (every content word), other models on their nouns.
 """
 from __future__ import annotations
 
@@ -16,11 +22,12 @@ from dataclasses import dataclass, field, replace
 from PIL import Image
 
 from ..collection import Collection, ImageHit
-from ..errors import GenerationError
+from ..errors import ConfigError, GenerationError
 from ..generate.base import GenerationParams, Generator, OnText, load_generator
 from ..generate.fit import fit_prompt
 from ..generate.prompts import Evidence, question_prompt
 from .evidence import caption_evidence, label_evidence, ocr_evidence
+from .grounding import KEYWORDS, MODES, OFF, check_answer, covering_citations, fallback_answer
 
 NO_MODEL_ANSWER = (
     "I cannot answer without a language model. The evidence below is what retrieval found; pass a "
@@ -48,6 +55,9 @@ class AskOptions:
     ocr: bool | None = None
     ocr_lang: str = "eng"
     template: str | None = None
+    #: "auto" (strict for models that declare ``grounding = "strict"``, the bundled SmolLM2; else
+    #: "keywords"), "strict", "keywords" or "off" (see :mod:`.grounding`)
+    grounding: str = "auto"
 
 
 @dataclass
@@ -64,10 +74,16 @@ class AskResult:
     error: str | None = None
     notes: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    #: True: every checked word of the answer is supported by the evidence it cites; False: the model's
+    #: answer was not, and ``answer`` is the fallback; None: no model answer was checked
+    grounded: bool | None = None
+    model_answer: str | None = None  # what the model wrote, when the answer shown is not it
+    grounding: str = ""  # the check's mode
 
     def to_dict(self) -> dict:
         return {"image": self.image, "question": self.question, "answer": self.answer, "method": self.method,
-                "generator": self.generator, "citations": self.citations, "evidence": self.evidence,
+                "generator": self.generator, "grounded": self.grounded, "grounding": self.grounding,
+                "model_answer": self.model_answer, "citations": self.citations, "evidence": self.evidence,
                 "prompt": self.prompt, "neighbours": [n.to_dict() for n in self.neighbours],
                 "error": self.error, "notes": self.notes, "seconds": self.seconds}
 
@@ -106,6 +122,7 @@ def ask_image(collection: Collection, image: Image.Image, question: str, *,
     """
     timing: dict[str, float] = {}
     gen = load_generator("consensus" if generator is None else generator)
+    _grounding_mode(options.grounding, gen)  # a bad mode fails before any work
     question_prompt(question, [], options.template)  # fail early on an empty question or a bad template
     t = time.perf_counter()
     neighbours = collection.search_image([image], target="images", k=options.k, exclude_items=exclude_items)[0]
@@ -147,10 +164,53 @@ def ask_image(collection: Collection, image: Image.Image, question: str, *,
         return _done(result, timing)
     timing["generate"] = time.perf_counter() - t
     result.answer, result.method = answer.strip(), "generator"
-    result.citations = citations(result.answer, n_seen)  # only evidence the model was shown
     if not result.answer:
         result.error = f"generator {gen.spec} returned no text"
+    _enforce_grounding(result, question, n_seen, _grounding_mode(options.grounding, gen))
     return _done(result, timing)
+
+
+def _grounding_mode(mode: str, gen: Generator) -> str:
+    if mode not in ("auto", *MODES):
+        raise ConfigError(f"grounding must be auto, {', '.join(MODES)}; not {mode!r}")
+    return getattr(gen, "grounding", KEYWORDS) if mode == "auto" else mode
+
+
+def _enforce_grounding(result: AskResult, question: str, n_seen: int, mode: str) -> None:
+    """Check the model's answer against the evidence it was shown; keep it (citing the evidence that
+    supports it) or replace it by the honest fallback."""
+    result.grounding = mode
+    seen = result.evidence[:n_seen]
+    check = check_answer(result.answer, seen, question=question, mode=mode)
+    if check.cut:
+        result.notes.append(f"{check.cut} repeated or extra line(s)/sentence(s) cut from the answer")
+    cited = citations(check.answer, n_seen)
+    if mode == OFF:
+        result.answer, result.citations = check.answer, cited
+        return
+    if check.grounded:
+        result.grounded, result.answer = True, check.answer
+        needed = covering_citations(check)
+        if all(any(n in cited for n in check.support[w]) for w in check.words):
+            result.citations = cited
+            return
+        body = _CITATION.sub("", check.answer).strip()
+        result.citations = needed
+        result.answer = f"{body} {''.join(f'[{n}]' for n in needed)}".strip() if needed else body
+        if cited:
+            result.notes.append(f"the model cited {cited}, which do not support all of its answer; ravl cites the "
+                                f"evidence that does: {needed}")
+        return
+    result.grounded, result.model_answer = False, result.answer
+    result.answer, result.citations = fallback_answer(seen, question)
+    if not check.answer.strip():
+        why = "the model wrote nothing"
+    elif check.unsupported:
+        why = f"no evidence supports {', '.join(repr(w) for w in check.unsupported[:5])}"
+    else:
+        why = "it names nothing the evidence could support (a bare yes/no, or no content)"
+    result.notes.append(f"the model's answer {' '.join(check.answer.split())[:200]!r} was replaced: {why} "
+                        f"({mode} check, docs/generation.md)")
 
 
 def _done(result: AskResult, timing: dict[str, float]) -> AskResult:

@@ -15,6 +15,7 @@ from ..generate.base import GenerationParams, Generator, load_generator
 from ..generate.fit import fit_prompt
 from ..generate.prompts import caption_prompt
 from .evidence import neighbour_evidence
+from .grounding import KEYWORDS, STRICT, check_answer
 
 #: how many consensus-ranked captions go into a language model's prompt (SmallCap uses 4)
 PROMPT_CAPTIONS = 4
@@ -33,9 +34,12 @@ class CaptionResult:
     prompt: str | None = None
     error: str | None = None
     notes: list[str] = field(default_factory=list)
+    #: whether a language model's caption was supported by the neighbours' captions (None: no model wrote one)
+    grounded: bool | None = None
 
     def to_dict(self) -> dict:
         return {"image": self.image, "caption": self.caption, "method": self.method, "generator": self.generator,
+                "grounded": self.grounded,
                 "neighbours": [n.to_dict() for n in self.neighbours], "candidates": self.candidates,
                 "prompt": self.prompt, "error": self.error, "notes": self.notes}
 
@@ -50,7 +54,9 @@ def caption_image(collection: Collection, image: Image.Image, *, k: int = 5,
     similarity to the other candidates (Devlin et al., 2015) plus its similarity to the image's
     own embedding in the shared space; the best one is the caption. With a language model the
     consensus-ranked captions fill a SmallCap-style prompt. If the model fails, the consensus
-    caption is returned with the error, so the evidence is never lost.
+    caption is returned with the error, so the evidence is never lost; so is it when a model that
+    declares strict grounding (the bundled SmolLM2) writes a caption naming something no retrieved
+    caption supports (``grounded: false`` and a note, see :mod:`.grounding`).
     """
     gen = load_generator("consensus" if generator is None else generator)
     query = collection.encoder.embed_images([image.convert("RGB")])
@@ -89,9 +95,27 @@ def caption_image(collection: Collection, image: Image.Image, *, k: int = 5,
     elif " ".join(re.sub(r"[^a-z]+", " ", text.lower()).split()) in _ONLY_ARTICLE:
         # a small model sometimes stops after "a" (8 of 200 stamps, docs/generation.md): not a caption
         result.error = f"generator {gen.spec} wrote only {text!r}; consensus caption returned instead"
+    elif getattr(gen, "grounding", KEYWORDS) == STRICT:  # the bundled SmolLM2: its caption must be supported
+        _check_caption(result, text, gen)
     else:
         result.caption, result.method = text, "generator"
     return result
+
+
+def _check_caption(result: CaptionResult, text: str, gen: Generator) -> None:
+    """Keep the model's caption when the neighbours' captions support it (:mod:`.grounding`, strict:
+    for models that declare ``grounding = "strict"``, the bundled SmolLM2); otherwise the
+    consensus caption stands, and a note says which words nothing supported (as ``ravl ask`` does)."""
+    evidence = [{"number": i, "kind": "caption", "text": c["caption"]}
+                for i, c in enumerate(result.candidates, start=1)]
+    check = check_answer(text, evidence, mode=STRICT)
+    result.grounded = check.grounded
+    if check.grounded:
+        result.caption, result.method = text, "generator"
+        return
+    why = (f"no neighbour caption supports {', '.join(repr(w) for w in check.unsupported[:5])}"
+           if check.unsupported else "it names nothing")
+    result.notes.append(f"generator {gen.spec} wrote {text!r}, but {why}; consensus caption returned instead")
 
 
 def _strip_echo(text: str, prompt: str) -> str:

@@ -68,10 +68,10 @@ def ocr_evidence(image: Image.Image, ocr: bool | None, lang: str) -> tuple[list[
     engine is installed), False never, None when an engine is installed."""
     if ocr is False:
         return [], [], []
-    from ..ocr import available_engines, read_text
+    from ..ocr import available_engines, read_text, tesseract_lang
 
     if not (ocr or available_engines()):
         return [], [], ["no OCR engine installed, so text in the image was not read (apt-get install tesseract-ocr)"]
-    lines = read_text(image, lang=lang)
+    lines = read_text(image, lang=tesseract_lang(lang))  # ISO codes and names too: zh -> chi_sim
     evidence = [Evidence("ocr", "\n".join(line.text for line in lines))] if lines else []
     return evidence, lines, []

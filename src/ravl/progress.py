@@ -1,0 +1,33 @@
+"""One line of status when a model is prepared for the first time (the SmolLM2 cache, an ONNX
+export, the ConSE class matrix), with the expected time, through a listener the front door sets.
+
+The library never prints: code deep inside a backend factory calls :func:`preparing`, which tells
+the listener of the current context, if any. A CLI command runs its work inside
+``with listen(log):`` (its stderr logger); the server sets none, so it hears nothing.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+Listener = Callable[[str], None]
+_LISTENER: ContextVar[Listener | None] = ContextVar("ravl_prepare_listener", default=None)
+
+
+@contextmanager
+def listen(listener: Listener | None) -> Iterator[None]:
+    """Within the block, :func:`preparing` lines go to ``listener`` (None: nowhere)."""
+    token = _LISTENER.set(listener)
+    try:
+        yield
+    finally:
+        _LISTENER.reset(token)
+
+
+def preparing(what: str, expected: str) -> None:
+    """Say that ``what`` is being prepared once, and how long that usually takes (``expected``,
+    e.g. "about 45 s"); later runs reuse the cached result."""
+    listener = _LISTENER.get()
+    if listener is not None:
+        listener(f"preparing {what} for the first time ({expected}; cached for later runs)")
