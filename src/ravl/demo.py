@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .errors import SourceError
+from .progress import Progress
 
 SKIMAGE_PHOTOS = ("chelsea", "coffee", "rocket", "astronaut", "camera", "coins", "horse", "moon", "brick",
                   "grass", "gravel", "colorwheel", "logo", "hubble_deep_field", "immunohistochemistry",
@@ -67,7 +68,7 @@ DEMO_QUESTION = "What is in the picture?"
 
 
 def run_demo(collection_dir: Path, *, use_stamps: bool = True, k: int = 5, generator: str | None = None,
-             progress: Callable[[int, int], None] | None = None,
+             progress: Progress | None = None,
              on_status: Callable[[str], None] | None = None) -> dict:
     """Build (or update) the demo collection and run a few searches, captions and a question on it.
 

@@ -10,7 +10,6 @@ import io
 import json
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,6 +21,7 @@ from .collection import Collection, ImageHit
 from .errors import ConfigError, ImageError, NoImageGeneratorError
 from .generate.images.base import MODES, ImageGenerator, ImageParams
 from .images import read_file
+from .progress import Progress
 
 #: environment variable naming the image generator when no --generator is given
 GENERATOR_ENV = "RAVL_IMAGE_GENERATOR"
@@ -29,7 +29,6 @@ MAX_PROMPT_CHARS = 2000
 NO_GENERATOR = ("no image generator is set: pass --generator with a diffusers folder "
                 "('diffusers:/path/to/sd-turbo'), a local server ('a1111:http://127.0.0.1:7860') or an "
                 "OpenAI-compatible endpoint ('openai-images:MODEL?base_url=URL'), or set $" + GENERATOR_ENV)
-Progress = Callable[[int, int], None]
 
 
 def check_prompt(prompt: str) -> str:

@@ -1,4 +1,5 @@
-"""One line of status when a model is prepared for the first time (the SmolLM2 cache, an ONNX
+"""Progress: the ``(done, total)`` callback type every long job takes, and one line of status when
+a model is prepared for the first time (the SmolLM2 cache, an ONNX
 export, the ConSE class matrix), with the expected time, through a listener the front door sets.
 
 The library never prints: code deep inside a backend factory calls :func:`preparing`, which tells
@@ -11,6 +12,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
+#: ``progress(done, total)``: the one callback type of every long-running library function (the CLI
+#: passes a tqdm bar on stderr, the server nothing)
+Progress = Callable[[int, int], None]
 Listener = Callable[[str], None]
 _LISTENER: ContextVar[Listener | None] = ContextVar("ravl_prepare_listener", default=None)
 

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
-from .runner import Progress, ResultCache, check_records, config_hash, dataset_hash, file_sha256, ravl_version
+from ..progress import Progress
+from .runner import ResultCache, check_records, config_hash, dataset_hash, file_sha256, ravl_version
 
 CACHE_NAME = "caption-cache.jsonl"
 

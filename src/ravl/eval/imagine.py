@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from ..errors import ConfigError, ImageError, InputError
 from ..generate.images.base import ImageGenerator, ImageParams
 from ..images import open_image
 from ..imagine import check_prompt, imagine, read_provenance
+from ..progress import Progress
 
 MAX_DISTRACTORS = 99
 SHEET_ROWS = 60
@@ -103,7 +103,7 @@ def _cached(path: Path, prompt: str, generator: ImageGenerator, mode: str, seed,
 def evaluate_imagine(collection: Collection, prompts: list[str], generator: ImageGenerator, *, mode: str = "text",
                      k: int = 4, params: ImageParams = ImageParams(), seed: int = 0,
                      distractors: int = MAX_DISTRACTORS, out_dir: str | Path | None = None,
-                     progress: Callable[[int, int], None] | None = None) -> ImagineRun:
+                     progress: Progress | None = None) -> ImagineRun:
     if not 0 <= distractors <= MAX_DISTRACTORS:
         raise ConfigError(f"distractors must be between 0 and {MAX_DISTRACTORS}, not {distractors}")
     generator.check_mode(mode)

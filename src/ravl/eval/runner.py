@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,8 +18,6 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, InputError
-
-Progress = Callable[[int, int], None]  # (done, total)
 
 
 def ravl_version() -> str:

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, InputError
-from .runner import Progress, dataset_hash, ravl_version
+from ..progress import Progress
+from .runner import dataset_hash, ravl_version
 
 DEFAULT_TEMPLATE = "a photo of a {}."
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,12 +34,12 @@ import numpy as np
 from ..collection import NewItem
 from ..encoders.base import l2_normalize
 from ..errors import InputError
+from ..progress import Progress
 
 FORMAT = "ravl-embeddings"
 VERSION = 1
 ROWS_PER_FILE = 50_000
 BATCH = 512
-Progress = Callable[[int, int], None]
 
 
 @dataclass

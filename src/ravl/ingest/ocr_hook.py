@@ -11,19 +11,19 @@ captions out of a neighbour's captions (:meth:`Collection.scene_captions`).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..collection import OCR_SOURCE
+from ..progress import Progress
 
 #: item metadata key marking that the image was read
 MARK = "ravl_ocr"
 #: longest OCR caption stored (characters)
 MAX_TEXT = 500
 
-Progress = Callable[[int, int], None]
 
 
 @dataclass

@@ -24,8 +24,9 @@ import numpy as np
 
 from ..collection import translating_sqlite_errors
 from ..errors import ConfigError
+from ..progress import Progress
 from .folders import IMAGE_EXTENSIONS
-from .prepare import TEXT_CACHE_SIZE, Progress, prepare_record
+from .prepare import TEXT_CACHE_SIZE, prepare_record
 from .report import IngestReport
 from .sidecar import parse_langs
 from .sidecar import wanted as wanted_in_langs

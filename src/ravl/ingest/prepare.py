@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 
 from ..errors import ImageError
@@ -15,7 +14,6 @@ from .record import Record
 from .write import Prepared
 
 _Prepared = Prepared
-Progress = Callable[[int, int], None]  # (done, total)
 #: caption texts whose vectors are kept for the rest of a run (datasets often repeat captions)
 TEXT_CACHE_SIZE = 50_000
 

@@ -24,7 +24,8 @@ import numpy as np
 
 from ..encoders.base import ImageVectors
 from ..errors import ConfigError, EncoderMismatchError, EngineError, MissingDependencyError, ModelNotAvailableError
-from .prepare import TEXT_CACHE_SIZE, Progress, prepare_record
+from ..progress import Progress
+from .prepare import TEXT_CACHE_SIZE, prepare_record
 from .report import IngestReport
 from .sources import Record, read_sources
 from .write import wanted_captions, write_prepared

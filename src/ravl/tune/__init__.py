@@ -12,8 +12,9 @@ from ..encoders.base import l2_normalize
 from ..encoders.bridge import METHODS, Bridge
 from ..errors import ConfigError, TuneDataError
 from ..extras import install_hint, require
+from ..progress import Progress
 from .data import MIN_PAIRS, MIN_VAL_IMAGES, SELECT_PAIRS, build_pairs, caption_groups, mean_recall, recall, split, subsample
-from .train import Progress, choose_weight, train_bridge
+from .train import choose_weight, train_bridge
 
 
 @dataclass
@@ -80,7 +81,7 @@ def conse_start(encoder, stored_features: np.ndarray, stored_embeddings: np.ndar
 
 
 def tune_collection(collection, *, method: str = "linear", val_fraction: float = 0.1, epochs: int | None = None,
-                    seed: int = 0, progress: Progress = None) -> TuneReport:
+                    seed: int = 0, progress: Progress | None = None) -> TuneReport:
     """Train, judge and (when it helps) store a bridge for ``collection``. Nothing is written until
     the end, so an interrupted run (Ctrl-C) leaves the collection as it was."""
     check_options(method, val_fraction, epochs)

@@ -4,15 +4,13 @@ epoch kept by validation recall. The result is plain numpy tensors for :class:`B
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import numpy as np
 
 from ..encoders.base import l2_normalize
 from ..encoders.bridge import Bridge
+from ..progress import Progress
 from .data import Pairs, mean_recall, recall
-
-Progress = Callable[[int, int], None] | None
 
 
 def _modules(method: str, in_dim: int, out_dim: int, residual: bool, conse_init: dict | None):
@@ -85,7 +83,7 @@ def batch_size_for(n_train: int) -> int:
 
 def train_bridge(pairs: Pairs, train: np.ndarray, val: np.ndarray, *, method: str, residual: bool,
                  epochs: int | None = None, seed: int = 0, conse_init: dict | None = None,
-                 progress: Progress = None) -> tuple[Bridge, dict]:
+                 progress: Progress | None = None) -> tuple[Bridge, dict]:
     """Fit a bridge on the ``train`` pairs; returns the best epoch's bridge (weight 0: the bridge
     alone) and a history with the validation figures per epoch."""
     import torch

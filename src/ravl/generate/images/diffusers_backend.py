@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from PIL import Image
 
 from ...config import env_int
 from ...errors import ConfigError, GenerationError, MissingDependencyError, ModelNotAvailableError
+from ...progress import Progress
 from ...specs import Option, Spec, declare, parse_options
 from ..hf_backend import torch_device
 from .base import GeneratedImage, ImageGenerator, ImageParams, fit
@@ -41,7 +42,6 @@ OPTIONS = (
     Option("threads", int, None, "torch CPU threads (default $RAVL_THREADS, else torch's)", minimum=1),
 )
 DEFAULT_STEPS = 20
-Progress = Callable[[int, int], None]
 
 
 def _one_line(exc: BaseException, limit: int = 300) -> str:
