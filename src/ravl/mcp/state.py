@@ -70,7 +70,7 @@ class McpState:
 
     def __init__(self, settings: McpSettings):
         from ..collection import open_collection
-        from ..imagine import resolve_generator_spec
+        from ..tasks.imagine import resolve_generator_spec
 
         self.settings = settings.check()
         writes = settings.write_mode() != "disabled"

@@ -186,7 +186,7 @@ def _add_imagine(server: MCPServer, state: McpState) -> None:
         """Generate an image from a prompt, guided by the collection's nearest images; PNG plus provenance."""
         def run():
             from ..generate.images.base import ImageParams
-            from ..imagine import imagine as imagine_task
+            from ..tasks.imagine import imagine as imagine_task
 
             result = imagine_task(state.collection, prompt, state.image_generator(), mode=mode, k=k,
                                   params=ImageParams(seed=seed, steps=steps))

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from ...config import env_int
 from ...errors import ConfigError, GenerationError, MissingDependencyError, ModelNotAvailableError
 from ...specs import Option, Spec, declare, parse_options
 from ..hf_backend import torch_device
-from .base import GeneratedImage, ImageGenerator, ImageParams, fit
+from .base import GeneratedImage, ImageGenerator, ImageParams, Progress, fit
 
 DTYPES = ("float32", "float16", "bfloat16")
 OPTIONS = (
@@ -41,7 +41,6 @@ OPTIONS = (
     Option("threads", int, None, "torch CPU threads (default $RAVL_THREADS, else torch's)", minimum=1),
 )
 DEFAULT_STEPS = 20
-Progress = Callable[[int, int], None]
 
 
 def _one_line(exc: BaseException, limit: int = 300) -> str:
@@ -51,6 +50,7 @@ def _one_line(exc: BaseException, limit: int = 300) -> str:
 
 class DiffusersImageGenerator(ImageGenerator):
     seeded = True
+    supports_progress = True
 
     def __init__(self, spec: Spec, pipe: Any, *, torch: Any, device: str, ip_adapter: str | None,
                  ip_scale: float) -> None:
@@ -85,9 +85,9 @@ class DiffusersImageGenerator(ImageGenerator):
             self._i2i.set_progress_bar_config(disable=True)
         return self._i2i
 
-    def generate(self, prompt: str, *, mode: str = "text", params: ImageParams = ImageParams(),
-                 init_image: Image.Image | None = None, references: Sequence[Image.Image] = (),
-                 progress: Progress | None = None) -> GeneratedImage:
+    def execute(self, prompt: str, *, mode: str = "text", params: ImageParams = ImageParams(),
+                init_image: Image.Image | None = None, references: Sequence[Image.Image] = (),
+                progress: Progress | None = None) -> GeneratedImage:
         self.check_mode(mode)
         params = params.check().with_seed()
         width, height = params.size_or(self.default_size)
