@@ -15,7 +15,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from integration_helpers import LAUNCHER, build_colour_collection, child_env, ravl_json
+from integration_helpers import LAUNCHER, TESTS, build_colour_collection, child_env, ravl_json
 
 pytest.importorskip("mcp")
 from mcp import Client  # noqa: E402
@@ -208,3 +208,30 @@ def test_unsafe_http_settings_are_refused(built):
     assert proc.returncode == 2 and "loopback" in proc.stderr and "Traceback" not in proc.stderr
     proc = ravl("mcp", "-c", built[1], "--api-key-env", "RAVL_TEST_UNSET_VAR_X")
     assert proc.returncode == 2 and "RAVL_TEST_UNSET_VAR_X" in proc.stderr
+
+
+def test_imagine_tool_when_an_image_generator_is_configured(built, tmp_path):
+    from openai_stub_server import StubHandle
+    from ravl.tasks.imagine import read_provenance
+
+    stub = StubHandle(str(TESTS / "image_stub_server.py"))
+    spec = f"openai-images:stub-image?base_url={stub.url}&backoff=0"
+    try:
+        want = ravl_json("imagine", "a red square", "-c", built[1], "-g", spec, "--seed", "7", "--out", tmp_path / "x.png")
+
+        async def session():
+            async with stdio(built[1], "--image-generator", spec) as client:
+                names = {t.name for t in (await client.list_tools()).tools}
+                return names, await client.call_tool("imagine", {"prompt": "a red square", "seed": 7})
+
+        names, result = asyncio.run(session())
+    finally:
+        stub.stop()
+    assert names == READ_TOOLS | {"imagine"}
+    got = data(result)
+    for volatile in ("created_at", "timings", "output"):
+        got.pop(volatile, None), want.pop(volatile, None)
+    assert got == want and got["generator"].startswith("openai-images:stub-image")
+    assert got["references"][0]["uri"].endswith("red.png")
+    png = base64.b64decode([c for c in result.content if c.type == "image"][-1].data)
+    assert read_provenance(png)["prompt"] == "a red square"
