@@ -235,3 +235,26 @@ def test_imagine_tool_when_an_image_generator_is_configured(built, tmp_path):
     assert got["references"][0]["uri"].endswith("red.png")
     png = base64.b64decode([c for c in result.content if c.type == "image"][-1].data)
     assert read_provenance(png)["prompt"] == "a red square"
+
+
+@pytest.mark.slow
+def test_stdio_with_the_real_default_encoder(tmp_path_factory, skimage_photos):
+    """Real models print nothing on stdout (the protocol's channel) and answer as the CLI does."""
+    from test_server_api import build_collection, ravl_cli
+
+    images, coll = build_collection(tmp_path_factory, skimage_photos)
+    proc = ravl_cli("search", "-c", coll, "--text", "a cup of coffee", "-k", 3, "--json")
+    assert proc.returncode == 0, proc.stderr
+    want = json.loads(proc.stdout)
+    params = StdioServerParameters(command=LAUNCHER[0], args=["-m", "ravl.cli.main", "mcp", "-c", str(coll), "-g",
+                                                              "consensus"], env=child_env())
+
+    async def session():
+        async with Client(params) as client:
+            found = data(await client.call_tool("search", {"query": "a cup of coffee", "k": 3}))
+            described = data(await client.call_tool("describe", {"image": str(images / "coffee.jpg"), "k": 3}))
+            return found, described
+
+    found, described = asyncio.run(session())
+    assert found == want and found["results"][0]["uri"].endswith("coffee.jpg")
+    assert described["neighbours"] and described["caption"]
