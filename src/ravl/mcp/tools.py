@@ -61,11 +61,12 @@ def build_server(state: McpState, log_level: str = "WARNING") -> MCPServer:
     """An MCPServer whose tools and resources serve ``state``'s collection."""
     coll = state.collection
     size = state.settings.thumbnail_size
-    server: MCPServer = MCPServer("ravl", version=__version__, log_level=log_level,  # type: ignore[arg-type]
-                                       instructions=(
-        f"Search and describe the images of the ravl collection {coll.path}: search by text (with 'beach -people' "
-        "arithmetic) or by image, find similar items, caption an image from its neighbours, answer questions with "
-        "numbered evidence, read text in images. Results carry item ids, file uris and scores in [0, 1]."))
+    instructions = (f"Search and describe the images of the ravl collection {coll.path}: search by text (with "
+                    "'beach -people' arithmetic) or by image, find similar items, caption an image from its neighbours, "
+                    "answer questions with numbered evidence, read text in images. Results carry item ids, file uris "
+                    "and scores in [0, 1].")
+    server: MCPServer = MCPServer("ravl", version=__version__, instructions=instructions,
+                                  log_level=log_level)  # type: ignore[arg-type]
 
     @server.tool(annotations=READ_ONLY)
     def search(query: Annotated[str | None, Field(description="text query; 'beach -people', '2:sunset + beach'")] = None,
