@@ -120,6 +120,7 @@ def test_bad_arguments_are_tool_errors_and_the_server_keeps_serving(built, tmp_p
                 "nothing": await client.call_tool("search", {}),
                 "k": await client.call_tool("search", {"query": "red", "k": 0}),
                 "type": await client.call_tool("search", {"query": "red", "k": "many"}),
+                "filter": await client.call_tool("search", {"query": "red", "after": "2019-13"}),
                 "item": await client.call_tool("similar", {"item": 999999}),
                 "two images": await client.call_tool("describe", {"image": "/x.png", "item": 1}),
                 "base64": await client.call_tool("describe", {"image_base64": "%%%"}),
@@ -138,6 +139,7 @@ def test_bad_arguments_are_tool_errors_and_the_server_keeps_serving(built, tmp_p
         assert text and "Traceback" not in text, (name, text)
     assert "give a query" in errors["nothing"].content[0].text
     assert "no item with id 999999" in errors["item"].content[0].text
+    assert "2019-13" in errors["filter"].content[0].text
     assert "exactly one of" in errors["two images"].content[0].text
     assert "base64" in errors["base64"].content[0].text
     assert "notes.png" in errors["fake image"].content[0].text
