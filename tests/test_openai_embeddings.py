@@ -110,3 +110,18 @@ def test_real_default_encoder_vectors_match_within_1e6(tmp_path_factory, skimage
     assert got.shape == (2, coll.dim)
     np.testing.assert_allclose(got[0], text, atol=1e-6)
     np.testing.assert_allclose(got[1], image, atol=1e-6)
+
+
+def test_the_openai_python_client_reads_them(built, server):
+    """The official client asks for base64 by default and decodes it; its vectors are ravl's."""
+    openai = pytest.importorskip("openai")
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+    images, coll_dir = built
+    got = client.embeddings.create(input=["red", str(images / "blue.png")], model="anything")
+    with open_collection(coll_dir, readonly=True) as coll:
+        assert got.model == coll.active_fingerprint
+        np.testing.assert_allclose(got.data[0].embedding, coll.encoder.encode_texts(["red"])[0], atol=1e-6)
+        blue = coll.encoder.embed_images([Image.open(images / "blue.png").convert("RGB")]).embedding[0]
+        np.testing.assert_allclose(got.data[1].embedding, blue, atol=1e-6)
+    with pytest.raises(openai.BadRequestError):
+        client.embeddings.create(input=[], model="anything")
