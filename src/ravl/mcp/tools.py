@@ -87,11 +87,16 @@ def build_server(state: McpState, log_level: str = "WARNING") -> MCPServer:
         def run():
             from ..request import SearchRequest, Term, parse_query
             from ..tasks.search import answer
+            from ..tasks.search import search as search_task
 
             terms: tuple = parse_query(query) if query else ()
             pictures = []
-            if image or image_base64:
-                img, name, _ = state.load(image, image_base64)
+            if image and image_base64:
+                raise InputError("give image (a file path) or image_base64, not both")
+            if image:  # a file: the search task reads it, as for `ravl search --image`
+                terms += (Term("image", str(state.image_file(image))),)
+            elif image_base64:
+                img, name, _ = state.load(data=image_base64)
                 terms += (Term("image", name),)
                 pictures.append(coll.base_encoder.embed_images([img]))
             if item is not None:
@@ -102,7 +107,7 @@ def build_server(state: McpState, log_level: str = "WARNING") -> MCPServer:
                 raise InputError("give a query, an image, image_base64 or an item to search with")
             request = SearchRequest(terms, target=target, k=k, mode=mode, min_score=min_score,
                                     filters=_filters(after, before, folder, near, camera))
-            body = answer(request, coll.search(request, images=pictures))
+            body = answer(request, coll.search(request, images=pictures)) if pictures else search_task(coll, request)
             return render.result(body, uris=render.hit_uris(body, thumbnails), size=size)
         return _guarded(state, run)
 
