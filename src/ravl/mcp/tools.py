@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import CallToolResult, ToolAnnotations
@@ -50,6 +50,25 @@ def _guarded(state: McpState, fn: Callable[[], CallToolResult]) -> CallToolResul
         return render.error(exc)
 
 
+class RavlMCPServer(MCPServer):
+    """The SDK's server with argument errors on one line, as the HTTP API words them:
+    ``search: k: Input should be greater than or equal to 1 (see the tool's input schema)``."""
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        from mcp.server.mcpserver.exceptions import ToolError
+        from pydantic import ValidationError
+
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            cause = exc.__cause__
+            if not isinstance(cause, ValidationError):
+                raise
+            parts = [f"{'.'.join(str(x) for x in err.get('loc', ())) or 'arguments'}: {err.get('msg', 'invalid')}"
+                     for err in cause.errors()[:5]]
+            raise ToolError(f"{name}: {'; '.join(parts)} (see the tool's input schema)") from None
+
+
 def _filters(after, before, folder, near, camera):
     from ..filters import Filters
 
@@ -65,8 +84,8 @@ def build_server(state: McpState, log_level: str = "WARNING") -> MCPServer:
                     "'beach -people' arithmetic) or by image, find similar items, caption an image from its neighbours, "
                     "answer questions with numbered evidence, read text in images. Results carry item ids, file uris "
                     "and scores in [0, 1].")
-    server: MCPServer = MCPServer("ravl", version=__version__, instructions=instructions,
-                                  log_level=log_level)  # type: ignore[arg-type]
+    server: MCPServer = RavlMCPServer("ravl", version=__version__, instructions=instructions,
+                                      log_level=log_level)  # type: ignore[arg-type]
 
     @server.tool(annotations=READ_ONLY)
     def search(query: Annotated[str | None, Field(description="text query; 'beach -people', '2:sunset + beach'")] = None,
