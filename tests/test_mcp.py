@@ -8,6 +8,7 @@ import base64
 import io
 import json
 import shutil
+import socket
 import subprocess
 import time
 
@@ -211,6 +212,13 @@ def test_unsafe_http_settings_are_refused(built):
     assert proc.returncode == 2 and "loopback" in proc.stderr and "Traceback" not in proc.stderr
     proc = ravl("mcp", "-c", built[1], "--api-key-env", "RAVL_TEST_UNSET_VAR_X")
     assert proc.returncode == 2 and "RAVL_TEST_UNSET_VAR_X" in proc.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        proc = ravl("mcp", "-c", built[1], "--http", taken.getsockname()[1])
+    assert proc.returncode == 2 and "cannot listen" in proc.stderr and "Traceback" not in proc.stderr
+    proc = ravl("mcp", "-c", built[1].parent / "nowhere")
+    assert proc.returncode == 2 and "nowhere" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_imagine_tool_when_an_image_generator_is_configured(built, tmp_path):

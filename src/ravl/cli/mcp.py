@@ -34,10 +34,13 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from ..mcp.run import serve
     from ..mcp.state import McpSettings
+    from .serve import _check_port_free
 
     settings = McpSettings(collection=args.collection, http_port=args.http, host=args.host,
                            allow_writes=args.allow_writes, api_key_env=args.api_key_env, generator=args.generator,
                            image_generator=args.image_generator, thumbnail_size=args.thumbnail_size,
-                           any_path=args.http is None)
+                           any_path=args.http is None).check()
+    if args.http:
+        _check_port_free(args.host, args.http)  # before the models load, with a one-line error
     serve(settings, log_level=args.log_level)
     return 0
