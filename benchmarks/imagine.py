@@ -63,7 +63,7 @@ def main() -> None:
     from ravl.collection import open_collection
     from ravl.config import cache_dir
     from ravl.generate.images import ImageParams, load_image_generator
-    from ravl.imagine import find_references, imagine, load_references, self_check
+    from ravl.tasks.imagine import find_references, imagine, load_references, self_check
     from tiny_diffusers import build_tiny_sd
 
     coll_path = args.collection or build_collection(cache_dir("bench-imagine"), args.images)

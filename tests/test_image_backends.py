@@ -15,7 +15,7 @@ from PIL import Image
 from openai_stub_server import StubHandle
 from ravl.errors import ConfigError, GenerationError
 from ravl.generate.images import ImageParams, load_image_generator
-from ravl.imagine import imagine, read_provenance
+from ravl.tasks.imagine import imagine, read_provenance
 
 
 @pytest.fixture(scope="module")

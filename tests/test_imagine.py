@@ -12,7 +12,7 @@ from PIL import Image
 
 from ravl.errors import ConfigError, ModelNotAvailableError, NoImageGeneratorError, UnknownBackendError
 from ravl.generate.images import ImageParams, load_image_generator, parse_size
-from ravl.imagine import imagine, read_provenance
+from ravl.tasks.imagine import imagine, read_provenance
 
 pytest.importorskip("diffusers")
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ravl.imagine import read_provenance
+from ravl.tasks.imagine import read_provenance
 from test_server_api import assert_error
 
 pytest.importorskip("diffusers")

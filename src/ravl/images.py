@@ -201,3 +201,27 @@ def load_image(path: str | Path, *, min_side: int = 0) -> LoadedImage:
 def open_image(path: str | Path) -> Image.Image:
     """Just the RGB image (for queries)."""
     return load_image(path).image
+
+
+def decode_data_url(text: str, *, max_bytes: int = MAX_FILE_BYTES, name: str = "data URL") -> bytes:
+    """The bytes of a ``data:image/...;base64,...`` URL, or of plain base64 text; ImageError for
+    anything else or for more than ``max_bytes`` (the image itself is checked by :func:`decode_image`)."""
+    import base64
+    import binascii
+
+    body = text.strip()
+    if body.startswith("data:"):
+        head, sep, body = body.partition(",")
+        if not sep or ";base64" not in head:
+            raise ImageError(f"{name}: expected 'data:image/png;base64,...'")
+        if not head[5:].lower().startswith("image/"):
+            raise ImageError(f"{name}: the data URL's type must be image/..., got {head[5:].split(';')[0]!r}")
+    if len(body) > (max_bytes + 2) // 3 * 4 + 4:
+        raise ImageError(f"{name}: over the {max_bytes / 2**20:.1f} MiB image limit; send a smaller image")
+    try:
+        data = base64.b64decode("".join(body.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise ImageError(f"{name}: not valid base64") from None
+    if not data:
+        raise ImageError(f"{name}: empty image")
+    return data

@@ -54,7 +54,8 @@ def run(args) -> int:
     from ..generate.base import GenerationParams, load_generator
     from ..generate.prompts import load_template
     from ..images import load_image
-    from ..rag.ask import AskOptions, ask_image
+    from ..rag.ask import AskOptions
+    from ..tasks.ask import ask
 
     if args.stream and args.json:
         raise ConfigError("--stream and --json cannot be combined; --json prints the whole answer at the end")
@@ -80,7 +81,7 @@ def run(args) -> int:
     with open_collection(args.collection, readonly=True) as coll:
         options = AskOptions(k=args.k, params=params, labels=args.labels, ocr=args.ocr, ocr_lang=args.lang,
                              template=template, grounding=args.grounding)
-        result = ask_image(coll, image, args.question, generator=generator, options=options, name=uri,
+        result = ask(coll, image, args.question, generator=generator, options=options, name=uri,
                            on_text=on_text if args.stream else None)
     if args.json:
         emit_json(result.to_dict())

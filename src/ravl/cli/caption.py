@@ -31,7 +31,7 @@ def run(args) -> int:
     from ..generate.defaults import default_generator
     from ..generate.prompts import load_template
     from ..images import load_image
-    from ..rag import caption_image
+    from ..tasks.describe import describe
 
     generator = load_generator(args.generator or default_generator("caption"))
     template = load_template(args.template, "caption") if args.template else None
@@ -39,7 +39,7 @@ def run(args) -> int:
     images = [(str(Path(p).expanduser().resolve()), load_image(p).image) for p in args.images]
     with open_collection(args.collection, readonly=True) as coll:
         for uri, image in images:
-            result = caption_image(coll, image, k=args.k, generator=generator, params=params,
+            result = describe(coll, image, k=args.k, generator=generator, params=params,
                                    template=template, name=uri)
             if args.json:
                 emit_json(result.to_dict())

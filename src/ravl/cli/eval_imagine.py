@@ -37,7 +37,7 @@ def run(args) -> int:
     from ..eval.imagine import evaluate_imagine, read_prompts, render_imagine_markdown
     from ..eval.report import build_report
     from ..generate.images.base import ImageParams, load_image_generator, parse_size
-    from ..imagine import NO_GENERATOR, resolve_generator_spec
+    from ..tasks.imagine import NO_GENERATOR, resolve_generator_spec
     from .eval_output import finish_report
 
     width, height = parse_size(args.size)

@@ -77,7 +77,7 @@ def run(args) -> int:
     from ..collection import open_collection
     from ..errors import NoImageGeneratorError
     from ..generate.images.base import ImageParams, load_image_generator, parse_size
-    from ..imagine import check_request, imagine, resolve_generator_spec, takes_progress
+    from ..tasks.imagine import check_request, imagine, resolve_generator_spec
 
     width, height = parse_size(args.size)
     params = ImageParams(width=width, height=height, steps=args.steps, guidance=args.guidance,
@@ -91,7 +91,7 @@ def run(args) -> int:
         generator.check_mode(args.mode)
     with open_collection(args.collection, readonly=True) as coll:
         try:
-            with (progress_bar("generating", unit="step") if generator and takes_progress(generator) else nullcontext()) as bar:
+            with (progress_bar("generating", unit="step") if generator and generator.supports_progress else nullcontext()) as bar:
                 result = imagine(coll, prompt, generator, mode=args.mode, k=args.k, params=params,
                                  check=not args.no_check, progress=bar)
         except NoImageGeneratorError as exc:

@@ -5,12 +5,12 @@ import argparse
 import os
 import sys
 
-from . import ask, backends, caption, demo, exchange, imagine, index, info, prune, read, reindex, search, serve, tune, watch
+from . import ask, backends, caption, demo, exchange, imagine, index, info, mcp, prune, read, reindex, search, serve, tune, watch
 from . import eval as eval_cmd
 from .common import safe_streams
 
-COMMANDS = (index, prune, watch, reindex, search, caption, ask, imagine, read, info, tune, exchange, eval_cmd, serve, demo,
-            backends)
+COMMANDS = (index, prune, watch, reindex, search, caption, ask, imagine, read, info, tune, exchange, eval_cmd, serve, mcp,
+            demo, backends)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -73,9 +73,9 @@ def run(args) -> int:
 
     from ..collection import open_collection
     from ..errors import ConfigError
-    from ..imagine import resolve_generator_spec
     from ..server.protocol import timed_protocol
     from ..server.settings import SETTINGS_ENV, ServerSettings
+    from ..tasks.imagine import resolve_generator_spec
 
     if not (math.isfinite(args.max_upload_mb) and 0 < args.max_upload_mb <= 4096):
         raise ConfigError(f"--max-upload-mb must be between 0 and 4096, got {args.max_upload_mb}")

@@ -26,8 +26,8 @@ from ..collection import Collection
 from ..errors import ConfigError, ImageError, InputError
 from ..generate.images.base import ImageGenerator, ImageParams
 from ..images import open_image
-from ..imagine import check_prompt, imagine, read_provenance
 from ..progress import Progress
+from ..tasks.imagine import check_prompt, imagine, read_provenance
 
 MAX_DISTRACTORS = 99
 SHEET_ROWS = 60

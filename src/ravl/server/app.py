@@ -19,6 +19,7 @@ from .responses import SafeJSONResponse
 from .routes_imagine import build_router as imagine_router
 from .routes_items import build_router as items_router
 from .routes_items import check_write
+from .routes_openai import build_router as openai_router
 from .routes_read import build_router as read_router
 from .routes_search import build_router as search_router
 from .settings import ServerSettings
@@ -204,6 +205,7 @@ def create_app(settings: ServerSettings, *, state: ServerState | None = None) ->
     app.include_router(items_router())
     app.include_router(imagine_router(settings))
     app.include_router(read_router())
+    app.include_router(openai_router())
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     if assets:  # interactive docs from files shipped in a wheel: they work offline
         from fastapi.openapi.docs import get_swagger_ui_html

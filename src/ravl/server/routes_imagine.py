@@ -57,7 +57,7 @@ def build_router(settings: ServerSettings) -> APIRouter:
         thumbnail URL per reference. ``png``: the PNG itself, its provenance in text chunks and in
         the ``X-Ravl-Provenance`` header (JSON). Without an image generator: 503 with the references."""
         from ..generate.images.base import ImageParams, parse_size
-        from ..imagine import check_request, imagine
+        from ..tasks.imagine import check_request, imagine
 
         width, height = parse_size(size)
         params = ImageParams(width=width, height=height, steps=steps, guidance=guidance, strength=strength,

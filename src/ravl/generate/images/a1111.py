@@ -24,7 +24,7 @@ from PIL import Image
 from ...errors import ConfigError, GenerationError
 from ...specs import Option, Spec, declare, parse_options
 from ..http import HttpClient, retry_options
-from .base import GeneratedImage, ImageGenerator, ImageParams, fit, png_bytes
+from .base import GeneratedImage, ImageGenerator, ImageParams, Progress, fit, png_bytes
 from .openai_images import b64_image
 
 OPTIONS = (
@@ -64,9 +64,9 @@ class A1111ImageGenerator(ImageGenerator):
             return "the server refused the parameters (size, steps, sampler name)"
         return "check the server's console"
 
-    def generate(self, prompt: str, *, mode: str = "text", params: ImageParams = ImageParams(),
-                 init_image: Image.Image | None = None,
-                 references: Sequence[Image.Image] = ()) -> GeneratedImage:
+    def execute(self, prompt: str, *, mode: str = "text", params: ImageParams = ImageParams(),
+                init_image: Image.Image | None = None, references: Sequence[Image.Image] = (),
+                progress: Progress | None = None) -> GeneratedImage:
         self.check_mode(mode)
         params = params.check().with_seed()
         width, height = params.size_or(self.default_size)

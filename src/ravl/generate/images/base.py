@@ -1,9 +1,16 @@
 """The image-generator contract and the checks every backend shares.
 
+The same contract as text generators (:class:`ravl.generate.base.Generator`): callers use
+:meth:`ImageGenerator.generate`, which is final; a backend implements :meth:`ImageGenerator.execute`.
+``generate`` checks the mode and the parameters, passes ``progress`` only to backends that report
+it, and maps library and transport failures onto :class:`~ravl.errors.GenerationError`'s family
+(:func:`ravl.generate.base.generation_errors`), so one error family reaches callers.
+
 A backend states what it can do with class attributes: ``modes`` (``text``, ``init``: start from
-an image at a ``strength``, ``reference``: images as prompts) and ``seeded`` (same seed, same
-inputs -> same image). :meth:`ImageGenerator.generate` returns a :class:`GeneratedImage` with the
-settings actually used, so provenance never records a default it did not apply.
+an image at a ``strength``, ``reference``: images as prompts), ``seeded`` (same seed, same inputs
+-> same image) and ``supports_progress`` (``execute`` reports denoising steps). ``generate``
+returns a :class:`GeneratedImage` with the settings actually used, so provenance never records a
+default it did not apply.
 """
 from __future__ import annotations
 
@@ -12,10 +19,12 @@ import random
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import final
 
 from PIL import Image, ImageOps
 
 from ...errors import ConfigError, GenerationError
+from ...progress import Progress
 
 MODES = ("text", "init", "reference")
 #: longest side and largest area a request may ask for (SDXL's 1024x1024 is 1 M pixels)
@@ -23,6 +32,7 @@ MAX_SIDE = 2048
 MAX_PIXELS = 2048 * 2048
 MAX_STEPS = 500
 MAX_SEED = 2**32 - 1
+#: ``progress(done, total)`` over denoising steps
 
 
 @dataclass(frozen=True)
@@ -114,6 +124,8 @@ class ImageGenerator(ABC):
     mode_notes: dict[str, str] = {}
     #: (width, height) used when the request gives none
     default_size: tuple[int, int] = (512, 512)
+    #: True when :meth:`execute` reports denoising steps to ``progress``
+    supports_progress: bool = False
 
     def check_mode(self, mode: str) -> None:
         if mode not in MODES:
@@ -123,11 +135,25 @@ class ImageGenerator(ABC):
             raise ConfigError(f"image generator {self.spec!r} cannot do mode {mode!r}"
                               + (f": {why}" if why else "") + f"; it can do: {', '.join(self.modes)}")
 
-    @abstractmethod
+    @final
     def generate(self, prompt: str, *, mode: str = "text", params: ImageParams = ImageParams(),
-                 init_image: Image.Image | None = None,
-                 references: Sequence[Image.Image] = ()) -> GeneratedImage:
-        """Make one image. ``init_image`` is used in ``init`` mode, ``references`` in ``reference``."""
+                 init_image: Image.Image | None = None, references: Sequence[Image.Image] = (),
+                 progress: Progress | None = None) -> GeneratedImage:
+        """Make one image. ``init_image`` is used in ``init`` mode, ``references`` in ``reference``;
+        ``progress`` is called only by backends that ``supports_progress``. Failures raise
+        :class:`~ravl.errors.GenerationError` (bad requests :class:`~ravl.errors.ConfigError`)."""
+        from ..base import generation_errors
+
+        self.check_mode(mode)
+        params.check()
+        with generation_errors(self.spec):
+            return self.execute(prompt, mode=mode, params=params, init_image=init_image, references=references,
+                                progress=progress if self.supports_progress else None)
+
+    @abstractmethod
+    def execute(self, prompt: str, *, mode: str, params: ImageParams, init_image: Image.Image | None,
+                references: Sequence[Image.Image], progress: Progress | None) -> GeneratedImage:
+        """Backend hook behind :meth:`generate` (mode and parameters already checked)."""
 
 
 def decode_generated(data: bytes, where: str) -> Image.Image:

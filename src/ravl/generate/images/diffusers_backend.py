@@ -51,6 +51,7 @@ def _one_line(exc: BaseException, limit: int = 300) -> str:
 
 class DiffusersImageGenerator(ImageGenerator):
     seeded = True
+    supports_progress = True
 
     def __init__(self, spec: Spec, pipe: Any, *, torch: Any, device: str, ip_adapter: str | None,
                  ip_scale: float) -> None:
@@ -85,9 +86,9 @@ class DiffusersImageGenerator(ImageGenerator):
             self._i2i.set_progress_bar_config(disable=True)
         return self._i2i
 
-    def generate(self, prompt: str, *, mode: str = "text", params: ImageParams = ImageParams(),
-                 init_image: Image.Image | None = None, references: Sequence[Image.Image] = (),
-                 progress: Progress | None = None) -> GeneratedImage:
+    def execute(self, prompt: str, *, mode: str = "text", params: ImageParams = ImageParams(),
+                init_image: Image.Image | None = None, references: Sequence[Image.Image] = (),
+                progress: Progress | None = None) -> GeneratedImage:
         self.check_mode(mode)
         params = params.check().with_seed()
         width, height = params.size_or(self.default_size)

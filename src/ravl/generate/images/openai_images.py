@@ -25,7 +25,7 @@ from PIL import Image
 from ...errors import ConfigError, GenerationError
 from ...specs import Option, Spec, declare, parse_options
 from ..http import OPENAI_BASE_URL, HttpClient, multipart, openai_endpoint, retry_options
-from .base import GeneratedImage, ImageGenerator, ImageParams, decode_generated, png_bytes
+from .base import GeneratedImage, ImageGenerator, ImageParams, Progress, decode_generated, png_bytes
 
 OPTIONS = (
     Option("base_url", str, None, "API root ending in /v1 (default $OPENAI_BASE_URL, else https://api.openai.com/v1)"),
@@ -113,9 +113,9 @@ class OpenAIImagesGenerator(ImageGenerator):
         except (urllib.error.URLError, OSError) as exc:
             raise GenerationError(f"{self.spec!r}: cannot fetch the image at {link} ({exc})") from None
 
-    def generate(self, prompt: str, *, mode: str = "text", params: ImageParams = ImageParams(),
-                 init_image: Image.Image | None = None,
-                 references: Sequence[Image.Image] = ()) -> GeneratedImage:
+    def execute(self, prompt: str, *, mode: str = "text", params: ImageParams = ImageParams(),
+                init_image: Image.Image | None = None, references: Sequence[Image.Image] = (),
+                progress: Progress | None = None) -> GeneratedImage:
         self.check_mode(mode)
         params.check()
         width, height = params.size_or(self.default_size)

@@ -17,7 +17,7 @@ from PIL import Image
 
 from ...errors import ConfigError, GenerationError, MissingDependencyError, ModelNotAvailableError
 from ...specs import Option, Spec, declare, parse_options
-from .base import GeneratedImage, ImageGenerator, ImageParams, fit
+from .base import GeneratedImage, ImageGenerator, ImageParams, Progress, fit
 
 OPTIONS = (
     Option("threads", int, None, "CPU threads (default: stable-diffusion.cpp's)", minimum=1),
@@ -41,9 +41,9 @@ class SdcppImageGenerator(ImageGenerator):
         self.sampler = sampler
         self._lock = threading.Lock()
 
-    def generate(self, prompt: str, *, mode: str = "text", params: ImageParams = ImageParams(),
-                 init_image: Image.Image | None = None,
-                 references: Sequence[Image.Image] = ()) -> GeneratedImage:
+    def execute(self, prompt: str, *, mode: str = "text", params: ImageParams = ImageParams(),
+                init_image: Image.Image | None = None, references: Sequence[Image.Image] = (),
+                progress: Progress | None = None) -> GeneratedImage:
         self.check_mode(mode)
         params = params.check().with_seed()
         width, height = params.size_or(self.default_size)
