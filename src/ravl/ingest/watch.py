@@ -149,18 +149,22 @@ def watch_folders(collection, folders: Iterable[str | Path], *, debounce: float 
                 continue
             changed = {p for p in changed if Path(p).name != COLLECTION_DB}
             records, gone = _batch(changed)
+            ids: list[int] = []
             with lock or nullcontext():
                 report = index_records(collection, records, keep_missing=keep_missing)
                 if gone and not keep_missing:
                     ids = _removals(collection, roots, gone, report, prune_missing)
                     if ids:
                         report.removed += collection.remove_items(ids)
-                        collection.refresh_indexes(lazy=True)
+            # counted as soon as it is written: a Ctrl-C during the index refresh below still reports it
             if report.added or report.updated or report.moved or report.removed or report.skipped or \
                     report.captions_added or report.captions_removed or report.notes:
                 totals.add(report)
                 if on_batch:
                     on_batch(report)
+            if ids:
+                with lock or nullcontext():
+                    collection.refresh_indexes(lazy=True)
     except KeyboardInterrupt:
         pass
     finally:
