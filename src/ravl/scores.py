@@ -19,7 +19,7 @@ import numpy as np
 #: below this many captioned pairs a collection uses the suite's defaults
 MIN_PAIRS = 40
 #: pairs sampled for a fit
-FIT_PAIRS = 400
+FIT_PAIRS = 250
 #: the keyword weights tried (0: vector ranking alone)
 WEIGHT_GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 100.0)
 #: a hit at or above this score is "a good match" (more likely the match than not)

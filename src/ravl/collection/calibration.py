@@ -25,6 +25,8 @@ PROBE_TEXTS = tuple(f"a photo of {w}" for w in (
     "a river", "the sea", "snow", "a garden", "a kitchen", "a bedroom", "a face", "a crowd", "a road", "a field"))
 #: candidates per ranking in a fit, and the hits a score is calibrated over
 FIT_DEPTH = 50
+#: collections with fewer captions refit after every change (cheap); larger ones after a 10% change
+REFIT_ALWAYS = 500
 SHOWN = 10
 
 
@@ -90,15 +92,17 @@ class Calibrating(TunedBridge):
         return own if own is not None and own.pairs >= MIN_PAIRS else SUITE_DEFAULT
 
     def refit_calibration(self, *, lazy: bool = False) -> Calibration | None:
-        """Fit and store the calibration when the collection changed since the last fit (``lazy``:
-        only when the caption count moved by 10% or more, so a small add to a big collection does
-        not load its index); returns the stored calibration or None with too few pairs."""
+        """Fit and store the calibration when the collection changed enough since the last fit: a
+        new tuned bridge, or a caption count 10% away from the fitted one (collections under
+        ``REFIT_ALWAYS`` captions, cheap to fit, refit after every change). A fit is a statistic of
+        the captioned pairs, so a small add to a big collection keeps it (and does not load the
+        index). ``lazy`` is accepted for :meth:`refresh_indexes`' sake; the rule is the same."""
         facts = self.search_facts()
         old = facts["calibration"]
         if old is not None and old.generation == self._db.generation():
             return old
-        if lazy and old is not None and old.fit.get("bridge") == facts["bridge"] and \
-                abs(facts["captions"] - old.fit.get("captions", 0)) < 0.1 * max(1, facts["captions"]):
+        if old is not None and old.fit.get("bridge") == facts["bridge"] and facts["captions"] >= REFIT_ALWAYS and \
+                abs(facts["captions"] - old.fit.get("captions", 0)) < 0.1 * facts["captions"]:
             return old
         cal = self.fit_calibration()
         if not self._db.readonly:
@@ -147,11 +151,14 @@ class Calibrating(TunedBridge):
         if not words or not self.search_facts()["keyword_index"]:
             return {}, set()
         terms = fts_terms(words)
-        found, df, total, held = bulk.keyword_evidence(self._db, terms, FIT_DEPTH * 4)
+        found, df, total, held = bulk.keyword_evidence(self._db, terms, FIT_DEPTH)
         live = [t for t in terms if t in df]
         weights = [idf(max(0, df[t] - 1), max(1, total - 1)) for t in live]  # as if the own caption were gone
-        texts = self.caption_rows([cid for cid, _, _ in found])
-        same = {item for cid, item, _ in found if cid != own_caption and _same(texts[cid][0], text)}
+        # an identical caption holds every word: only those rows are read and compared
+        full = [cid for cid, _, _ in found if cid != own_caption and len(held[cid]) == len(live)]
+        texts = self.caption_rows(full) if full else {}
+        key = _normal(text)
+        same = {row[1] for row in texts.values() if _normal(row[0]) == key}
         out: dict[int, tuple[float, float]] = {}
         for cid, item, bm25 in found:
             if cid == own_caption:
@@ -162,8 +169,8 @@ class Calibrating(TunedBridge):
         return dict(sorted(out.items(), key=lambda kv: (-kv[1][0], -kv[1][1]))[:FIT_DEPTH]), same
 
 
-def _same(a: str, b: str) -> bool:
-    return " ".join(fold(a).replace(".", " ").split()) == " ".join(fold(b).replace(".", " ").split())
+def _normal(text: str) -> str:
+    return " ".join(fold(text).replace(".", " ").split())
 
 
 def _fit(rows, cosines, generation: int, facts: dict) -> Calibration:
