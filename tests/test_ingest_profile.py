@@ -51,7 +51,8 @@ def test_report_profiles_each_stage(tmp_path, images, colour_spec):
     lines = report.profile_lines()
     assert lines[0].split() == ["stage", "wall", "s", "CPU", "s"]
     assert any(line.startswith("decode (2 threads)") for line in lines)
-    assert "bound by: " in lines[-1]
+    assert "bound by: " in lines[-2] and lines[-1].startswith("after the batches: sync")
+    assert set(prof["after"]) == {"sync", "index"}
     assert profile_lines({}) == []
 
 

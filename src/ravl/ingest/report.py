@@ -6,7 +6,9 @@ The profile tells wall and CPU time per stage apart. Decoding runs on worker thr
 the image model and writing on the calling thread (its CPU). onnxruntime runs each model's
 matrix work on its own pool of threads too, whose CPU no stage owns: it is ``other_cpu`` (the
 process's CPU, ``time.process_time``, less what the stages' threads used), mostly the two models'.
-``idle`` is the core-seconds no thread of the process used. What bounds a run is read off the
+``idle`` is the core-seconds no thread of the process used. ``after`` is what follows the
+batches: the sync of scanned folders, and bringing the index caches and the search calibration
+(refitted when the caption count moved by 10%) up to date. What bounds a run is read off the
 calling thread, which does the image model and the writes and waits for decoded images and for
 caption vectors: the largest of those four is the bottleneck.
 """
@@ -140,4 +142,8 @@ def profile_lines(profile: dict) -> list[str]:
     waits = profile["waits"]
     lines.append(f"the main thread waited {waits['decode']:.1f}s for decoding and {waits['texts']:.1f}s for the "
                  f"text model; bound by: {profile['bound_by'] or 'nothing (no work)'}")
+    after = profile.get("after")
+    if after:
+        lines.append(f"after the batches: sync {after['sync']:.1f}s, index caches and search calibration "
+                     f"{after['index']:.1f}s")
     return lines
