@@ -145,17 +145,26 @@ def quantize_int8(graph: bytes, weights: bytes, weights_location: str) -> bytes:
     """The float32 graph (with its external ``weights``) dynamically quantised to int8: MatMul
     weights per output channel (per-tensor lost up to 0.08 of cosine on short texts), embeddings
     and LayerNorms left in float32. One self-contained model file."""
+    import logging
     import tempfile
 
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    with tempfile.TemporaryDirectory(prefix="ravl-int8-") as tmp:
-        src, out = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
-        src.write_bytes(graph)
-        (Path(tmp) / weights_location).write_bytes(weights)
-        quantize_dynamic(str(src), str(out), weight_type=QuantType.QInt8, per_channel=True,
-                         op_types_to_quantize=["MatMul"])
-        return out.read_bytes()
+    def no_preprocessing_advice(record: logging.LogRecord) -> bool:  # quantize_dynamic's advice on the root logger
+        return "pre-processing before quantization" not in record.getMessage()
+
+    root = logging.getLogger()
+    root.addFilter(no_preprocessing_advice)
+    try:
+        with tempfile.TemporaryDirectory(prefix="ravl-int8-") as tmp:
+            src, out = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
+            src.write_bytes(graph)
+            (Path(tmp) / weights_location).write_bytes(weights)
+            quantize_dynamic(str(src), str(out), weight_type=QuantType.QInt8, per_channel=True,
+                             op_types_to_quantize=["MatMul"])
+            return out.read_bytes()
+    finally:
+        root.removeFilter(no_preprocessing_advice)
 
 
 def mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
