@@ -2,10 +2,13 @@
 with captions encoded in their own thread (:mod:`.text_stage`) -> one SQLite transaction per batch.
 
 Decoding and caption encoding overlap the image model: worker threads prepare the next images and
-the text stage encodes captions (each distinct caption once per run) while the encoder runs
+the text stage encodes captions (each distinct caption once per run; none the collection already
+holds, :mod:`.caption_reuse`) while the encoder runs
 (PIL, onnxruntime and torch release the GIL). Each batch commits atomically, so an
 interrupted run keeps every committed batch, and a re-run skips files whose size and mtime are
 unchanged (or whose content hash is already stored), resuming where it stopped.
+The report says where the time went: wall and CPU per stage, idle time and the bottleneck
+(:func:`.report.build_profile`).
 
 :func:`index_records` is the one write path (``ravl index``, the server's uploads, ``ravl watch``,
 the Ray engine); :func:`index_sources` reads sources (:mod:`.sources`) on top of it. The rules for

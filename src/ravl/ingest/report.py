@@ -5,12 +5,13 @@ The profile tells wall and CPU time per stage apart. Decoding runs on worker thr
 ``time.thread_time`` summed over records), the text model on its own thread (its thread's CPU),
 the image model and writing on the calling thread (its CPU). onnxruntime runs each model's
 matrix work on its own pool of threads too, whose CPU no stage owns: it is ``other_cpu`` (the
-process's CPU, ``time.process_time``, less what the stages' threads used), mostly the two models'.
-``idle`` is the core-seconds no thread of the process used. ``after`` is what follows the
-batches: the sync of scanned folders, and bringing the index caches and the search calibration
-(refitted when the caption count moved by 10%) up to date. What bounds a run is read off the
-calling thread, which does the image model and the writes and waits for decoded images and for
-caption vectors: the largest of those four is the bottleneck.
+process's CPU, ``time.process_time``, less what the stages' threads used), mostly the two models';
+in a process doing other work meanwhile (a server's uploads) that work lands there too. ``idle``
+is the core-seconds no thread of the process used. ``after`` is what follows the batches: the sync
+of scanned folders, and bringing the index caches and the search calibration (refitted when the
+caption count moved by 10%) up to date. What bounds a run is read off the calling thread, which
+does the image model and the writes and waits for decoded images and for caption vectors: the
+largest of those four is the bottleneck.
 """
 from __future__ import annotations
 
