@@ -97,9 +97,11 @@ def run(args) -> int:
             print(f"time: {s.get('total', 0):.1f}s total (Ray start {s['ray_start']:.1f}s, waiting for workers "
                   f"{s.get('wait_workers', 0):.1f}s, write {s.get('write', 0):.1f}s)")
         else:
-            print(f"time: {s.get('total', 0):.1f}s total (decode {s.get('decode', 0):.1f}s across threads, "
-                  f"images {s.get('encode_images', 0):.1f}s, texts {s.get('encode_texts', 0):.1f}s, "
-                  f"write {s.get('write', 0):.1f}s)")
+            print(f"time: {s.get('total', 0):.1f}s total")
+            for line in report.profile_lines():
+                print(f"  {line}")
+        if report.caption_vectors_reused:
+            print(f"{report.caption_vectors_reused} caption texts already in the collection: their vectors were reused")
         if ocr_report:
             print(f"text read from {ocr_report.items_read} images ({ocr_report.items_with_text} with text): "
                   f"{ocr_report.captions_added} OCR captions added")

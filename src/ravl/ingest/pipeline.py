@@ -2,10 +2,13 @@
 with captions encoded in their own thread (:mod:`.text_stage`) -> one SQLite transaction per batch.
 
 Decoding and caption encoding overlap the image model: worker threads prepare the next images and
-the text stage encodes captions (each distinct caption once per run) while the encoder runs
+the text stage encodes captions (each distinct caption once per run; none the collection already
+holds, :mod:`.caption_reuse`) while the encoder runs
 (PIL, onnxruntime and torch release the GIL). Each batch commits atomically, so an
 interrupted run keeps every committed batch, and a re-run skips files whose size and mtime are
 unchanged (or whose content hash is already stored), resuming where it stopped.
+The report says where the time went: wall and CPU per stage, idle time and the bottleneck
+(:func:`.report.build_profile`).
 
 :func:`index_records` is the one write path (``ravl index``, the server's uploads, ``ravl watch``,
 the Ray engine); :func:`index_sources` reads sources (:mod:`.sources`) on top of it. The rules for
@@ -25,9 +28,10 @@ import numpy as np
 from ..collection import translating_sqlite_errors
 from ..errors import ConfigError
 from ..progress import Progress
+from .caption_reuse import stored_caption_vectors
 from .folders import IMAGE_EXTENSIONS
 from .prepare import TEXT_CACHE_SIZE, prepare_record
-from .report import IngestReport
+from .report import IngestReport, StageClock, build_profile
 from .sidecar import parse_langs
 from .sidecar import wanted as wanted_in_langs
 from .sources import Record, SourceScan, scan_sources
@@ -41,15 +45,25 @@ __all__ = ["IngestReport", "Prepared", "index_records", "index_sources", "prepar
 _Prepared = Prepared
 
 
-def _bounded_map(pool: ThreadPoolExecutor, fn, items: Iterable, ahead: int) -> Iterator:
-    """Like ``pool.map`` but keeps at most ``ahead`` tasks in flight (bounded memory)."""
+def _bounded_map(pool: ThreadPoolExecutor, fn, items: Iterable, ahead: int, clock: StageClock | None = None) -> Iterator:
+    """Like ``pool.map`` but keeps at most ``ahead`` tasks in flight (bounded memory); the time the
+    caller waits for a result goes to ``clock`` (stage ``wait_decode``)."""
     pending: deque[Future] = deque()
+
+    def next_result():
+        t = time.perf_counter()
+        try:
+            return pending.popleft().result()
+        finally:
+            if clock is not None:
+                clock.add("wait_decode", time.perf_counter() - t)
+
     for item in items:
         pending.append(pool.submit(fn, item))
         if len(pending) >= ahead:
-            yield pending.popleft().result()
+            yield next_result()
     while pending:
-        yield pending.popleft().result()
+        yield next_result()
 
 
 def _check_sizes(**values) -> None:
@@ -110,8 +124,10 @@ def index_records(collection, records: list[Record], *, engine: str = "local", s
             apply_sync(collection, scan, report, prune_missing=prune_missing)
         report.seconds["sync"] = round(time.perf_counter() - t, 3)
         t = time.perf_counter()
-        collection.refresh_indexes(lazy=True)  # readers catch up what is left
+        collection.refresh_indexes(lazy=True)  # readers catch up what is left; refits the search calibration
         report.seconds["index"] = round(time.perf_counter() - t, 3)
+        if report.profile:
+            report.profile["after"] = {"sync": report.seconds["sync"], "index": report.seconds["index"]}
     report.seconds["total"] = round(time.perf_counter() - t0, 3)
     return report
 
@@ -160,8 +176,10 @@ def _ingest_local(collection, records: list[Record], report: IngestReport, batch
     def prepare(rec: Record) -> _Prepared:
         return prepare_record(rec, states.get(rec.uri), by_sha, encoder, min_side, uris, backfill)
 
-    timing = {"decode": 0.0, "encode_images": 0.0, "encode_texts": 0.0, "wait_texts": 0.0, "write": 0.0}
+    clock = StageClock()  # wall and this thread's CPU per stage; process CPU over the run
     stage = TextStage(encoder.encode_texts, cache_size=TEXT_CACHE_SIZE)
+    with clock.timed("reuse_captions"):
+        stage.seed(stored_caption_vectors(collection, records, known_caps))
 
     def captions_wanted(p: _Prepared) -> list[str]:
         return [c for _, c in wanted_captions([p], known_caps)]
@@ -176,19 +194,17 @@ def _ingest_local(collection, records: list[Record], report: IngestReport, batch
             return
         wanted = [(p, c) for p in batch + side for c in captions_wanted(p)]
         handle = stage.request([c for _, c in wanted], start=True)  # encodes while the images do
-        t = time.perf_counter()
-        vecs = encoder.embed_pixels(np.stack([p.pixels for p in batch if p.pixels is not None])) if batch else None
-        timing["encode_images"] += time.perf_counter() - t
+        with clock.timed("encode_images"):
+            vecs = encoder.embed_pixels(np.stack([p.pixels for p in batch if p.pixels is not None])) if batch else None
         text_vecs = stage.vectors(handle)
-        t = time.perf_counter()
-        write_prepared(collection, report, batch, side, vecs, text_vecs, known_caps)
-        timing["write"] += time.perf_counter() - t
+        with clock.timed("write"):
+            write_prepared(collection, report, batch, side, vecs, text_vecs, known_caps)
         batch, side = [], []
 
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ravl-decode")
     try:
-        for prepared in _bounded_map(pool, prepare, records, ahead=batch_size * 2 + workers):
-            timing["decode"] += prepared.seconds
+        for prepared in _bounded_map(pool, prepare, records, ahead=batch_size * 2 + workers, clock=clock):
+            clock.add("decode", prepared.seconds, prepared.cpu_seconds)
             if prepared.kind != "skip":
                 stage.request(captions_wanted(prepared))  # queued now, encoded in the text thread
             if prepared.kind == "skip":
@@ -208,5 +224,8 @@ def _ingest_local(collection, records: list[Record], report: IngestReport, batch
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         stage.close()
-        timing["encode_texts"], timing["wait_texts"] = stage.seconds, stage.wait_seconds
-    report.seconds.update({k: round(v, 3) for k, v in timing.items()})
+        clock.add("encode_texts", stage.seconds, stage.cpu_seconds)
+        clock.add("wait_texts", stage.wait_seconds)
+        report.caption_vectors_reused = stage.reused
+    report.seconds.update(clock.seconds())
+    report.profile = build_profile(clock, workers=workers)

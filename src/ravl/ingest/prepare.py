@@ -27,7 +27,7 @@ def prepare_record(rec: Record, state: tuple[int, int, int, str] | None, by_sha:
     and that item's file is gone —, 'skip' with a reason, else 'new' (pixels ready). Photo
     metadata (EXIF) is read for every file read, and for an unchanged item in ``backfill`` (ids
     whose metadata was never read)."""
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.thread_time()
     try:
         st = rec.path.stat()
     except (OSError, ValueError) as exc:
@@ -60,4 +60,4 @@ def prepare_record(rec: Record, state: tuple[int, int, int, str] | None, by_sha:
         return _Prepared(rec, "skip", reason=f"preprocessing failed: {exc}")
     return _Prepared(rec, "new", item_id=state[0] if state else None, pixels=pixels, sha256=sha,
                      size=len(data), mtime_ns=st.st_mtime_ns, width=width, height=height, photo=photo,
-                     seconds=time.perf_counter() - start)
+                     seconds=time.perf_counter() - start, cpu_seconds=time.thread_time() - cpu_start)

@@ -31,7 +31,8 @@ class Prepared:
     width: int | None = None
     height: int | None = None
     reason: str = ""
-    seconds: float = 0.0
+    seconds: float = 0.0  # wall time preparing it (read, hash, decode, preprocess)
+    cpu_seconds: float = 0.0  # CPU time of the thread that prepared it, over the same span
     photo: PhotoMeta | None = None  # EXIF read from the file (None: not read this time)
 
 
