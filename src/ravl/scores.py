@@ -83,8 +83,8 @@ class Calibration:
 
 #: chosen on the quality suite (benchmarks/quality.py, the default encoder on Tux Paint stamps);
 #: used by collections with fewer than MIN_PAIRS captioned images
-SUITE_DEFAULT = Calibration(keyword_weight=0.3, vector=(11.029331, -9.351327), hybrid=(8.590311, -7.918053),
-                            keyword=(16.971231, -17.395895))
+SUITE_DEFAULT = Calibration(keyword_weight=0.3, vector=(9.851505, -8.613479), hybrid=(7.996012, -7.50553),
+                            keyword=(16.629461, -17.129418))
 
 
 def image_similarity(cosine: np.ndarray | float) -> np.ndarray:
