@@ -150,3 +150,39 @@ def test_cli_export_and_import_round_trip(tmp_path, built):
     assert json.loads(out.stdout)["rows"] == 4
     again = _cli("export", "--collection", tmp_path / "c", "--out", tmp_path / "x")
     assert again.returncode == 2 and "not empty" in again.stderr
+
+
+def test_clip_retrieval_import_streams_in_chunks(tmp_path, monkeypatch):
+    """Chunks of 3 rows over files of 7 and 5 rows: every row lands once, aligned with its vectors,
+    and a row without a path is reported at its place in its file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ravl import registry
+    from ravl.ingest import embeddings
+
+    registry.register("encoders", "testcliplike", _Clip.create)
+    monkeypatch.setattr(embeddings, "CHUNK_ROWS", 3)
+    src, rng = tmp_path / "cr", np.random.default_rng(1)
+    (src / "img_emb").mkdir(parents=True)
+    (src / "metadata").mkdir()
+    (src / "text_emb").mkdir()
+    all_vecs = {}
+    for part, n in enumerate([7, 5]):
+        vecs = rng.standard_normal((n, 4)).astype(np.float16)
+        np.save(src / "img_emb" / f"img_emb_{part}.npy", vecs)
+        np.save(src / "text_emb" / f"text_emb_{part}.npy", rng.standard_normal((n, 4)).astype(np.float16))
+        paths = [None if (part, i) == (0, 4) else f"/d/{part}-{i}.jpg" for i in range(n)]
+        pq.write_table(pa.table({"image_path": paths, "caption": [f"row {part} {i}" for i in range(n)]}),
+                       src / "metadata" / f"metadata_{part}.parquet")
+        all_vecs.update({p: v for p, v in zip(paths, vecs.astype(np.float32)) if p})
+    coll = open_collection(tmp_path / "c", encoder="testcliplike", create=True)
+    report = import_embeddings(coll, src)
+    assert (report.rows, report.written, report.captions) == (12, 11, 11)
+    assert report.skipped == [("metadata_0.parquet:4", "no image_path or url")]
+    got = _all(coll)
+    assert set(got) == set(all_vecs)
+    for uri, vec in all_vecs.items():
+        np.testing.assert_allclose(got[uri][0], vec / np.linalg.norm(vec), atol=1e-5)
+    assert import_embeddings(coll, src).written == 11  # re-run: upserts, nothing duplicated
+    assert coll.counts()["images"] == 11
