@@ -35,7 +35,11 @@ def _all(coll):
     return {items[i].uri: (e, f, items[i].captions) for i, e, f in zip(ids.tolist(), emb, feat)}
 
 
-def test_export_then_import_gives_the_same_collection(tmp_path, built):
+@pytest.mark.parametrize("chunk", [8192, 3])
+def test_export_then_import_gives_the_same_collection(tmp_path, built, chunk, monkeypatch):
+    from ravl.ingest import embeddings
+
+    monkeypatch.setattr(embeddings, "CHUNK_ROWS", chunk)  # 3: record batches of 3 rows, then 1
     report = export_collection(built, tmp_path / "out")
     assert report.rows == 4 and report.captions == 4
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())

@@ -4,6 +4,7 @@ top-10 is merged chunk by chunk; the result answers exactly like the database, a
 build equals one from a single chunk, and a build killed halfway leaves the old index in use."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import subprocess
 import sys
@@ -94,3 +95,16 @@ def test_build_killed_halfway_leaves_the_old_index_in_use(tmp_path):
     with open_collection(tmp_path / "c") as coll:
         check_exact(coll)
         assert coll.index_stats()["images"]["loaded"] == 1 and coll.index_stats()["images"]["built"] == 0
+
+
+def test_a_budget_is_not_refused_for_an_empty_index(tmp_path):
+    """clip-retrieval output without captions leaves the captions index empty: its share of a
+    budget (proportional to n*d, so ~0) refused `--index ivfpq --memory-budget 512MB` at 200k × 384."""
+    from ravl.collection import open_collection
+    from test_incremental import WideEncoder, items
+
+    coll = open_collection(tmp_path / "c", encoder=WideEncoder("wide"), create=True)
+    coll.add_batch([dataclasses.replace(it, captions=[]) for it in items(300, 0)])
+    facts = coll.reindex("ivfpq", "160KB")  # the empty index's share: 354 B
+    assert facts["images"]["kind"] == "ivfpq" and facts["captions"]["count"] == 0
+    coll.close()

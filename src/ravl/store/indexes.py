@@ -98,8 +98,8 @@ class IndexSet:
         plans = {}
         for name in INDEX_NAMES:
             n, dim = counts[name], self.dims[name]
-            try:
-                plans[name] = choose_index(n, dim, kind, shares[name])
+            try:  # an empty index holds nothing: no share of the budget can be too small for it
+                plans[name] = choose_index(n, dim, kind, shares[name] if n else None)
             except ConfigError as exc:
                 if strict:
                     raise ConfigError(f"{name} index: {exc}") from None
