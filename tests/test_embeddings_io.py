@@ -190,3 +190,20 @@ def test_clip_retrieval_import_streams_in_chunks(tmp_path, monkeypatch):
         np.testing.assert_allclose(got[uri][0], vec / np.linalg.norm(vec), atol=1e-5)
     assert import_embeddings(coll, src).written == 11  # re-run: upserts, nothing duplicated
     assert coll.counts()["images"] == 11
+
+
+def test_npy_rows_reads_slices_like_numpy(tmp_path):
+    from ravl.ingest.embeddings import _NpyRows
+
+    for dtype in (np.float16, np.float32):
+        a = np.arange(70, dtype=dtype).reshape(10, 7)
+        np.save(tmp_path / "a.npy", a)
+        rows = _NpyRows(tmp_path / "a.npy")
+        assert (len(rows), rows.shape, rows.ndim) == (10, (10, 7), 2)
+        assert np.array_equal(rows.rows(3, 9), a[3:9]) and rows.rows(3, 9).dtype == dtype
+    np.save(tmp_path / "f.npy", np.asfortranarray(np.arange(12.0).reshape(4, 3)))
+    assert np.array_equal(_NpyRows(tmp_path / "f.npy").rows(1, 3), np.arange(12.0).reshape(4, 3)[1:3])
+    data = (tmp_path / "a.npy").read_bytes()
+    (tmp_path / "a.npy").write_bytes(data[:-20])  # truncated: one line naming the file
+    with pytest.raises(InputError, match="ends before row 10"):
+        _NpyRows(tmp_path / "a.npy").rows(0, 10)

@@ -222,22 +222,56 @@ def _clip_retrieval_chunks(collection, src: Path, report: TransferReport) -> Ite
         meta_path = src / "metadata" / f"metadata_{number}.parquet"
         if not meta_path.is_file():
             raise InputError(f"{meta_path}: missing; clip-retrieval writes one metadata file per img_emb file")
-        emb = np.load(emb_path, mmap_mode="r")
+        emb = _NpyRows(emb_path)
         meta = pq.ParquetFile(meta_path)
         n_rows = meta.metadata.num_rows
         if n_rows != len(emb) or emb.ndim != 2 or emb.shape[1] != collection.dim:
             raise InputError(f"{emb_path}: {emb.shape} vectors for {n_rows} metadata rows; the files do not match")
         text_path = src / "text_emb" / f"text_emb_{number}.npy"
-        text = np.load(text_path, mmap_mode="r") if text_path.is_file() else None
+        text = _NpyRows(text_path) if text_path.is_file() else None
         if text is not None and text.shape != emb.shape:
             raise InputError(f"{text_path}: shape {text.shape} does not match {emb_path} {emb.shape}")
         offset = 0
         for batch in meta.iter_batches(batch_size=CHUNK_ROWS):
             rows = batch.to_pylist()
             end = offset + len(rows)
-            yield _clip_items(collection, rows, emb[offset:end], None if text is None else text[offset:end],
-                              meta_path.name, offset, report), total
+            yield _clip_items(collection, rows, emb.rows(offset, end),
+                              None if text is None else text.rows(offset, end), meta_path.name, offset, report), total
             offset = end
+
+
+class _NpyRows:
+    """Rows of a 2-d .npy file read on demand with seek + read: neither the whole array nor (as a
+    memory map would) every page touched so far counts against the process's memory."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            with open(path, "rb") as f:
+                version = np.lib.format.read_magic(f)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, fortran, self.dtype = read_header(f)
+                self.offset = f.tell()
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{path}: not a readable .npy file ({exc})") from None
+        self.shape = tuple(shape)
+        self.ndim = len(self.shape)
+        self._fortran = bool(fortran)
+
+    def __len__(self) -> int:
+        return int(self.shape[0]) if self.shape else 0
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        if self._fortran or self.dtype.hasobject:
+            return np.asarray(np.load(self.path, mmap_mode="r")[start:stop])
+        width = int(np.prod(self.shape[1:], dtype=np.int64))
+        with open(self.path, "rb") as f:
+            f.seek(self.offset + start * width * self.dtype.itemsize)
+            out = np.fromfile(f, dtype=self.dtype, count=(stop - start) * width)
+        if out.size != (stop - start) * width:
+            raise InputError(f"{self.path}: the file ends before row {stop} of the {len(self)} its header declares")
+        return out.reshape((stop - start, *self.shape[1:]))
 
 
 def _clip_items(collection, rows: list[dict], emb_rows, text_rows, file_name: str, offset: int,
