@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import time
+import zipfile
 from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
@@ -274,14 +275,28 @@ class AnnIndex:
 
     # --- persistence ---------------------------------------------------------------------------
     def to_bytes(self) -> memoryview:
-        """The whole index as one file (also records its size in ``info['bytes']``): a view of the
-        buffer it was written into, not a third copy of a 1.8 GB index."""
-        blob = _faiss().serialize_index(self.index)
-        self.info["bytes"] = int(blob.nbytes + self.labels.nbytes + self.alive.nbytes)
+        """The whole index as one file, an ``.npz`` (also records its size in ``info['bytes']``).
+        FAISS writes the index straight into the zip member, so the index is copied once, not
+        three times (1.8 GB each for HNSW at 1M x 384)."""
+        faiss = _faiss()
+        size = [0]
+
+        def count(chunk) -> int:
+            size[0] += len(chunk)
+            return len(chunk)
+
+        faiss.write_index(self.index, faiss.PyCallbackIOWriter(count))
+        self.info["bytes"] = int(size[0] + self.labels.nbytes + self.alive.nbytes)
+        meta = np.frombuffer(json.dumps({"plan": self.plan.to_dict(), "info": self.info}).encode(), np.uint8)
         buf = io.BytesIO()
-        np.savez(buf, faiss=blob, labels=self.labels, alive=self.alive,
-                 meta=np.frombuffer(json.dumps({"plan": self.plan.to_dict(), "info": self.info}).encode(), np.uint8))
-        del blob
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+            with zf.open("faiss.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array_header_2_0(member, {"descr": "|u1", "fortran_order": False,
+                                                              "shape": (size[0],)})
+                faiss.write_index(self.index, faiss.PyCallbackIOWriter(lambda chunk: member.write(chunk)))
+            for name, array in (("labels", self.labels), ("alive", self.alive), ("meta", meta)):
+                with zf.open(f"{name}.npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
         return buf.getbuffer()
 
     @classmethod
