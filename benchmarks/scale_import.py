@@ -94,6 +94,8 @@ def main() -> None:
     ap.add_argument("--src-path", type=Path, default=Path(__file__).resolve().parents[1] / "src",
                     help="the ravl source tree to run (default: this checkout's)")
     ap.add_argument("--tag", default="", help="collection folder suffix (to compare checkouts)")
+    ap.add_argument("--import-index", default=None, help="create the collection with this index kind first "
+                    "(the index `ravl import` builds at its end; default: the collection's default, auto)")
     args = ap.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     model = tiny_clip(args.workdir / f"clip{args.dim}", args.dim)
@@ -102,6 +104,10 @@ def main() -> None:
     env = {**os.environ, "PYTHONPATH": str(args.src_path.resolve()), "HF_HUB_OFFLINE": "1",
            "TRANSFORMERS_OFFLINE": "1"}
     ravl = [sys.executable, "-m", "ravl.cli.main"]
+    if args.import_index and not coll.exists():
+        subprocess.run([sys.executable, "-c", "import sys; from ravl.collection import open_collection; "
+                        "open_collection(sys.argv[1], encoder=sys.argv[2], create=True).set_index_config(sys.argv[3])",
+                        str(coll), f"hf:{model}", args.import_index], env=env, check=True)
     for step in args.steps:
         if step == "import":
             cmd = [*ravl, "import", str(src), "-c", str(coll), "--encoder", f"hf:{model}", "--json"]
