@@ -35,7 +35,11 @@ def _all(coll):
     return {items[i].uri: (e, f, items[i].captions) for i, e, f in zip(ids.tolist(), emb, feat)}
 
 
-def test_export_then_import_gives_the_same_collection(tmp_path, built):
+@pytest.mark.parametrize("chunk", [8192, 3])
+def test_export_then_import_gives_the_same_collection(tmp_path, built, chunk, monkeypatch):
+    from ravl.ingest import embeddings
+
+    monkeypatch.setattr(embeddings, "CHUNK_ROWS", chunk)  # 3: record batches of 3 rows, then 1
     report = export_collection(built, tmp_path / "out")
     assert report.rows == 4 and report.captions == 4
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
@@ -150,3 +154,56 @@ def test_cli_export_and_import_round_trip(tmp_path, built):
     assert json.loads(out.stdout)["rows"] == 4
     again = _cli("export", "--collection", tmp_path / "c", "--out", tmp_path / "x")
     assert again.returncode == 2 and "not empty" in again.stderr
+
+
+def test_clip_retrieval_import_streams_in_chunks(tmp_path, monkeypatch):
+    """Chunks of 3 rows over files of 7 and 5 rows: every row lands once, aligned with its vectors,
+    and a row without a path is reported at its place in its file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ravl import registry
+    from ravl.ingest import embeddings
+
+    registry.register("encoders", "testcliplike", _Clip.create)
+    monkeypatch.setattr(embeddings, "CHUNK_ROWS", 3)
+    src, rng = tmp_path / "cr", np.random.default_rng(1)
+    (src / "img_emb").mkdir(parents=True)
+    (src / "metadata").mkdir()
+    (src / "text_emb").mkdir()
+    all_vecs = {}
+    for part, n in enumerate([7, 5]):
+        vecs = rng.standard_normal((n, 4)).astype(np.float16)
+        np.save(src / "img_emb" / f"img_emb_{part}.npy", vecs)
+        np.save(src / "text_emb" / f"text_emb_{part}.npy", rng.standard_normal((n, 4)).astype(np.float16))
+        paths = [None if (part, i) == (0, 4) else f"/d/{part}-{i}.jpg" for i in range(n)]
+        pq.write_table(pa.table({"image_path": paths, "caption": [f"row {part} {i}" for i in range(n)]}),
+                       src / "metadata" / f"metadata_{part}.parquet")
+        all_vecs.update({p: v for p, v in zip(paths, vecs.astype(np.float32)) if p})
+    coll = open_collection(tmp_path / "c", encoder="testcliplike", create=True)
+    report = import_embeddings(coll, src)
+    assert (report.rows, report.written, report.captions) == (12, 11, 11)
+    assert report.skipped == [("metadata_0.parquet:4", "no image_path or url")]
+    got = _all(coll)
+    assert set(got) == set(all_vecs)
+    for uri, vec in all_vecs.items():
+        np.testing.assert_allclose(got[uri][0], vec / np.linalg.norm(vec), atol=1e-5)
+    assert import_embeddings(coll, src).written == 11  # re-run: upserts, nothing duplicated
+    assert coll.counts()["images"] == 11
+
+
+def test_npy_rows_reads_slices_like_numpy(tmp_path):
+    from ravl.ingest.embeddings import _NpyRows
+
+    for dtype in (np.float16, np.float32):
+        a = np.arange(70, dtype=dtype).reshape(10, 7)
+        np.save(tmp_path / "a.npy", a)
+        rows = _NpyRows(tmp_path / "a.npy")
+        assert (len(rows), rows.shape, rows.ndim) == (10, (10, 7), 2)
+        assert np.array_equal(rows.rows(3, 9), a[3:9]) and rows.rows(3, 9).dtype == dtype
+    np.save(tmp_path / "f.npy", np.asfortranarray(np.arange(12.0).reshape(4, 3)))
+    assert np.array_equal(_NpyRows(tmp_path / "f.npy").rows(1, 3), np.arange(12.0).reshape(4, 3)[1:3])
+    data = (tmp_path / "a.npy").read_bytes()
+    (tmp_path / "a.npy").write_bytes(data[:-20])  # truncated: one line naming the file
+    with pytest.raises(InputError, match="ends before row 10"):
+        _NpyRows(tmp_path / "a.npy").rows(0, 10)

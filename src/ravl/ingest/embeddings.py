@@ -40,6 +40,8 @@ FORMAT = "ravl-embeddings"
 VERSION = 1
 ROWS_PER_FILE = 50_000
 BATCH = 512
+#: rows read from the source at a time (Arrow record batches, slices of memory-mapped .npy files)
+CHUNK_ROWS = 8_192
 
 
 @dataclass
@@ -182,16 +184,20 @@ def _ravl_chunks(collection, src: Path) -> Iterator[tuple[list[NewItem], int]]:
     _check_dim(f"{src} image features", int(manifest.get("feature_dim", -1)), collection.feature_dim, collection)
     total = int(manifest.get("rows", 0))
     for name in manifest.get("files", []):
-        table = pq.read_table(src / name).to_pylist()
-        items = []
-        for r in table:
-            caps = [(t, l2_normalize(np.asarray(v, np.float32))[0])
-                    for t, v in zip(r["captions"] or [], r["caption_embeddings"] or [])]
-            items.append(NewItem(r["uri"], r["sha256"], r["size"], r["mtime_ns"], r["width"], r["height"],
-                                 l2_normalize(np.asarray(r["embedding"], np.float32))[0],
-                                 l2_normalize(np.asarray(r["features"], np.float32))[0],
-                                 json.loads(r["metadata"] or "{}"), caps, source="import"))
-        yield items, total
+        for batch in pq.ParquetFile(src / name).iter_batches(batch_size=CHUNK_ROWS):
+            yield _ravl_items(batch.to_pylist()), total
+
+
+def _ravl_items(rows: list[dict]) -> list[NewItem]:
+    items = []
+    for r in rows:
+        caps = [(t, l2_normalize(np.asarray(v, np.float32))[0])
+                for t, v in zip(r["captions"] or [], r["caption_embeddings"] or [])]
+        items.append(NewItem(r["uri"], r["sha256"], r["size"], r["mtime_ns"], r["width"], r["height"],
+                             l2_normalize(np.asarray(r["embedding"], np.float32))[0],
+                             l2_normalize(np.asarray(r["features"], np.float32))[0],
+                             json.loads(r["metadata"] or "{}"), caps, source="import"))
+    return items
 
 
 def _numbered(folder: Path, pattern: str) -> list[Path]:
@@ -200,6 +206,8 @@ def _numbered(folder: Path, pattern: str) -> list[Path]:
 
 
 def _clip_retrieval_chunks(collection, src: Path, report: TransferReport) -> Iterator[tuple[list[NewItem], int]]:
+    """Items in chunks of CHUNK_ROWS: the .npy files are memory-mapped and the metadata read as Arrow
+    record batches, so memory does not grow with the source (1M rows peaked at 16.4 GB read whole)."""
     _, pq = _pa()
     emb_files = _numbered(src / "img_emb", "img_emb_*.npy")
     first = np.load(emb_files[0], mmap_mode="r")
@@ -214,38 +222,85 @@ def _clip_retrieval_chunks(collection, src: Path, report: TransferReport) -> Ite
         meta_path = src / "metadata" / f"metadata_{number}.parquet"
         if not meta_path.is_file():
             raise InputError(f"{meta_path}: missing; clip-retrieval writes one metadata file per img_emb file")
-        emb = np.load(emb_path)
-        rows = pq.read_table(meta_path).to_pylist()
-        if len(rows) != len(emb) or emb.ndim != 2 or emb.shape[1] != collection.dim:
-            raise InputError(f"{emb_path}: {emb.shape} vectors for {len(rows)} metadata rows; the files do not match")
+        emb = _NpyRows(emb_path)
+        meta = pq.ParquetFile(meta_path)
+        n_rows = meta.metadata.num_rows
+        if n_rows != len(emb) or emb.ndim != 2 or emb.shape[1] != collection.dim:
+            raise InputError(f"{emb_path}: {emb.shape} vectors for {n_rows} metadata rows; the files do not match")
         text_path = src / "text_emb" / f"text_emb_{number}.npy"
-        text = np.load(text_path) if text_path.is_file() else None
+        text = _NpyRows(text_path) if text_path.is_file() else None
         if text is not None and text.shape != emb.shape:
             raise InputError(f"{text_path}: shape {text.shape} does not match {emb_path} {emb.shape}")
-        emb = l2_normalize(emb.astype(np.float32))
-        captions: list[str | None] = [
-            " ".join(c.split()) if isinstance(c := r.get("caption"), str) and c.strip() else None for r in rows]
-        cap_vecs: Any
-        if text is not None:
-            cap_vecs = l2_normalize(text.astype(np.float32))
-        elif any(captions):
-            wanted = [c for c in captions if c]
-            encoded = dict(zip(wanted, collection.encoder.encode_texts(wanted)))
-            cap_vecs = [encoded.get(c) if c else None for c in captions]
-        else:
-            cap_vecs = [None] * len(rows)
-        items = []
-        for n, r in enumerate(rows):
-            uri = r.get("image_path") or r.get("url")
-            if not isinstance(uri, str) or not uri:
-                report.skipped.append((f"{meta_path.name}:{n}", "no image_path or url"))
-                continue
-            meta = {k: v for k, v in r.items() if k not in ("image_path", "caption") and _jsonable(v)}
-            caption = captions[n]
-            caps = [(caption, cap_vecs[n])] if caption else []
-            items.append(NewItem(uri, r.get("sha256") or "", 0, 0, r.get("width"), r.get("height"),
-                                 emb[n], emb[n], {"source": "clip-retrieval", **meta}, caps, source="import"))
-        yield items, total
+        offset = 0
+        for batch in meta.iter_batches(batch_size=CHUNK_ROWS):
+            rows = batch.to_pylist()
+            end = offset + len(rows)
+            yield _clip_items(collection, rows, emb.rows(offset, end),
+                              None if text is None else text.rows(offset, end), meta_path.name, offset, report), total
+            offset = end
+
+
+class _NpyRows:
+    """Rows of a 2-d .npy file read on demand with seek + read: neither the whole array nor (as a
+    memory map would) every page touched so far counts against the process's memory."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            with open(path, "rb") as f:
+                version = np.lib.format.read_magic(f)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, fortran, self.dtype = read_header(f)
+                self.offset = f.tell()
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{path}: not a readable .npy file ({exc})") from None
+        self.shape = tuple(shape)
+        self.ndim = len(self.shape)
+        self._fortran = bool(fortran)
+
+    def __len__(self) -> int:
+        return int(self.shape[0]) if self.shape else 0
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        if self._fortran or self.dtype.hasobject:
+            return np.asarray(np.load(self.path, mmap_mode="r")[start:stop])
+        width = int(np.prod(self.shape[1:], dtype=np.int64))
+        with open(self.path, "rb") as f:
+            f.seek(self.offset + start * width * self.dtype.itemsize)
+            out = np.fromfile(f, dtype=self.dtype, count=(stop - start) * width)
+        if out.size != (stop - start) * width:
+            raise InputError(f"{self.path}: the file ends before row {stop} of the {len(self)} its header declares")
+        return out.reshape((stop - start, *self.shape[1:]))
+
+
+def _clip_items(collection, rows: list[dict], emb_rows, text_rows, file_name: str, offset: int,
+                report: TransferReport) -> list[NewItem]:
+    """One chunk of clip-retrieval rows (metadata dicts, their image and optional text vectors) as items."""
+    emb = l2_normalize(np.asarray(emb_rows, dtype=np.float32))
+    captions: list[str | None] = [
+        " ".join(c.split()) if isinstance(c := r.get("caption"), str) and c.strip() else None for r in rows]
+    cap_vecs: Any
+    if text_rows is not None:
+        cap_vecs = l2_normalize(np.asarray(text_rows, dtype=np.float32))
+    elif any(captions):
+        wanted = list(dict.fromkeys(c for c in captions if c))
+        encoded = dict(zip(wanted, collection.encoder.encode_texts(wanted)))
+        cap_vecs = [encoded.get(c) if c else None for c in captions]
+    else:
+        cap_vecs = [None] * len(rows)
+    items = []
+    for n, r in enumerate(rows):
+        uri = r.get("image_path") or r.get("url")
+        if not isinstance(uri, str) or not uri:
+            report.skipped.append((f"{file_name}:{offset + n}", "no image_path or url"))
+            continue
+        meta = {k: v for k, v in r.items() if k not in ("image_path", "caption") and _jsonable(v)}
+        caption = captions[n]
+        caps = [(caption, cap_vecs[n])] if caption else []
+        items.append(NewItem(uri, r.get("sha256") or "", 0, 0, r.get("width"), r.get("height"),
+                             emb[n], emb[n], {"source": "clip-retrieval", **meta}, caps, source="import"))
+    return items
 
 
 def _jsonable(value) -> bool:

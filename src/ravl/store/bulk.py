@@ -68,3 +68,37 @@ def item_sample(db: Database, n: int, seed: int) -> list[int]:
     """Up to ``n`` item ids: a seeded pseudo-random sample, in id order."""
     rows = db.conn.execute("SELECT id FROM items ORDER BY (id * 2654435761 + ?) % 4294967296 LIMIT ?", (seed, n))
     return sorted(int(r[0]) for r in rows)
+
+
+_VECTOR_TABLES = {"emb": ("item_vectors", "item_id", "emb"), "feat": ("item_vectors", "item_id", "feat"),
+                  "captions": ("captions", "id", "emb")}
+
+
+def id_pages(db: Database, which: str, chunk: int) -> Iterator[list[int]]:
+    """Every id of the ``which`` vectors ('emb', 'feat' of items; 'captions'), ``chunk`` at a time, ascending."""
+    table, key, _ = _VECTOR_TABLES[which]
+    last = -(2 ** 63)
+    while True:
+        ids = [int(r[0]) for r in db.conn.execute(f"SELECT {key} FROM {table} WHERE {key} > ? ORDER BY {key} LIMIT ?",
+                                                  (last, chunk))]
+        if not ids:
+            return
+        yield ids
+        last = ids[-1]
+
+
+def vector_pages(db: Database, which: str, chunk: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(ids, vectors) of every ``which`` vector, ``chunk`` rows at a time in id order: a build reads
+    the collection in pages, never whole (1M x 384 read at once took 4.8 GB of RAM)."""
+    table, key, col = _VECTOR_TABLES[which]
+    last = -(2 ** 63)
+    while True:
+        rows = db.conn.execute(f"SELECT {key}, {col} FROM {table} WHERE {key} > ? ORDER BY {key} LIMIT ?",
+                               (last, chunk)).fetchall()
+        if not rows:
+            return
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+        del rows
+        yield ids, vecs
+        last = int(ids[-1])

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
-from .ann import TuningQueries
+from .ann import Chunks, TuningQueries
+from .bulk import id_pages, vector_pages
 from .catchup import ReadWriteLock, catchable, changes_since, should_write
 from .db import Database
 from .index_plan import KINDS, IndexPlan, choose_index, parse_size, smallest_plan, split_budget
@@ -41,6 +42,8 @@ PARALLEL_QUERIES = 64
 Reader = Callable[[Sequence[int] | None], tuple[np.ndarray, np.ndarray]]  # ids (None: all) -> (ids, vectors)
 #: how an index was obtained (counted by :meth:`IndexSet.stats`)
 HOW = ("held", "loaded", "caught_up", "built")
+#: vectors read from SQLite at a time by a build (32k x 384 floats: 48 MiB, plus the rows' bytes)
+BUILD_CHUNK = 32_768
 
 
 @dataclass
@@ -95,8 +98,8 @@ class IndexSet:
         plans = {}
         for name in INDEX_NAMES:
             n, dim = counts[name], self.dims[name]
-            try:
-                plans[name] = choose_index(n, dim, kind, shares[name])
+            try:  # an empty index holds nothing: no share of the budget can be too small for it
+                plans[name] = choose_index(n, dim, kind, shares[name] if n else None)
             except ConfigError as exc:
                 if strict:
                     raise ConfigError(f"{name} index: {exc}") from None
@@ -115,14 +118,14 @@ class IndexSet:
         which = "feat" if name == "features" else "emb"
         return lambda ids: self._db.item_vectors(list(ids), which=which)
 
-    def _fetch_all(self, name: str) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
+    def _chunks(self, name: str) -> Chunks:
+        """Every vector of the ``name`` index, BUILD_CHUNK rows at a time in id order (read inside
+        the caller's snapshot), so a build holds the index and one chunk, never every vector."""
         reader = self._readers.get(name)
+        which = {"images": "emb", "features": "feat"}.get(name, "captions")
         if reader is not None:
-            return lambda: reader(None)
-        if name == "captions":
-            return self._db.caption_vectors
-        which = "feat" if name == "features" else "emb"
-        return lambda: self._db.item_vectors(which=which)
+            return lambda: (reader(ids) for ids in id_pages(self._db, which, BUILD_CHUNK))
+        return lambda: vector_pages(self._db, which, BUILD_CHUNK)
 
     def _bindings(self) -> tuple[dict[str, dict], dict[str, IndexPlan]]:
         """What each cache file must be sealed to now, and the plan each is built as (call inside
@@ -155,7 +158,7 @@ class IndexSet:
                 if index is None:
                     # a collection read as immutable gets no cache file: exact search in memory
                     build = choose_index(current["count"], self.dims[name], "flat") if self._db.immutable else plan
-                    index, blob = build_index(current, self.dims[name], self._fetch_all(name), build,
+                    index, blob = build_index(current, self.dims[name], self._chunks(name), build,
                                               self.fetch_ids(name), self._queries.get(name))
                     if len(index) == current["count"] and not self._db.immutable:
                         write_cache(self.folder, name, index, _stamp(current, index), blob)
@@ -249,7 +252,11 @@ class IndexSet:
         rewrite it now; loading a 1.5 GB file only to add 1,000 vectors in memory and drop them
         again took 25-40 s at 1M vectors, against 0.2 s for the write itself."""
         for name in INDEX_NAMES:
-            if lazy and name not in self._held and self._left_for_readers(name):
+            if lazy and name not in self._held:
+                if not self._left_for_readers(name):
+                    self.get(name)
+                    with self._lock:  # written to its file: one index in memory at a time (1M HNSW: 1.8 GB)
+                        self._held.pop(name, None)
                 continue
             self.get(name)
         self.record_facts()

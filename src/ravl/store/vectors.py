@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .ann import AnnIndex, Fetch, TuningQueries
+from .ann import AnnIndex, Chunks, Fetch, TuningQueries, array_chunks
 from .index_plan import IndexPlan, choose_index
 from .integrity import clean_stale_tmp, read_sealed, write_sealed
 
@@ -42,11 +42,18 @@ class VectorIndex:
 
     @classmethod
     def build(cls, ids: np.ndarray, vectors: np.ndarray, dim: int) -> VectorIndex:
+        return cls.build_from(array_chunks(np.asarray(ids, np.int64), np.asarray(vectors, np.float32)), dim)
+
+    @classmethod
+    def build_from(cls, chunks: Chunks, dim: int) -> VectorIndex:
+        """Exact search over every vector ``chunks()`` yields, added one chunk at a time."""
         import faiss
 
         index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
-        if len(ids):
-            index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids.astype(np.int64))
+        for ids, vectors in chunks():
+            if len(ids):
+                index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), dim),
+                                   np.asarray(ids, dtype=np.int64))
         return cls(index, dim)
 
     def __len__(self) -> int:
@@ -110,20 +117,21 @@ def _parse(data, dim: int, count: object, kind: str) -> SearchIndex | None:
         return None  # verified bytes that faiss still refuses (a bug elsewhere): rebuild
 
 
-def _build(plan: IndexPlan | None, ids: np.ndarray, vectors: np.ndarray, dim: int,
-           fetch_ids: Fetch | None, facts: Mapping[str, object],
-           queries: Callable[[], TuningQueries | None] | None = None) -> tuple[SearchIndex, Any]:
-    """The index and its file's bytes; ``facts`` go into the index's ``info``."""
+def _build(plan: IndexPlan | None, count: int, chunks: Chunks, dim: int, fetch_ids: Fetch | None,
+           facts: Mapping[str, object], queries: Callable[[], TuningQueries | None] | None = None
+           ) -> tuple[SearchIndex, Any]:
+    """The index over the ``count`` vectors of ``chunks`` and its file's bytes; ``facts`` go into
+    the index's ``info``."""
     import faiss
 
     t0 = time.perf_counter()
-    if plan is not None and plan.kind == "ivfpq" and len(ids) < MIN_IVF_TRAIN:
+    if plan is not None and plan.kind == "ivfpq" and count < MIN_IVF_TRAIN:
         plan = None  # nothing to train on yet: exact search, said in the facts
         note = f"fewer than {MIN_IVF_TRAIN} vectors to train IVF-PQ on: exact search until there are more"
     else:
         note = ""
     if plan is None or plan.kind == "flat":
-        flat = VectorIndex.build(ids, vectors, dim)
+        flat = VectorIndex.build_from(chunks, dim)
         data = faiss.serialize_index(flat.index)
         flat.info.update({"count": len(flat), "recall_at_10": 1.0, "recall_note": "exact search",
                           "build_seconds": round(time.perf_counter() - t0, 3), "bytes": int(data.nbytes)})
@@ -131,7 +139,7 @@ def _build(plan: IndexPlan | None, ids: np.ndarray, vectors: np.ndarray, dim: in
         if note:
             flat.info["note"] = note
         return flat, data
-    ann = AnnIndex.build(plan, ids, vectors, fetch=fetch_ids, queries=queries() if queries else None)
+    ann = AnnIndex.build_from(plan, count, chunks, fetch=fetch_ids, queries=queries() if queries else None)
     ann.info.update(facts)
     return ann, ann.to_bytes()
 
@@ -169,14 +177,15 @@ def load_cache(folder: Path, name: str, stamp: Mapping[str, object], dim: int) -
     return _parse(data, dim, stamp.get("count"), "flat" if kind in (None, "flat") else str(kind))
 
 
-def build_index(binding: Mapping[str, object], dim: int, fetch: Callable[[], tuple[np.ndarray, np.ndarray]],
-                plan: IndexPlan | None, fetch_ids: Fetch | None,
-                queries: Callable[[], TuningQueries | None] | None = None) -> tuple[SearchIndex, Any]:
-    """The index over every vector ``fetch()`` returns, built as ``plan`` (None: flat), and its
-    file's bytes; its facts name the generation of ``binding``."""
-    ids, vectors = fetch()
-    vectors = vectors.reshape(len(ids), dim) if len(ids) else np.zeros((0, dim), np.float32)
-    return _build(plan, ids, vectors, dim, fetch_ids, {
+def build_index(binding: Mapping[str, object], dim: int, chunks: Chunks, plan: IndexPlan | None,
+                fetch_ids: Fetch | None, queries: Callable[[], TuningQueries | None] | None = None
+                ) -> tuple[SearchIndex, Any]:
+    """The index over every vector ``chunks()`` yields (``binding['count']`` of them, read a chunk
+    at a time), built as ``plan`` (None: flat), and its file's bytes; its facts name the generation
+    of ``binding``."""
+    count = binding.get("count")
+    assert isinstance(count, int)
+    return _build(plan, count, chunks, dim, fetch_ids, {
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "generation": binding.get("generation")}, queries)
 
 
