@@ -64,3 +64,24 @@ def test_each_index_is_tuned_on_its_query_kind(tmp_path, colour_spec):
     assert facts["captions"]["recall_query_kind"] == "image"
     assert facts["features"]["recall_query_kind"] == "stored"
     assert all(f["recall_at_10"] >= 0.95 for f in facts.values())
+
+
+def test_when_more_lists_stop_helping_the_cheapest_plateau_is_kept(monkeypatch):
+    """An unreachable recall target (as for queries an index approximates badly): IVF-PQ keeps the
+    cheapest nprobe within 0.005 of the best instead of scanning every list, and widens its exact
+    re-ranking instead."""
+    from ravl.store import ann
+
+    x = _clustered(4000, 32, seed=1)
+    ids = np.arange(len(x), dtype=np.int64)
+
+    def fetch(rows):
+        rows = np.asarray(rows, dtype=np.int64)
+        return rows, x[rows]
+
+    monkeypatch.setattr(ann, "RECALL_TARGET", 1.5)
+    plan = choose_index(len(x), 32, "ivfpq")
+    index = AnnIndex.build(plan, ids, x, fetch=fetch, queries=("text", _far(x, 100, seed=2)))
+    assert index.info["search"]["nprobe"] < plan.params["nlist"]
+    assert index.info["search"]["rerank"] == ann.RERANK_CHOICES[-1]
+    assert index.info["recall_at_10"] >= 0.95

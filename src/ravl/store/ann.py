@@ -41,6 +41,8 @@ RECALL_TARGET = 0.95
 TUNE_MARGIN = {"hnsw": 0.02, "ivfpq": 0.04}
 EF_CHOICES = (16, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 NPROBE_CHOICES = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 512)
+#: IVF-PQ re-ranking factors tried when more lists stop raising recall (shortlist = k x factor)
+RERANK_CHOICES = (20, 40, 80, 160)
 #: IVF-PQ re-ranks at least this many candidates (reading them back costs about a millisecond)
 MIN_SHORTLIST = 100
 #: below this many vectors, build single-threaded
@@ -149,18 +151,37 @@ class AnnIndex:
             self.plan.kind, (None, (None,)))
         if key == "nprobe":
             choices = tuple(c for c in choices if c < self.plan.params.get("nlist", 1)) + (self.plan.params["nlist"],)
-        recall = 0.0
-        for value in choices:
+        target = RECALL_TARGET + TUNE_MARGIN.get(self.plan.kind, 0.0)
+
+        def measure(value) -> float:
             got = self.search(q, k, fetch=fetch, ef_search=value if key == "ef_search" else None,
                               nprobe=value if key == "nprobe" else None)
             hit_ids, hit_vecs = fetch(sorted({i for hits in got for i, _ in hits[:k]}))
             row = {int(i): v for i, v in zip(hit_ids, hit_vecs)}
-            recall = float(np.mean([sum(float(row[i] @ qv) >= bar for i, _ in hits[:k] if i in row) / k
-                                    for hits, qv, bar in zip(got, q, kth)]))
-            if key:
-                self.info["search"][key] = value
-            if recall >= RECALL_TARGET + TUNE_MARGIN.get(self.plan.kind, 0.0):
+            return float(np.mean([sum(float(row[i] @ qv) >= bar for i, _ in hits[:k] if i in row) / k
+                                  for hits, qv, bar in zip(got, q, kth)]))
+
+        tried: list[tuple[int | None, float]] = []
+        for value in choices:
+            tried.append((value, measure(value)))
+            if tried[-1][1] >= target:
                 break
+        value, recall = tried[-1]
+        if recall < target and len(tried) > 1:
+            # the knob stopped helping: take the cheapest value within 0.005 of the best, not the
+            # largest (a scan of every list for no gain), and for IVF-PQ widen the exact re-ranking,
+            # which is what limits queries far from every stored vector (PQ's approximate scores)
+            best = max(r for _, r in tried)
+            value, recall = next((v, r) for v, r in tried if r >= best - 0.005)
+            if key == "nprobe":
+                self.info["search"]["nprobe"] = value
+                for factor in RERANK_CHOICES:
+                    self.info["search"]["rerank"] = factor
+                    recall = measure(value)
+                    if recall >= target:
+                        break
+        if key:
+            self.info["search"][key] = value
         self.info["recall_at_10"] = round(recall, 4)
         self.info["recall_queries"] = len(q)
         self.info["recall_query_kind"] = kind
