@@ -43,6 +43,7 @@ class Collection(Searching, CollectionSync, CollectionPhotos):
         self._bridge: tuple[int, tuple[Bridge, str] | None] | None = None  # (generation, (bridge, sha256))
         self._tuned: TunedEncoder | None = None
         self._search_facts: tuple[int, dict] | None = None  # (generation, facts): see search_facts()
+        self._roots: tuple[int, tuple[Path, ...]] | None = None  # (generation, roots): see image_roots()
         self._lock = threading.Lock()
         self._writer_lock: WriterLock | None = None  # held while opened with create=True
 
@@ -104,6 +105,19 @@ class Collection(Searching, CollectionSync, CollectionPhotos):
     def file_states(self) -> dict[str, tuple[int, int, int, str]]:
         """uri -> (item id, size, mtime_ns, sha256) of every item."""
         return self._db.file_states()
+
+    def image_roots(self) -> tuple[Path, ...]:
+        """The folders the items' files live in (the smallest covering set), per database state."""
+        generation = self._db.generation()
+        cached = self._roots
+        if cached is None or cached[0] != generation:
+            parents = sorted({Path(uri).parent.resolve() for uri in self._db.file_states()}, key=lambda p: len(p.parts))
+            roots: list[Path] = []
+            for p in parents:
+                if not any(p.is_relative_to(r) for r in roots):
+                    roots.append(p)
+            cached = self._roots = (generation, tuple(roots))
+        return cached[1]
 
     def item_by_uri(self, uri: str) -> ItemRow | None:
         return self._db.item_by_uri(uri)

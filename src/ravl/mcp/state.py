@@ -80,7 +80,6 @@ class McpState:
         self._generators: dict[str, Any] = {}
         self.image_generator_spec = resolve_generator_spec(settings.image_generator)
         self._image_generator: Any = None
-        self._roots: tuple[int, tuple[Path, ...]] = (-1, ())
 
     def close(self) -> None:
         self.collection.close()
@@ -110,15 +109,7 @@ class McpState:
     # --- images --------------------------------------------------------------------------------
     def image_roots(self) -> tuple[Path, ...]:
         """The folders the collection's items live in (smallest covering set), per db generation."""
-        gen = self.collection.generation()
-        if self._roots[0] != gen:
-            parents = sorted({Path(u).parent.resolve() for u in self.collection.file_states()}, key=lambda p: len(p.parts))
-            roots: list[Path] = []
-            for p in parents:
-                if not any(p.is_relative_to(r) for r in roots):
-                    roots.append(p)
-            self._roots = (gen, tuple(roots))
-        return self._roots[1]
+        return self.collection.image_roots()
 
     def image_file(self, path: str) -> Path:
         """A client's image path: any file over stdio; over HTTP only inside the image roots."""

@@ -74,8 +74,6 @@ class ServerState:
         self.collection = collection
         self.generators = generators
         self.write_lock = threading.Lock()
-        self._roots_lock = threading.Lock()
-        self._roots: tuple[int, tuple[Path, ...]] = (-1, ())
         self.thumbnail_dir = _thumbnail_dir(settings)
         self.upload_dir = settings.collection / "uploads"
         #: POST /imagine: the image generator (None: answer 503 with the references) and its slots
@@ -265,18 +263,7 @@ class ServerState:
     # --- files --------------------------------------------------------------------------------
     def image_roots(self) -> tuple[Path, ...]:
         """The folders the collection's items live in (smallest covering set), per db generation."""
-        gen = self.collection.generation()
-        with self._roots_lock:
-            if self._roots[0] == gen:
-                return self._roots[1]
-            uris = self.collection.file_states()
-            parents = sorted({Path(uri).parent.resolve() for uri in uris}, key=lambda p: len(p.parts))
-            roots: list[Path] = []
-            for p in parents:
-                if not any(p.is_relative_to(r) for r in roots):
-                    roots.append(p)
-            self._roots = (gen, tuple(roots))
-            return self._roots[1]
+        return self.collection.image_roots()
 
     def allowed_file(self, path: str) -> Path:
         """An existing file inside the image roots, symlinks resolved; anything else is a 404."""
