@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -93,3 +93,18 @@ def coverage(matched: Sequence[bool], weights: Sequence[float]) -> float:
     """The IDF-weighted share of the query's words that a caption holds, in [0, 1]."""
     total = sum(weights)
     return sum(w for m, w in zip(matched, weights) if m) / total if total > 0 else 0.0
+
+
+def best_coverage(rows: Sequence[tuple[int, int, float]], held: dict[int, set[str]], live: Sequence[str],
+                  weights: Sequence[float], key: Callable[[int, int], int | None]) -> dict[int, tuple[float, float]]:
+    """``key(caption id, item id)`` -> (coverage, BM25) of its best caption among the keyword
+    ``rows``; ``key`` returns None for a row to leave out."""
+    out: dict[int, tuple[float, float]] = {}
+    for cid, item, bm25 in rows:
+        k = key(cid, item)
+        if k is None:
+            continue
+        cov = coverage([t in held[cid] for t in live], weights)
+        if k not in out or (cov, bm25) > out[k]:
+            out[k] = (cov, bm25)
+    return out

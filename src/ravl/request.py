@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from .errors import ConfigError
-from .hits import MAX_K, MAX_SEARCH_PARAM, TARGETS, check_texts
+from .hits import MAX_K, check_k, check_search_params, check_target, check_texts
 from .hybrid import Fusion, check_mode
 
 TermKind = Literal["text", "image", "item"]
@@ -109,19 +109,15 @@ class SearchRequest:
             raise ConfigError("a search needs at least one query term (a text, an image or an item)")
         if all(t.weight < 0 for t in self.terms):
             raise ConfigError("a query cannot only subtract; add a term to look for")
-        if self.target not in TARGETS:
-            raise ConfigError(f"target must be one of {', '.join(TARGETS)}, got {self.target!r}")
-        if isinstance(self.k, bool) or not isinstance(self.k, int) or not 1 <= self.k <= MAX_K:
+        check_target(self.target)
+        if isinstance(self.k, bool):
             raise ConfigError(f"k must be an integer between 1 and {MAX_K}, got {self.k!r}")
+        check_k(self.k)
         check_mode(self.mode)
         ms = self.min_score
         if isinstance(ms, bool) or not isinstance(ms, (int, float)) or not 0.0 <= ms <= 1.0:
             raise ConfigError(f"min_score must be a number between 0 and 1, got {ms!r}")
-        for name in ("ef_search", "nprobe"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                      or not 1 <= value <= MAX_SEARCH_PARAM):
-                raise ConfigError(f"{name} must be an integer between 1 and {MAX_SEARCH_PARAM}, got {value!r}")
+        check_search_params(self.ef_search, self.nprobe)
         if self.sort not in SORTS:
             raise ConfigError(f"sort must be one of {', '.join(SORTS)}, got {self.sort!r}")
         if self.mode == "keyword" and any(t.kind != "text" for t in self.terms):

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..hits import check_search_params
-from ..hybrid import DEFAULT_LANGS, content_words, coverage, fold, fts_terms, idf
+from ..hybrid import DEFAULT_LANGS, best_coverage, content_words, fold, fts_terms, idf
 from ..scores import FIT_PAIRS, MIN_PAIRS, SUITE_DEFAULT, WEIGHT_GRID, Calibration, fit_logistic
 from ..store import bulk
 from ..store.db import OCR_SOURCE, ItemRow
@@ -159,13 +159,7 @@ class Calibrating(TunedBridge):
         texts = self.caption_rows(full) if full else {}
         key = _normal(text)
         same = {row[1] for row in texts.values() if _normal(row[0]) == key}
-        out: dict[int, tuple[float, float]] = {}
-        for cid, item, bm25 in found:
-            if cid == own_caption:
-                continue
-            cov = coverage([t in held[cid] for t in live], weights)
-            if item not in out or (cov, bm25) > out[item]:
-                out[item] = (cov, bm25)
+        out = best_coverage(found, held, live, weights, lambda cid, item: None if cid == own_caption else item)
         return dict(sorted(out.items(), key=lambda kv: (-kv[1][0], -kv[1][1]))[:FIT_DEPTH]), same
 
 

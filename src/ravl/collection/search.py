@@ -10,7 +10,7 @@ import numpy as np
 from ..encoders.base import ImageVectors, l2_normalize
 from ..errors import ConfigError
 from ..hits import MAX_K, CaptionHit, ImageHit, check_texts
-from ..hybrid import check_mode, content_words, coverage, fts_terms, idf
+from ..hybrid import best_coverage, check_mode, content_words, fts_terms, idf
 from ..request import SearchRequest, Term
 from ..scores import Calibration, image_similarity
 from ..store import bulk
@@ -208,15 +208,9 @@ class Searching(Filtering):
         rows, df, total, held = bulk.keyword_evidence(self._db, terms, depth if target == "captions" else depth * 4)
         live = [t for t in terms if t in df]
         weights = [idf(df[t], total) for t in live]
-        out: dict[int, tuple[float, float]] = {}
-        for cid, item, bm25 in rows:
-            if allowed is not None and item not in allowed:
-                continue
-            key = cid if target == "captions" else item
-            cov = coverage([t in held[cid] for t in live], weights)
-            if key not in out or (cov, bm25) > out[key]:
-                out[key] = (cov, bm25)
-        return out
+        return best_coverage(rows, held, live, weights,
+                             lambda cid, item: None if allowed is not None and item not in allowed
+                             else cid if target == "captions" else item)
 
     def _ranked_hits(self, request: SearchRequest, mode: str, qvec: np.ndarray | None,
                      vector: list[tuple[int, float]], skip: set[int], allowed: set[int] | None = None) -> list:
