@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/ingest_search.py [--n 10000] [--encoder default] [--workdir DIR]
     .venv/bin/python benchmarks/ingest_search.py --n 562 --encoder 'default?text=minilm-int8'   # the stamps
+    .venv/bin/python benchmarks/ingest_search.py --n 562 --engines local,ray     # local vs Ray, one run
 
 Images: the Tux Paint stamps (Debian tuxpaint-stamps-default) and scikit-image photos, plus
 randomly cropped / flipped / colour-jittered JPEG variants of them up to --n images. Ingest runs
@@ -9,8 +10,10 @@ twice: images only, and with --captions-per-image distinct captions per image (d
 COCO; built from the source's description, all but one unique to the image). With --n 562 the
 images are the 562 Tux Paint stamps themselves. Prints, from one run: the image model's bare
 forward rate, both ingest rates and their ratio, and each ingest's per-stage profile (wall and CPU
-per stage, idle core-seconds, what bounded it: the index report's, on stderr as a table). Ratios
-matter more than absolute numbers on a shared machine.
+per stage, idle core-seconds, what bounded it: the index report's, on stderr as a table). With
+--engines local,ray both ingests also run on Ray's engine (`ravl index --engine ray`: a local Ray
+started in this process, encoder actors in their own processes), so the same run prints local vs
+Ray. Ratios matter more than absolute numbers on a shared machine.
 """
 from __future__ import annotations
 
@@ -98,6 +101,12 @@ def forward_throughput(encoder, paths: list[Path], batch: int) -> float:
     return best
 
 
+def stage_lines(report) -> list[str]:
+    """The report's per-stage profile; Ray's engine has none (its stages run in actor processes),
+    so its stage seconds instead (ray_start, ingest, index build, ...)."""
+    return report.profile_lines() or [f"{k}: {v}s" for k, v in report.seconds.items()]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=10_000)
@@ -107,7 +116,13 @@ def main() -> None:
     ap.add_argument("--forward-sample", type=int, default=1024)
     ap.add_argument("--captions-per-image", type=int, default=5,
                     help="distinct captions per image in the with-captions run (COCO has 5; default 5)")
+    ap.add_argument("--engines", default="local",
+                    help="comma-separated ingest engines to run both ingests with: local, ray (default local; "
+                         "'local,ray' also prints Ray over local from the same run)")
     args = ap.parse_args()
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    if not engines or set(engines) - {"local", "ray"}:
+        ap.error("--engines takes local and/or ray")
 
     from ravl.collection import open_collection
     from ravl.encoders import load_encoder
@@ -123,28 +138,38 @@ def main() -> None:
     fwd = forward_throughput(encoder, sample, encoder.batch_size)
 
     tag = args.encoder.replace(":", "_").replace("/", "_")
-    # images only (no captions): the pipeline's own overhead over the forward pass
     bare = args.workdir / f"images-{args.n}" / "no-captions.jsonl"
     bare.write_text("".join(json.dumps({"image": r["image"]}) + "\n" for r in rows))
-    bare_dir = args.workdir / f"collection-{args.n}-{tag}-images-only"
-    shutil.rmtree(bare_dir, ignore_errors=True)
-    with open_collection(bare_dir, encoder=encoder, create=True) as bare_coll:
-        bare_report = index_sources(bare_coll, [bare])
-    bare_ips = bare_report.encoded / bare_report.seconds["total"]
-    print("images only:", *bare_report.profile_lines(), sep="\n  ", file=sys.stderr)
-    shutil.rmtree(bare_dir, ignore_errors=True)
-
-    # with captions: COCO-style, several distinct captions per image
     captioned = args.workdir / f"images-{args.n}" / f"captions-{args.captions_per_image}.jsonl"
     captioned.write_text("".join(json.dumps({"image": r["image"], "captions": captions_for(r["caption"], i,
                                                                                           args.captions_per_image)})
                                  + "\n" for i, r in enumerate(rows)))
-    coll_dir = args.workdir / f"collection-{args.n}-{tag}"
-    shutil.rmtree(coll_dir, ignore_errors=True)
-    coll = open_collection(coll_dir, encoder=encoder, create=True)
-    report = index_sources(coll, [captioned])
+    runs: dict[str, dict] = {}
+    coll = None
+    for engine in engines:
+        # images only (no captions): the pipeline's own overhead over the forward pass
+        bare_dir = args.workdir / f"collection-{args.n}-{tag}-{engine}-images-only"
+        shutil.rmtree(bare_dir, ignore_errors=True)
+        with open_collection(bare_dir, encoder=encoder, create=True) as bare_coll:
+            bare_report = index_sources(bare_coll, [bare], engine=engine)
+        print(f"{engine}, images only:", *stage_lines(bare_report), sep="\n  ", file=sys.stderr)
+        shutil.rmtree(bare_dir, ignore_errors=True)
+        # with captions: COCO-style, several distinct captions per image
+        coll_dir = args.workdir / f"collection-{args.n}-{tag}-{engine}"
+        shutil.rmtree(coll_dir, ignore_errors=True)
+        run_coll = open_collection(coll_dir, encoder=encoder, create=True)
+        report = index_sources(run_coll, [captioned], engine=engine)
+        print(f"{engine}, with {args.captions_per_image} captions per image:", *stage_lines(report),
+              sep="\n  ", file=sys.stderr)
+        runs[engine] = {"bare": bare_report, "captioned": report}
+        if coll is None:
+            coll = run_coll
+        else:
+            run_coll.close()
+    assert coll is not None
+    bare_report, report = runs[engines[0]]["bare"], runs[engines[0]]["captioned"]
+    bare_ips = bare_report.encoded / bare_report.seconds["total"]
     ingest_ips = report.encoded / report.seconds["total"]
-    print(f"with {args.captions_per_image} captions per image:", *report.profile_lines(), sep="\n  ", file=sys.stderr)
     rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     fwd = max(fwd, forward_throughput(encoder, sample, encoder.batch_size))  # again after ingest
 
@@ -179,6 +204,13 @@ def main() -> None:
         "batches_with_captions_over_images_only": round(bare_report.profile["wall"] / report.profile["wall"], 3),
         "peak_rss_mib": round(rss_mib),
         "collection_mib": round(info["size_bytes"] / 2**20, 1),
+        "engines": {engine: {
+            "images_only_per_s": round(r["bare"].encoded / r["bare"].seconds["total"], 1),
+            "with_captions_per_s": round(r["captioned"].encoded / r["captioned"].seconds["total"], 1),
+            "with_captions_over_images_only": round(
+                (r["captioned"].encoded / r["captioned"].seconds["total"])
+                / (r["bare"].encoded / r["bare"].seconds["total"]), 3),
+            "ray_start_seconds": r["bare"].seconds.get("ray_start")} for engine, r in runs.items()},
         "text_query_ms_p50": round(float(np.percentile(lat, 50)), 2),
         "text_query_ms_p99": round(float(np.percentile(lat, 99)), 2),
         "queries": len(lat),

@@ -66,6 +66,9 @@ def test_tiny_collections_still_get_a_trainable_ivfpq():
     plan = choose_index(20, 4, kind="ivfpq")
     assert plan.params["nlist"] == 1 and 2 ** plan.params["nbits"] <= 20
     assert ivf_nlist(1_000_000) == 4096 and ivf_nlist(10) == 1
+    # past 1M the lists grow with n / 2048, not 4·sqrt(n): a 10M build compares every vector with
+    # every centroid, and 16,384 lists would cost four times 4,096's build for no recall it needs
+    assert ivf_nlist(10_000_000) == 4096 and ivf_nlist(20_000_000) == 8192 and ivf_nlist(100_000_000) == 32768
 
 
 def test_split_budget_is_proportional_to_flat_sizes():

@@ -76,10 +76,14 @@ def format_size(n: float) -> str:
 
 
 def ivf_nlist(n: int) -> int:
-    """Inverted lists: a power of two near 4·sqrt(n) (autofaiss's rule), with >= 39 points per list."""
+    """Inverted lists: a power of two near 4·sqrt(n) (autofaiss's rule), with >= 39 points per list;
+    between about 1M and 67M vectors, no more than max(4096, n / 2048): building (k-means, then every
+    vector compared with every centroid) costs n × nlist, and at 10M the rule's 16,384 lists would take
+    about an hour per index on two cores, while 4,096 lists of ~2,400 vectors still answer in
+    milliseconds (docs/scale.md, the kinds table)."""
     if n < 78:
         return 1
-    target = 4 * math.sqrt(n)
+    target = min(4 * math.sqrt(n), max(4096, n / 2048))
     nlist = 2 ** round(math.log2(target))
     return int(max(1, min(nlist, n // 39, 65536)))
 
