@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +29,8 @@ class Evidence:
     for ``target="captions"``); ``matches``: id -> (query terms its caption holds, BM25) for each
     of its matching captions; ``cosines``: the cosines of keyword-only candidates; ``df`` and
     ``total``: each query term's document frequency and the caption count of this shard (a term
-    this shard finds too common to count is absent from ``df``)."""
+    this shard finds too common to count is absent from ``df``); ``hits``: in vector mode, the
+    candidates' hits (the router re-scores them), which saves a second call."""
     mode: str
     vector: list[tuple[int, float]]
     terms: tuple[str, ...] = ()
@@ -37,6 +39,7 @@ class Evidence:
     matches: dict[int, list[tuple[tuple[str, ...], float]]] = field(default_factory=dict)
     cosines: dict[int, float] = field(default_factory=dict)
     calibration: Calibration | None = None
+    hits: dict[int, Any] = field(default_factory=dict)  # vector mode: the candidates' hits, ready to show
 
 
 def shard_mode(coll: Collection, request: SearchRequest) -> str:
@@ -69,7 +72,7 @@ def evidence(coll: Collection, request: SearchRequest, qvec: np.ndarray | None,
         hits = coll.search_batch([probe], [qvec], images=[list(images)], exclude_items=excluded)[0]
         vector = [(h.id, float(h.vector_score)) for h in hits]
     if mode == "vector":
-        return Evidence(mode, vector, calibration=cal)
+        return Evidence(mode, vector, calibration=cal, hits={h.id: h for h in hits})
     words = [w for t in request.texts if t.weight > 0 for w in content_words(str(t.value), coll.stopword_langs())]
     if not words:
         return Evidence(mode, vector, calibration=cal)

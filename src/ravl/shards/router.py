@@ -69,12 +69,15 @@ class ShardSearch:
         found = await asyncio.gather(*(self.call(s, "evidence", request, qvec, images, exclude.get(s, []))
                                        for s in range(len(self.names))))
         fused = fuse(request, found)
+        ready = {(s, i): replace(e.hits[i], score=sc, **ex) for s, e in enumerate(found)
+                 for s2, i, sc, ex in fused.hits if s2 == s and i in e.hits}
         by_shard: dict[int, list[tuple[int, float, dict]]] = {}
         for s, i, sc, ex in fused.hits:
-            by_shard.setdefault(s, []).append((i, sc, ex))
+            if (s, i) not in ready:
+                by_shard.setdefault(s, []).append((i, sc, ex))
         order = list(by_shard)
         rendered = await asyncio.gather(*(self.call(s, "render", request.target, by_shard[s]) for s in order))
-        hits_of = {(s, int(h.id)): h for s, hits in zip(order, rendered) for h in hits}
+        hits_of = {**ready, **{(s, int(h.id)): h for s, hits in zip(order, rendered) for h in hits}}
         hits = [self._namespaced(s, hits_of[(s, i)]) for s, i, _, _ in fused.hits if (s, i) in hits_of]
         out = answer(request, hits)
         out["query"] = _named_query(out["query"])
