@@ -149,10 +149,20 @@ def test_router_gives_a_clear_error_when_a_shard_stays_down():
                 Down.calls += 1
                 raise ray.exceptions.ActorUnavailableError("replica is restarting", b"0" * 16)
 
+    class Hung:  # a replica that never answers
+        class facts:  # noqa: N801
+            @staticmethod
+            def remote():
+                return asyncio.sleep(3600)
+
     t = time.monotonic()
     with pytest.raises(ShardUnavailableError, match="shard0 did not answer for 1 s .*retry shortly"):
         asyncio.run(call_with_retry(Down, "shard0", "facts", deadline_s=1.0))
     assert Down.calls >= 2 and time.monotonic() - t < 10
+    t = time.monotonic()
+    with pytest.raises(ShardUnavailableError, match="shard1 did not answer for 2 s \\(TimeoutError\\)"):
+        asyncio.run(call_with_retry(Hung, "shard1", "facts", deadline_s=2.0))
+    assert time.monotonic() - t < 10
 
 
 # --- real shards in-process against one collection ---------------------------------------------

@@ -90,8 +90,11 @@ def start(options: ShardsOptions) -> str:
     local_facts(options.paths)
     serve = _serve()
     try:
-        if not ray.is_initialized():
-            ray.init(address=options.address, log_to_driver=False)
+        if not ray.is_initialized():  # a local Ray needs no dashboard; a cluster keeps its own settings
+            if options.address:
+                ray.init(address=options.address, log_to_driver=False)
+            else:
+                ray.init(log_to_driver=False, include_dashboard=False)
         # one HTTP proxy, on the head node: several nodes of one host cannot share the port
         serve.start(proxy_location="HeadOnly", http_options={"host": options.host, "port": options.port})
         serve.run(build_app(options), name=APP, route_prefix="/")

@@ -99,6 +99,8 @@ class Router:
 
             status = 503 if isinstance(e, ShardUnavailableError) else status_for(e)
             return JSONResponse(error_body(e), status_code=status)
+        except Exception as e:  # a bug, not the user's doing: still JSON, with the type to report
+            return JSONResponse({"type": "InternalError", "message": f"{type(e).__name__}: {e}"}, status_code=500)
 
 
 def request_of(params: dict[str, str]):
@@ -142,8 +144,11 @@ async def call_with_retry(handle, name: str, method: str, *args, deadline_s: flo
     start_t = time.monotonic()
     wait = 0.2
     while True:
-        try:
-            return await getattr(handle, method).remote(*args)
+        left = max(1.0, deadline_s - (time.monotonic() - start_t))
+        try:  # a hung replica is given the time left, then the call goes elsewhere
+            return await asyncio.wait_for(_result(getattr(handle, method).remote(*args)), left)
+        except TimeoutError as e:
+            last: BaseException = e
         except RavlError:
             raise
         except rx.RayTaskError as e:
@@ -152,11 +157,15 @@ async def call_with_retry(handle, name: str, method: str, *args, deadline_s: flo
                 raise cause from None
             if not isinstance(cause, retry):
                 raise
-            last: BaseException = e
+            last = e
         except retry as e:
             last = e
-        if time.monotonic() - start_t > deadline_s:
+        if time.monotonic() - start_t >= deadline_s:
             raise ShardUnavailableError(f"shard {name} did not answer for {deadline_s:.0f} s ({type(last).__name__}); "
                                         "Ray Serve is replacing its replica: retry shortly, or check 'serve status'")
         await asyncio.sleep(wait)
         wait = min(2.0, wait * 2)
+
+
+async def _result(response):
+    return await response
