@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -221,14 +224,14 @@ def test_cli_refuses_shards_of_different_encoders(built, tmp_path, colour_spec):
 # --- on Ray Serve, on a local two-node Ray cluster ------------------------------------------------
 @pytest.fixture(scope="module")
 def served(built, tmp_path_factory):
-    """`ravl shards`' deployment (library call) on a head + worker node cluster, 1 replica per shard;
-    yields the base URL of Serve's HTTP proxy on loopback."""
+    """The real `ravl shards --address` (a driver process of its own) on a head + worker node
+    cluster, 1 replica per shard; this process joins the cluster too (to reach and kill replicas).
+    Yields the base URL of Serve's HTTP proxy on loopback."""
     ray = pytest.importorskip("ray", reason="pip install 'ravl[ray]'")
     pytest.importorskip("ray.serve", reason="pip install 'ravl[ray]'")
-    from ray import serve
+    import httpx
     from ray.cluster_utils import Cluster
 
-    from ravl.shards.deploy import ShardsOptions, start
     from test_server_api import free_port
 
     ShardWorker(built["shard0"], "warm").warm()  # the model cache exists before replicas load it
@@ -236,21 +239,44 @@ def served(built, tmp_path_factory):
     env = {"RAY_TMPDIR": str(root), "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # the raylets (and so every replica) inherit these and RAVL_HOME
+    cluster = proc = None
+    log = root / "shards.log"
     try:
         cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
         cluster.add_node(num_cpus=2)
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, log_to_driver=False)
         port = free_port()
-        url = start(ShardsOptions((str(built["shard0"]), str(built["shard1"])), port=port))
-        assert url == f"http://127.0.0.1:{port}/search"
-        yield f"http://127.0.0.1:{port}"
+        with open(log, "w") as fh:
+            proc = subprocess.Popen([sys.executable, "-m", "ravl.cli.main", "shards", str(built["shard0"]),
+                                     str(built["shard1"]), "--address", cluster.address, "--port", str(port)],
+                                    stdout=fh, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 180
+        while True:
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, f"ravl shards did not come up: {log.read_text()}"
+            if f"searching 2 shards at {url}/search" in log.read_text():  # serve.run returned: all deployed
+                break
+            time.sleep(0.5)
+        assert httpx.get(url + "/health", timeout=30).json()["shards"] == ["shard0", "shard1"]
+        yield url
     finally:
         try:
-            serve.shutdown()
+            if proc is not None:
+                proc.send_signal(signal.SIGINT)  # the command deletes its deployments on the way out
+                try:
+                    proc.wait(60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            from ray import serve
+
+            if ray.is_initialized():
+                serve.shutdown()
         finally:
             ray.shutdown()
-            cluster.shutdown()
+            if cluster is not None:
+                cluster.shutdown()
             for k, v in saved.items():
                 os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
 
