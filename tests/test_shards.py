@@ -168,6 +168,21 @@ def test_router_gives_a_clear_error_when_a_shard_stays_down():
     assert time.monotonic() - t < 10
 
 
+def test_deployments_ray_could_never_place_are_refused():
+    from ravl.shards.deploy import ShardsOptions, check_resources
+
+    opts = ShardsOptions(("a", "b"), replicas=2, replica_cpus=1.0)
+    with pytest.raises(ShardError, match="need 4 logical CPUs but the Ray cluster has 2; lower --replicas"):
+        check_resources(opts, {"CPU": 2.0})
+    check_resources(opts, {"CPU": 4.0})
+    pinned = ShardsOptions(("a", "b"), pin=True)
+    with pytest.raises(ShardError, match="no Ray node offers ravl_shard1; start .*ravl_shard1"):
+        check_resources(pinned, {"CPU": 4.0, "ravl_shard0": 1.0})
+    check_resources(pinned, {"CPU": 4.0, "ravl_shard0": 1.0, "ravl_shard1": 1.0})
+    with pytest.raises(ConfigError, match="--replicas"):
+        ShardsOptions(("a",), replicas=0)
+
+
 # --- real shards in-process against one collection ---------------------------------------------
 def test_vector_answers_equal_one_collection(local):
     router, one = local
@@ -242,14 +257,17 @@ def served(built, tmp_path_factory):
     cluster = proc = None
     log = root / "shards.log"
     try:
-        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
-        cluster.add_node(num_cpus=2)
+        # one shard per host: each node offers its shard's resource and `--pin` keeps replicas there
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False,
+                                                                "resources": {"ravl_shard0": 1}})
+        worker = cluster.add_node(num_cpus=2, resources={"ravl_shard1": 1})
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, log_to_driver=False)
+        cluster.nodes_by_shard = {"shard0": cluster.head_node.node_id, "shard1": worker.node_id}
         port = free_port()
         with open(log, "w") as fh:
             proc = subprocess.Popen([sys.executable, "-m", "ravl.cli.main", "shards", str(built["shard0"]),
-                                     str(built["shard1"]), "--address", cluster.address, "--port", str(port)],
+                                     str(built["shard1"]), "--address", cluster.address, "--port", str(port), "--pin"],
                                     stdout=fh, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 180
@@ -260,7 +278,7 @@ def served(built, tmp_path_factory):
                 break
             time.sleep(0.5)
         assert httpx.get(url + "/health", timeout=30).json()["shards"] == ["shard0", "shard1"]
-        yield url
+        yield url, cluster
     finally:
         try:
             if proc is not None:
@@ -287,7 +305,7 @@ def test_serve_answers_equal_one_collection(served, local):
 
     _, one = local
     w = one.calibration().keyword_weight
-    with httpx.Client(base_url=served, timeout=60) as http:
+    with httpx.Client(base_url=served[0], timeout=60) as http:
         assert http.get("/health").json()["shards"] == ["shard0", "shard1"]
         for q in QUERIES:
             got = http.get("/search", params={"q": q, "k": 6, "mode": "vector"}).json()
@@ -301,6 +319,17 @@ def test_serve_answers_equal_one_collection(served, local):
         assert_same(similar, _one(one, SearchRequest((Term("item", row.id),), k=4), exclude=(row.id,)))
         bad = http.get("/search", params={"item": "shard7:1"})
         assert bad.status_code == 400 and "SHARD:ID" in bad.json()["message"]
+
+
+@pytest.mark.slow
+def test_pinned_shards_run_on_their_own_nodes(served):
+    from ray import serve
+
+    from ravl.shards.deploy import APP
+
+    cluster = served[1]
+    for name, node in cluster.nodes_by_shard.items():
+        assert serve.get_deployment_handle(name, app_name=APP).node.remote().result(timeout_s=60) == node
 
 
 @pytest.mark.slow
@@ -319,7 +348,7 @@ def test_killed_replica_is_replaced_and_no_query_fails_silently(served, local):
     stop = threading.Event()
 
     def client():
-        with httpx.Client(base_url=served, timeout=90) as http:
+        with httpx.Client(base_url=served[0], timeout=90) as http:
             while not stop.is_set():
                 r = http.get("/search", params={"q": "a red circle", "k": 5, "mode": "vector"})
                 outcomes.append((r.status_code, r.json()))
@@ -359,5 +388,6 @@ def test_killed_replica_is_replaced_and_no_query_fails_silently(served, local):
         else:  # the one allowed failure: a clear, typed error
             assert status == 503 and body["type"] == "ShardUnavailableError" and body["message"], body
     assert outcomes[-1][0] == 200
+    assert handle.node.remote().result(timeout_s=60) == served[1].nodes_by_shard["shard0"]  # still pinned
     print(f"{len(outcomes)} queries while a replica was killed and replaced; "
           f"{sum(st != 200 for st, _ in outcomes)} answered 503")

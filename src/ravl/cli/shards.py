@@ -1,4 +1,4 @@
-"""ravl shards DIR [DIR ...] [--address ADDR] [--host H] [--port P] [--replicas N] [--replica-cpus C] [--retry-s S]"""
+"""ravl shards DIR [DIR ...] [--address ADDR] [--host H] [--port P] [--replicas N] [--replica-cpus C] [--retry-s S] [--pin]"""
 from __future__ import annotations
 
 from .common import log
@@ -21,6 +21,9 @@ def add_parser(sub) -> None:
                    help="logical CPUs Ray reserves per shard replica (default 0.5)")
     p.add_argument("--retry-s", type=float, default=30.0, metavar="S",
                    help="how long the router retries a shard whose replica died before answering 503 (default 30)")
+    p.add_argument("--pin", action="store_true",
+                   help="run shard N's replicas only on Ray nodes offering the resource ravl_shardN (the hosts "
+                        "holding its files: ray start --resources '{\"ravl_shard0\": 1}')")
     p.set_defaults(run=run)
 
 
@@ -28,7 +31,7 @@ def run(args) -> int:
     from ..shards.deploy import ShardsOptions, run_forever
 
     options = ShardsOptions(tuple(args.paths), address=args.address, host=args.host, port=args.port,
-                            replicas=args.replicas, replica_cpus=args.replica_cpus, retry_s=args.retry_s)
+                            replicas=args.replicas, replica_cpus=args.replica_cpus, retry_s=args.retry_s, pin=args.pin)
     try:
         run_forever(options, on_ready=lambda url: log(f"searching {len(args.paths)} shards at {url} (Ctrl-C stops)"))
     except KeyboardInterrupt:

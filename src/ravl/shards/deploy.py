@@ -19,7 +19,9 @@ APP = "ravl-shards"
 
 @dataclass(frozen=True)
 class ShardsOptions:
-    """``ravl shards``: the shard folders, where Ray runs, Serve's HTTP port, replicas per shard."""
+    """``ravl shards``: the shard folders, where Ray runs, Serve's HTTP port, replicas per shard;
+    ``pin``: shard N's replicas run only on nodes offering the custom resource ``ravl_shardN`` (the
+    hosts holding its files: ``ray start --resources '{"ravl_shard0": 1}'``)."""
     paths: tuple[str, ...]
     address: str | None = None
     host: str = "127.0.0.1"
@@ -27,6 +29,7 @@ class ShardsOptions:
     replicas: int = 1
     replica_cpus: float = 0.5
     retry_s: float = RETRY_S
+    pin: bool = False
 
     def __post_init__(self):
         from ..errors import ConfigError
@@ -43,6 +46,10 @@ class ShardsOptions:
 
 def shard_names(n: int) -> list[str]:
     return [f"shard{i}" for i in range(n)]
+
+
+def pin_resource(name: str) -> str:
+    return f"ravl_{name}"
 
 
 def local_facts(paths: Sequence[str]) -> list[dict]:
@@ -74,8 +81,11 @@ def build_app(options: ShardsOptions):
     serve = _serve()
     from .replica import Router, Shard  # Ray workers import them by this module path
 
-    opts = {"num_cpus": options.replica_cpus}
-    shards = [serve.deployment(Shard, name=name, num_replicas=options.replicas, ray_actor_options=opts,
+    def opts(name: str) -> dict:
+        pin = {"resources": {pin_resource(name): 0.01}} if options.pin else {}
+        return {"num_cpus": options.replica_cpus, **pin}
+
+    shards = [serve.deployment(Shard, name=name, num_replicas=options.replicas, ray_actor_options=opts(name),
                                health_check_period_s=2, health_check_timeout_s=30).bind(str(Path(p).resolve()), name)
               for name, p in zip(shard_names(len(options.paths)), options.paths)]
     router = serve.deployment(Router, name="router", num_replicas=1, ray_actor_options={"num_cpus": 0})
@@ -87,7 +97,8 @@ def start(options: ShardsOptions) -> str:
     deploy; returns the URL of ``/search``. The deployments keep running in the Ray cluster."""
     import ray
 
-    local_facts(options.paths)
+    if all(Path(p).is_dir() for p in options.paths):  # else the shards live on other hosts: checked there
+        local_facts(options.paths)
     serve = _serve()
     try:
         if not ray.is_initialized():  # a local Ray needs no dashboard; a cluster keeps its own settings
@@ -95,15 +106,40 @@ def start(options: ShardsOptions) -> str:
                 ray.init(address=options.address, log_to_driver=False)
             else:
                 ray.init(log_to_driver=False, include_dashboard=False)
+        check_resources(options, ray.cluster_resources())
         # one HTTP proxy, on the head node: several nodes of one host cannot share the port
         serve.start(proxy_location="HeadOnly", http_options={"host": options.host, "port": options.port})
-        serve.run(build_app(options), name=APP, route_prefix="/")
+        router = serve.run(build_app(options), name=APP, route_prefix="/")
+        try:  # the shards' encoders, as the replicas see them
+            router.check.remote().result(timeout_s=120)
+        except Exception as e:
+            serve.delete(APP)
+            cause = getattr(e, "cause", e)
+            if isinstance(cause, RavlError):
+                raise cause from None
+            raise
     except RavlError:
         raise
     except Exception as e:  # Ray's own failures: unreachable cluster, port taken, replica start failure
         raise EngineError(f"could not start the shards on Ray Serve ({type(e).__name__}: {e}); check --address "
                           f"and that port {options.port} is free") from e
     return f"http://{options.host}:{options.port}/search"
+
+
+def check_resources(options: ShardsOptions, have: dict) -> None:
+    """Refuse a deployment Ray could never place (Serve would wait for it forever)."""
+    from ..errors import ShardError
+
+    need = len(options.paths) * options.replicas * options.replica_cpus
+    if need > have.get("CPU", 0):
+        raise ShardError(f"{len(options.paths)} shards x {options.replicas} replicas x {options.replica_cpus:g} CPU "
+                         f"need {need:g} logical CPUs but the Ray cluster has {have.get('CPU', 0):g}; lower --replicas "
+                         "or --replica-cpus, or add nodes")
+    if options.pin:
+        missing = [pin_resource(n) for n in shard_names(len(options.paths)) if have.get(pin_resource(n), 0) <= 0]
+        if missing:
+            raise ShardError(f"--pin: no Ray node offers {', '.join(missing)}; start each shard's host with "
+                             f"ray start --resources '{{\"{missing[0]}\": 1}}' (and the others likewise)")
 
 
 def stop() -> None:

@@ -45,6 +45,12 @@ class Shard:
 
         return ray.get_runtime_context().get_actor_name() or ""
 
+    def node(self) -> str:
+        """The Ray node this replica runs on."""
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+
     def check_health(self) -> None:
         """Called by Ray Serve every few seconds; raising marks the replica unhealthy (it is replaced)."""
         self.worker.check()
@@ -73,6 +79,10 @@ class Router:
         check_shards(facts)
         self.checked = True
         return facts
+
+    async def check(self) -> list[dict]:
+        """The shards' facts, checked to share one encoder (``ravl shards`` calls this once deployed)."""
+        return await self._facts()
 
     async def __call__(self, http_request):
         from starlette.responses import JSONResponse
