@@ -204,6 +204,17 @@ def test_hybrid_and_keyword_rank_as_one_collection(local):
             assert_same(got, want, exact=mode != "keyword")
 
 
+def test_filters_apply_on_every_shard(local, built):
+    from ravl.filters import Filters
+
+    router, one = local
+    folder = str(built["shard1"].parent / "images1")
+    req = SearchRequest.of_text("a picture", k=10, mode="vector", filters=Filters.parse(folder=folder))
+    got = asyncio.run(router.search(req))
+    assert got["results"] and all(r["uri"].startswith(folder) and r["id"].startswith("shard1:") for r in got["results"])
+    assert_same(got, _one(one, req))
+
+
 def test_item_ids_are_namespaced_and_accepted_back(local):
     router, one = local
     got = asyncio.run(router.search(SearchRequest.of_text("a tabby cat", k=3, mode="vector")))
@@ -317,8 +328,16 @@ def test_serve_answers_equal_one_collection(served, local):
         similar = http.get("/search", params={"item": top["id"], "k": 4}).json()
         row = one.item_by_uri(top["uri"])
         assert_same(similar, _one(one, SearchRequest((Term("item", row.id),), k=4), exclude=(row.id,)))
-        bad = http.get("/search", params={"item": "shard7:1"})
-        assert bad.status_code == 400 and "SHARD:ID" in bad.json()["message"]
+        kw = http.get("/search", params={"q": "a red circle", "k": 6, "mode": "keyword"}).json()
+        assert_same(kw, _one(one, SearchRequest.of_text("a red circle", k=6, mode="keyword")), exact=False)
+        info = http.get("/info").json()["shards"]
+        assert [f["name"] for f in info] == ["shard0", "shard1"] and sum(f["images"] for f in info) == 10
+        for params, words in (({"item": "shard7:1"}, "SHARD:ID"), ({"q": "cat", "sort": "date"}, "sort=date"),
+                              ({"q": "cat", "colour": "red"}, "unknown parameter"), ({"q": "cat", "k": "x"}, "k must"),
+                              ({"q": "cat", "k": "0"}, "k must be")):
+            bad = http.get("/search", params=params)
+            assert bad.status_code == 400 and words in bad.json()["message"], (params, bad.text)
+        assert http.post("/search").status_code == 404
 
 
 @pytest.mark.slow

@@ -95,11 +95,11 @@ def build_app(options: ShardsOptions):
 def start(options: ShardsOptions) -> str:
     """Check the shards, connect to Ray (``address``, else a local Ray), start Serve's HTTP proxy and
     deploy; returns the URL of ``/search``. The deployments keep running in the Ray cluster."""
+    serve = _serve()  # a one-line error without Ray Serve
     import ray
 
     if all(Path(p).is_dir() for p in options.paths):  # else the shards live on other hosts: checked there
         local_facts(options.paths)
-    serve = _serve()
     try:
         if not ray.is_initialized():  # a local Ray needs no dashboard; a cluster keeps its own settings
             if options.address:
