@@ -44,6 +44,7 @@ class ShardSearch:
     def __init__(self, names: Sequence[str], call: Call):
         self.names = list(names)
         self.call = call
+        self._turn = 0  # text queries take turns encoding on each shard (they share one encoder)
 
     async def search(self, request: SearchRequest, *, include_self: bool = False) -> dict:
         """The ``/search`` JSON for ``request``, whose image terms name stored items by namespaced id
@@ -58,7 +59,10 @@ class ShardSearch:
         owners = {s for s, _ in items.values()}
         if len(owners) > 1:
             raise ConfigError("a query across shards may name items of one shard only; drop the other item terms")
-        owner = owners.pop() if owners else 0
+        if owners:
+            owner = owners.pop()
+        else:
+            owner, self._turn = self._turn % len(self.names), self._turn + 1
         local = replace(request, terms=tuple(Term("item", items[str(t.value)][1], t.weight) if t.kind != "text" else t
                                              for t in request.terms))
         qvec, iv = None, None
