@@ -35,6 +35,14 @@ class EngineError(RavlError):
     """A distributed engine (Ray) is unreachable or its job failed; re-running resumes."""
 
 
+class ShardError(EngineError):
+    """Shards cannot be searched together (e.g. built with different encoders): re-index one of them."""
+
+
+class ShardUnavailableError(ShardError):
+    """A shard did not answer in time (its replica died and Ray Serve is replacing it): retry shortly."""
+
+
 class ModelNotAvailableError(RavlError):
     """Model weights cannot be found locally and cannot be downloaded."""
 

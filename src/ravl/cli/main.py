@@ -7,10 +7,11 @@ import sys
 
 from . import ask, backends, caption, demo, exchange, imagine, index, info, mcp, prune, read, reindex, search, serve, tune, watch
 from . import eval as eval_cmd
+from . import shards as shards_cmd
 from .common import safe_streams
 
-COMMANDS = (index, prune, watch, reindex, search, caption, ask, imagine, read, info, tune, exchange, eval_cmd, serve, mcp,
-            demo, backends)
+COMMANDS = (index, prune, watch, reindex, search, caption, ask, imagine, read, info, tune, exchange, eval_cmd, serve,
+            shards_cmd, mcp, demo, backends)
 
 
 def build_parser() -> argparse.ArgumentParser:
