@@ -220,3 +220,18 @@ def test_cli_float16_index_info_export_import(tmp_path, tiny_hf):
             tmp_path / "copy" / "ravl.sqlite") as y:
         sql = "SELECT i.uri, v.emb, v.feat FROM items i JOIN item_vectors v ON v.item_id = i.id ORDER BY i.uri"
         assert x.execute(sql).fetchall() == y.execute(sql).fetchall()
+
+
+def test_a_collection_from_before_the_option_reads_as_float32(tmp_path):
+    """A schema-5 database (float32 blobs, features stored in full) is migrated to float32 storage."""
+    items = _items(5, seed=8, features="own")
+    _collection(tmp_path / "old", "float32", items).close()
+    with sqlite3.connect(tmp_path / "old" / "ravl.sqlite") as conn:
+        conn.execute("DELETE FROM meta WHERE key='vector_dtype'")
+        conn.execute("PRAGMA user_version = 5")
+    with open_collection(tmp_path / "old", readonly=True) as coll:
+        assert coll.vector_dtype == "float32" and coll.info()["vector_dtype"] == "float32"
+        _, feat = coll.item_vectors(which="feat")
+        assert np.array_equal(feat, np.stack([it.features for it in items]).astype(np.float32))
+    with sqlite3.connect(tmp_path / "old" / "ravl.sqlite") as conn:
+        assert conn.execute("SELECT value FROM meta WHERE key='vector_dtype'").fetchone() == ("float32",)
