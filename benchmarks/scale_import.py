@@ -10,7 +10,11 @@ metadata/metadata_{i}.parquet with image_path; no captions, like the 1M run of i
 into a new collection declared as a tiny locally built transformers CLIP whose projection is d wide
 (its vectors are never computed: only its width matters). `--src-path` runs another checkout's src/
 (the code before a change) on the same data. Prints one JSON line per step: wall seconds and peak
-RSS (MiB), and the index facts after the reindex.
+RSS (MiB), the collection's database size after the import, and the index facts after the reindex.
+`--vector-dtype float16` stores the vectors as float16 (docs/scale.md, "Storing less"); a CLIP
+collection stores its image features once either way (they are its embeddings), so `--src-path` of a
+checkout from before shows the "stored twice" size. `--source-dtype float32` writes float32 img_emb
+files instead (vectors not already rounded to float16, for benchmarks/store_less_recall.py).
 """
 from __future__ import annotations
 
@@ -53,7 +57,7 @@ def tiny_clip(folder: Path, dim: int) -> Path:
     return folder
 
 
-def clip_retrieval_output(src: Path, n: int, dim: int) -> Path:
+def clip_retrieval_output(src: Path, n: int, dim: int, dtype: str = "float16") -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -63,7 +67,7 @@ def clip_retrieval_output(src: Path, n: int, dim: int) -> Path:
     (src / "metadata").mkdir(exist_ok=True)
     for part, start in enumerate(range(0, n, ROWS_PER_FILE)):
         m = min(ROWS_PER_FILE, n - start)
-        np.save(src / "img_emb" / f"img_emb_{part}.npy", clustered(m, dim, seed=part, total=n).astype(np.float16))
+        np.save(src / "img_emb" / f"img_emb_{part}.npy", clustered(m, dim, seed=part, total=n).astype(dtype))
         pq.write_table(pa.table({"image_path": [f"/images/{start + i:09d}.jpg" for i in range(m)]}),
                        src / "metadata" / f"metadata_{part}.parquet")
     (src / "done").write_text("")
@@ -96,24 +100,36 @@ def main() -> None:
     ap.add_argument("--tag", default="", help="collection folder suffix (to compare checkouts)")
     ap.add_argument("--import-index", default=None, help="create the collection with this index kind first "
                     "(the index `ravl import` builds at its end; default: the collection's default, auto)")
+    ap.add_argument("--source-dtype", default="float16", choices=["float16", "float32"],
+                    help="dtype of the img_emb files (clip-retrieval writes float16)")
+    ap.add_argument("--vector-dtype", default=None, choices=["float32", "float16"],
+                    help="storage dtype of the new collection (default: ravl's, float32)")
     args = ap.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     model = tiny_clip(args.workdir / f"clip{args.dim}", args.dim)
-    src = clip_retrieval_output(args.workdir / f"cr-{args.n}x{args.dim}", args.n, args.dim)
+    suffix = "" if args.source_dtype == "float16" else f"-{args.source_dtype}"
+    src = clip_retrieval_output(args.workdir / f"cr-{args.n}x{args.dim}{suffix}", args.n, args.dim, args.source_dtype)
     coll = args.workdir / f"coll-{args.n}x{args.dim}{args.tag}"
     env = {**os.environ, "PYTHONPATH": str(args.src_path.resolve()), "HF_HUB_OFFLINE": "1",
            "TRANSFORMERS_OFFLINE": "1"}
     ravl = [sys.executable, "-m", "ravl.cli.main"]
     if args.import_index and not coll.exists():
+        dtype = f", vector_dtype={args.vector_dtype!r}" if args.vector_dtype else ""
         subprocess.run([sys.executable, "-c", "import sys; from ravl.collection import open_collection; "
-                        "open_collection(sys.argv[1], encoder=sys.argv[2], create=True).set_index_config(sys.argv[3])",
-                        str(coll), f"hf:{model}", args.import_index], env=env, check=True)
+                        f"open_collection(sys.argv[1], encoder=sys.argv[2], create=True{dtype})"
+                        ".set_index_config(sys.argv[3])", str(coll), f"hf:{model}", args.import_index],
+                       env=env, check=True)
     for step in args.steps:
         if step == "import":
             cmd = [*ravl, "import", str(src), "-c", str(coll), "--encoder", f"hf:{model}", "--json"]
+            cmd += ["--vector-dtype", args.vector_dtype] if args.vector_dtype else []
         else:
             cmd = [*ravl, "reindex", "-c", str(coll), "--index", args.index, "--memory-budget", args.memory_budget]
-        row = {"step": step, "n": args.n, "dim": args.dim, "src": str(args.src_path), **timed(cmd, env)}
+        row = {"step": step, "n": args.n, "dim": args.dim, "src": str(args.src_path), "vector_dtype": args.vector_dtype,
+               **timed(cmd, env)}
+        if step == "import":
+            row["db_mib"] = round(sum(f.stat().st_size for f in coll.glob("ravl.sqlite*")) / 2**20, 1)
+            row["index_files_mib"] = round(sum(f.stat().st_size for f in coll.glob("index/*")) / 2**20, 1)
         if step == "reindex":
             info = subprocess.run([*ravl, "info", "-c", str(coll), "--json"], capture_output=True, text=True, env=env)
             try:

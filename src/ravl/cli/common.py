@@ -26,6 +26,16 @@ def add_index_args(parser) -> None:
                              "limit (default: the recorded budget, none for a new collection)")
 
 
+#: storage dtypes (ravl.store.codec.VECTOR_DTYPES; spelled out so parsing needs no numpy import)
+VECTOR_DTYPES = ("float32", "float16")
+
+
+def add_vector_dtype_arg(parser, more: str = "") -> None:
+    parser.add_argument("--vector-dtype", choices=VECTOR_DTYPES, default=None,
+                        help="how a new collection stores its vectors: float32 (the default) or float16 (half the "
+                             "bytes; searches still compute in float32); fixed when the collection is created" + more)
+
+
 def index_settings(args) -> dict | None:
     """``set_index_config``'s keyword arguments from ``--index``/``--memory-budget`` (None for an
     option not given: the recorded value stays; budget 0: none), or None when neither was given."""

@@ -1,7 +1,7 @@
 """ravl export --collection DIR --out DIR  /  ravl import SRC --collection DIR [--encoder SPEC]"""
 from __future__ import annotations
 
-from .common import add_collection_arg, emit_json, log, progress_bar
+from .common import add_collection_arg, add_vector_dtype_arg, emit_json, log, progress_bar
 
 
 def add_parser(sub) -> None:
@@ -22,6 +22,7 @@ def add_parser(sub) -> None:
     p.add_argument("--encoder", metavar="SPEC", default=None,
                    help="the encoder the vectors came from, for a new collection (a ravl export names its own; "
                         "clip-retrieval output needs it, e.g. open_clip:ViT-B-32/laion2b_s34b_b79k)")
+    add_vector_dtype_arg(p, "; from a ravl export, default: the exported collection's")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(run=run_import)
 
@@ -60,14 +61,16 @@ def run_import(args) -> int:
     _require_parquet("import")
 
     layout = detect_layout(args.source)
-    encoder = args.encoder
+    encoder, dtype = args.encoder, args.vector_dtype
     new = not (Path(args.collection).expanduser() / "ravl.sqlite").exists()
-    if layout == "ravl" and encoder is None and new:
-        encoder = read_manifest(args.source)["encoder_spec"]
+    if layout == "ravl" and new:
+        manifest = read_manifest(args.source)
+        encoder = encoder or manifest["encoder_spec"]
+        dtype = dtype or manifest.get("vector_dtype")  # a float16 collection's export comes back float16
     if layout == "clip-retrieval" and encoder is None and new:
         raise ConfigError("clip-retrieval output does not name its model; pass --encoder SPEC (the model that made "
                           "the vectors, e.g. open_clip:ViT-B-32/laion2b_s34b_b79k)")
-    with open_collection(args.collection, encoder=encoder, create=True) as coll:
+    with open_collection(args.collection, encoder=encoder, create=True, vector_dtype=dtype) as coll:
         with progress_bar("importing") as bar:
             report = import_embeddings(coll, args.source, progress=bar)
         counts = coll.counts()

@@ -1,7 +1,7 @@
 """ravl index SOURCE... --collection DIR"""
 from __future__ import annotations
 
-from .common import add_collection_arg, add_index_args, emit_json, index_settings, log, progress_bar
+from .common import add_collection_arg, add_index_args, add_vector_dtype_arg, emit_json, index_settings, log, progress_bar
 
 
 def add_parser(sub) -> None:
@@ -43,6 +43,7 @@ def add_parser(sub) -> None:
                         "(default: the collection's, English for a new one); recorded in the collection")
     p.add_argument("--verbose", action="store_true", help="also list files passed over for their extension")
     add_index_args(p)
+    add_vector_dtype_arg(p)
     p.add_argument("--json", action="store_true", help="print the ingest report as JSON")
     p.set_defaults(run=run)
 
@@ -66,7 +67,7 @@ def run(args) -> int:
         if not available_engines():
             raise MissingDependencyError("--ocr needs an OCR engine; install Tesseract with: apt-get install "
                                          "tesseract-ocr and pip install 'ravl[ocr]'")
-    with open_collection(args.collection, encoder=args.encoder, create=True) as coll:
+    with open_collection(args.collection, encoder=args.encoder, create=True, vector_dtype=args.vector_dtype) as coll:
         settings = index_settings(args)
         if settings:
             coll.set_index_config(**settings)  # checked against the collection's size; built at the end

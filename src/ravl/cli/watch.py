@@ -1,7 +1,7 @@
 """ravl watch DIR... --collection DIR"""
 from __future__ import annotations
 
-from .common import add_collection_arg, log
+from .common import add_collection_arg, add_vector_dtype_arg, log
 
 
 def add_parser(sub) -> None:
@@ -18,6 +18,7 @@ def add_parser(sub) -> None:
     p.add_argument("--keep-missing", action="store_true", help="keep items whose file is gone")
     p.add_argument("--prune-missing", action="store_true",
                    help="remove missing items even when a folder looks emptied or unmounted")
+    add_vector_dtype_arg(p)
     p.set_defaults(run=run)
 
 
@@ -40,7 +41,7 @@ def run(args) -> int:
         for note in report.notes:
             log(note)
 
-    with open_collection(args.collection, encoder=args.encoder, create=True) as coll:
+    with open_collection(args.collection, encoder=args.encoder, create=True, vector_dtype=args.vector_dtype) as coll:
         totals = watch_folders(coll, args.folders, debounce=args.debounce, keep_missing=args.keep_missing,
                                prune_missing=args.prune_missing, on_ready=ready, on_batch=batch)
     log(f"stopped after {totals.batches} batches: {totals.added} added, {totals.updated} updated, "

@@ -34,6 +34,8 @@ class Collection(Searching, CollectionSync, CollectionPhotos):
         self.fingerprint = meta["encoder_fingerprint"]
         self.dim = int(meta["dim"])
         self.feature_dim = int(meta["feature_dim"])
+        #: how vectors are stored ('float32' or 'float16'); every read gives float32
+        self.vector_dtype = db.codec.dtype
         self._encoder = encoder
         self._indexes = IndexSet(db, path / "index", {"images": self.dim, "features": self.feature_dim,
                                                       "captions": self.dim},
@@ -77,7 +79,7 @@ class Collection(Searching, CollectionSync, CollectionPhotos):
         meta = self._db.get_meta()
         return {"path": str(self.path), **self._db.counts(), "encoder": self.encoder_spec,
                 "fingerprint": self.active_fingerprint, "dim": self.dim, "feature_dim": self.feature_dim,
-                "created_at": meta.get("created_at"), "ravl_version": meta.get("ravl_version"),
+                "vector_dtype": self.vector_dtype, "created_at": meta.get("created_at"), "ravl_version": meta.get("ravl_version"),
                 "generation": self._db.generation(), "size_bytes": size, "tuned": self.tuned_info(),
                 "index": self._indexes.settings(), "indexes": self._indexes.facts(),
                 "search": {"calibration": self.calibration().to_dict(), "stopword_langs": list(self.stopword_langs())}}
@@ -174,9 +176,12 @@ class Collection(Searching, CollectionSync, CollectionPhotos):
         return self._indexes.binding(name)
 
     def _extra_binding(self, name: str) -> dict:
+        # a cache built from float32 vectors is never taken for one of float16 vectors (and back);
+        # float32 adds nothing, so caches sealed before the option stay valid
+        extra: dict[str, str | None] = {} if self.vector_dtype == "float32" else {"vector_dtype": self.vector_dtype}
         if name == "images":  # its vectors go through the tuned bridge, if any
-            return {"bridge": self._db.get_meta().get("bridge_sha256")}
-        return {}
+            extra["bridge"] = self._db.get_meta().get("bridge_sha256")
+        return extra
 
     @translating_sqlite_errors
     def clean_stale_index_files(self) -> int:

@@ -10,6 +10,7 @@ from .. import __version__
 from ..encoders.base import Encoder, load_encoder
 from ..errors import CollectionError, CollectionNotFoundError, ConfigError, EncoderMismatchError
 from ..fsutil import WriterLock
+from ..store.codec import DEFAULT_DTYPE, check_dtype
 from ..store.db import DB_NAME, Database
 from ..store.sqlite_errors import sqlite_errors
 from .core import Collection, check_fingerprint
@@ -18,14 +19,14 @@ LOCK_NAME = "ravl.lock"
 log = logging.getLogger("ravl")
 
 
-def _initial_meta(enc: Encoder) -> dict[str, object]:
+def _initial_meta(enc: Encoder, vector_dtype: str | None) -> dict[str, object]:
     return {"encoder_spec": enc.spec, "encoder_fingerprint": enc.fingerprint, "dim": enc.dim,
             "feature_dim": enc.feature_dim, "created_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "ravl_version": __version__, "generation": 0}
+            "ravl_version": __version__, "generation": 0, "vector_dtype": vector_dtype or DEFAULT_DTYPE}
 
 
 def open_collection(path: str | Path, *, encoder: str | Encoder | None = None, create: bool = False,
-                    readonly: bool = False) -> Collection:
+                    readonly: bool = False, vector_dtype: str | None = None) -> Collection:
     """Open the collection in folder ``path``.
 
     ``encoder`` (a spec or an :class:`Encoder`) is used to create a new collection; for an existing
@@ -33,8 +34,13 @@ def open_collection(path: str | Path, *, encoder: str | Encoder | None = None, c
     database when missing (schema and metadata in one transaction), finishes a collection whose
     creation was interrupted, and holds the collection's writer lock until :meth:`Collection.close`:
     a second process opening it with ``create=True`` waits (and logs that it waits).
+
+    ``vector_dtype`` (``float32``, the default, or ``float16``: half the bytes) is how a new
+    collection stores its vectors; for an existing one it must be the stored one (None: any).
     """
     path = Path(path).expanduser().resolve()
+    if vector_dtype is not None:
+        vector_dtype = check_dtype(vector_dtype)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"--collection {path} is a file; give a folder path")
     lock = None
@@ -47,7 +53,7 @@ def open_collection(path: str | Path, *, encoder: str | Encoder | None = None, c
             raise CollectionError(f"cannot write to collection folder {path} ({exc.strerror or exc}); "
                                   "choose a folder you can write to") from None
     try:
-        coll = _open(path, encoder, create, readonly)
+        coll = _open(path, encoder, create, readonly, vector_dtype)
     except PermissionError as exc:
         if lock:
             lock.release()
@@ -61,7 +67,8 @@ def open_collection(path: str | Path, *, encoder: str | Encoder | None = None, c
     return coll
 
 
-def _open(path: Path, encoder: str | Encoder | None, create: bool, readonly: bool) -> Collection:
+def _open(path: Path, encoder: str | Encoder | None, create: bool, readonly: bool,
+          vector_dtype: str | None) -> Collection:
     db_path = path / DB_NAME
     enc_obj = encoder if isinstance(encoder, Encoder) else None
     initial = None
@@ -70,7 +77,7 @@ def _open(path: Path, encoder: str | Encoder | None, create: bool, readonly: boo
             raise CollectionNotFoundError(
                 f"no collection at {path}; build one with 'ravl index SOURCE --collection {path}'")
         enc_obj = enc_obj or load_encoder(str(encoder or "default"))
-        initial = _initial_meta(enc_obj)
+        initial = _initial_meta(enc_obj, vector_dtype)
     db = Database(db_path, readonly=readonly and not create, initial_meta=initial)
     try:
         with sqlite_errors(db_path):
@@ -81,7 +88,8 @@ def _open(path: Path, encoder: str | Encoder | None, create: bool, readonly: boo
                     f"{path} holds an unfinished collection (its creation was interrupted); run 'ravl index "
                     f"SOURCE --collection {path}' to finish creating it")
             enc_obj = enc_obj or load_encoder(str(encoder or "default"))
-            meta = db.finish_meta(_initial_meta(enc_obj))
+            meta = db.finish_meta(_initial_meta(enc_obj, vector_dtype))
+        _check_dtype(path, vector_dtype, db.codec.dtype)
         if enc_obj is None and encoder is not None and str(encoder).strip() != meta["encoder_spec"]:
             if _same_vectors(str(encoder), meta["encoder_spec"]):  # differs only in runtime options (threads, ...)
                 enc_obj = load_encoder(str(encoder))
@@ -96,6 +104,14 @@ def _open(path: Path, encoder: str | Encoder | None, create: bool, readonly: boo
     except BaseException:
         db.close()
         raise
+
+
+def _check_dtype(path: Path, wanted: str | None, stored: str) -> None:
+    """Refuse a storage dtype other than the collection's (it is fixed when the collection is created)."""
+    if wanted is not None and wanted != stored:
+        raise ConfigError(f"collection {path} stores {stored} vectors, not {wanted}; the vector dtype is chosen when a "
+                          f"collection is created: 'ravl export --collection {path} --out DIR', then 'ravl import DIR "
+                          f"--collection NEW_DIR --vector-dtype {wanted}'")
 
 
 def _same_vectors(a: str, b: str) -> bool:

@@ -108,11 +108,16 @@ def export_collection(collection, out: str | Path, *, progress: Progress | None 
             progress(report.rows, total)
     manifest = {"format": FORMAT, "version": VERSION, "encoder_spec": collection.encoder_spec,
                 "fingerprint": collection.fingerprint, "dim": collection.dim,
-                "feature_dim": collection.feature_dim, "rows": report.rows, "files": report.files}
+                "feature_dim": collection.feature_dim, "vector_dtype": collection.vector_dtype, "rows": report.rows,
+                "files": report.files}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     report.written = report.rows
     report.seconds = round(time.perf_counter() - t0, 3)
     return report
+
+
+#: a vector whose norm is within this of 1 is unit length as stored (float16 keeps ~3 digits)
+UNIT_TOLERANCE = 2e-3
 
 
 def _vectors(pa, vecs: list[np.ndarray], dim: int):
@@ -191,13 +196,19 @@ def _ravl_chunks(collection, src: Path) -> Iterator[tuple[list[NewItem], int]]:
 def _ravl_items(rows: list[dict]) -> list[NewItem]:
     items = []
     for r in rows:
-        caps = [(t, l2_normalize(np.asarray(v, np.float32))[0])
-                for t, v in zip(r["captions"] or [], r["caption_embeddings"] or [])]
+        caps = [(t, _unit(v)) for t, v in zip(r["captions"] or [], r["caption_embeddings"] or [])]
         items.append(NewItem(r["uri"], r["sha256"], r["size"], r["mtime_ns"], r["width"], r["height"],
-                             l2_normalize(np.asarray(r["embedding"], np.float32))[0],
-                             l2_normalize(np.asarray(r["features"], np.float32))[0],
+                             _unit(r["embedding"]), _unit(r["features"]),
                              json.loads(r["metadata"] or "{}"), caps, source="import"))
     return items
+
+
+def _unit(values) -> np.ndarray:
+    """An exported vector as stored: unit length already (within what float16 storage keeps) it is
+    taken as it is, so export -> import gives the same bytes; otherwise it is normalised."""
+    vec = np.asarray(values, np.float32)
+    norm = float(np.linalg.norm(vec))
+    return vec if abs(norm - 1.0) <= UNIT_TOLERANCE else l2_normalize(vec)[0]
 
 
 def _numbered(folder: Path, pattern: str) -> list[Path]:

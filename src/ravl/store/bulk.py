@@ -7,12 +7,14 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from .codec import FEAT_SQL
 from .db import Database
 
 
 def export_rows(db: Database, chunk: int) -> Iterator[list[dict]]:
     """Every item with its vectors and captions (with theirs), ``chunk`` items at a time, by id."""
     last = -1
+    codec = db.codec
     while True:
         rows = db.conn.execute(
             "SELECT i.id, i.uri, i.sha256, i.size, i.mtime_ns, i.width, i.height, i.metadata, v.emb, v.feat "
@@ -29,10 +31,10 @@ def export_rows(db: Database, chunk: int) -> Iterator[list[dict]]:
         for r in rows:
             mine = caps.get(r[0], [])
             out.append({"id": r[0], "uri": r[1], "sha256": r[2], "size": r[3], "mtime_ns": r[4], "width": r[5],
-                        "height": r[6], "metadata": r[7], "embedding": np.frombuffer(r[8], np.float32),
-                        "features": np.frombuffer(r[9], np.float32), "captions": [c[0] for c in mine],
+                        "height": r[6], "metadata": r[7], "embedding": codec.decode(r[8]),
+                        "features": codec.decode(r[9] or r[8]), "captions": [c[0] for c in mine],
                         "caption_sources": [c[1] for c in mine],
-                        "caption_embeddings": [np.frombuffer(c[2], np.float32) for c in mine]})
+                        "caption_embeddings": [codec.decode(c[2]) for c in mine]})
         yield out
         last = rows[-1][0]
 
@@ -41,8 +43,7 @@ def training_pairs(db: Database) -> tuple[np.ndarray, list[str], np.ndarray]:
     """(owner item ids, texts, text vectors) of every caption not read by OCR, in id order."""
     rows = db.conn.execute("SELECT item_id, text, emb FROM captions WHERE source != 'ocr' ORDER BY id").fetchall()
     owners = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    vecs = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), -1) if rows \
-        else np.zeros((0, 0), np.float32)
+    vecs = db.codec.decode_rows([r[2] for r in rows])
     return owners, [r[1] for r in rows], vecs
 
 
@@ -70,7 +71,7 @@ def item_sample(db: Database, n: int, seed: int) -> list[int]:
     return sorted(int(r[0]) for r in rows)
 
 
-_VECTOR_TABLES = {"emb": ("item_vectors", "item_id", "emb"), "feat": ("item_vectors", "item_id", "feat"),
+_VECTOR_TABLES = {"emb": ("item_vectors", "item_id", "emb"), "feat": ("item_vectors", "item_id", FEAT_SQL),
                   "captions": ("captions", "id", "emb")}
 
 
@@ -98,7 +99,7 @@ def vector_pages(db: Database, which: str, chunk: int) -> Iterator[tuple[np.ndar
         if not rows:
             return
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+        vecs = db.codec.decode_rows([r[1] for r in rows])
         del rows
         yield ids, vecs
         last = int(ids[-1])

@@ -14,6 +14,7 @@ from urllib.parse import quote
 import numpy as np
 
 from .changelog import ChangeLogMixin
+from .codec import FEAT_SQL, VectorCodec, codec_for
 from .index_meta import IndexMetaMixin
 from .keywords import KeywordSearch
 from .readonly import check_no_pending_log, writable
@@ -62,6 +63,7 @@ class Database(WritesMixin, IndexMetaMixin, ChangeLogMixin):
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
         self._keywords = KeywordSearch()
+        self._codec: VectorCodec | None = None
         try:
             with sqlite_errors(self.path):
                 conn = self.conn
@@ -128,6 +130,18 @@ class Database(WritesMixin, IndexMetaMixin, ChangeLogMixin):
             else:
                 self.conn.execute("COMMIT")
 
+    @property
+    def codec(self) -> VectorCodec:
+        """How this database stores vectors (``meta.vector_dtype``, fixed when it was created)."""
+        if self._codec is None:
+            meta = dict(self.conn.execute(
+                "SELECT key, value FROM meta WHERE key IN ('vector_dtype', 'encoder_spec')").fetchall())
+            codec = codec_for(meta)
+            if "encoder_spec" not in meta:
+                return codec  # creation not finished: finish_meta may still record the dtype
+            self._codec = codec
+        return self._codec
+
     # --- meta ---------------------------------------------------------------------------------
     def get_meta(self) -> dict[str, str]:
         return dict(self.conn.execute("SELECT key, value FROM meta").fetchall())
@@ -143,6 +157,7 @@ class Database(WritesMixin, IndexMetaMixin, ChangeLogMixin):
         with self.transaction() as c:
             if "encoder_spec" not in dict(c.execute("SELECT key, value FROM meta").fetchall()):
                 self.set_meta(initial, c)
+            self._codec = None
             return dict(c.execute("SELECT key, value FROM meta").fetchall())
 
     def generation(self) -> int:
@@ -232,7 +247,7 @@ class Database(WritesMixin, IndexMetaMixin, ChangeLogMixin):
 
     def item_vectors(self, item_ids: Sequence[int] | None = None, which: str = "emb") -> tuple[np.ndarray, np.ndarray]:
         """(ids, vectors) for ``which`` in {'emb', 'feat'}; all items when ``item_ids`` is None."""
-        col = {"emb": "emb", "feat": "feat"}[which]
+        col = {"emb": "emb", "feat": FEAT_SQL}[which]
         if item_ids is None:
             rows = self.conn.execute(f"SELECT item_id, {col} FROM item_vectors ORDER BY item_id").fetchall()
         else:
@@ -241,7 +256,7 @@ class Database(WritesMixin, IndexMetaMixin, ChangeLogMixin):
                 marks = ",".join("?" * len(chunk))
                 rows += self.conn.execute(f"SELECT item_id, {col} FROM item_vectors WHERE item_id IN ({marks})",
                                           chunk).fetchall()
-        return _stack(rows)
+        return self._stack(rows)
 
     def caption_vectors(self, caption_ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         if caption_ids is None:
@@ -251,7 +266,14 @@ class Database(WritesMixin, IndexMetaMixin, ChangeLogMixin):
             for chunk in _chunks(caption_ids):
                 marks = ",".join("?" * len(chunk))
                 rows += self.conn.execute(f"SELECT id, emb FROM captions WHERE id IN ({marks})", chunk).fetchall()
-        return _stack(rows)
+        return self._stack(rows)
+
+    def _stack(self, rows: list) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, float32 vectors) of (id, stored blob) rows."""
+        if not rows:
+            return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        return ids, self.codec.decode_rows([r[1] for r in rows])
 
     def caption_ids_for_items(self, item_ids: Sequence[int], exclude_source: str | None = None) -> dict[int, list[int]]:
         """item id -> its caption ids, optionally leaving out captions of one source (e.g. 'ocr')."""
@@ -290,10 +312,3 @@ def _chunks(ids: Sequence[int]) -> list[list[int]]:
     ids = [int(i) for i in ids]
     return [ids[start:start + _SQL_CHUNK] for start in range(0, len(ids), _SQL_CHUNK)]
 
-
-def _stack(rows: list) -> tuple[np.ndarray, np.ndarray]:
-    if not rows:
-        return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
-    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
-    return ids, vecs

@@ -133,8 +133,17 @@ CREATE INDEX items_geo ON items(lat, lon);
 CREATE INDEX items_camera ON items(camera COLLATE NOCASE);
 """
 
+# Storing less (docs/scale.md, "Storing less"): ``meta.vector_dtype`` names how every vector blob
+# is encoded (``float32``, or ``float16`` for a collection created so; see :mod:`.codec`), and an
+# empty ``item_vectors.feat`` blob means "the same as ``emb``" (features stored once). A database
+# from before holds float32 blobs and full features: it is recorded as float32. The version bump
+# also keeps an older ravl from misreading float16 blobs or an empty ``feat``.
+_V6_STORE_LESS = """
+INSERT OR IGNORE INTO meta(key, value) VALUES('vector_dtype', 'float32');
+"""
+
 #: version -> SQL that brings a database from version-1 to version
-MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3_FTS, 4: _V4_CHANGES, 5: _V5_PHOTOS}
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3_FTS, 4: _V4_CHANGES, 5: _V5_PHOTOS, 6: _V6_STORE_LESS}
 LATEST = max(MIGRATIONS)
 
 

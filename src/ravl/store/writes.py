@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .codec import VectorCodec
+
 #: photo metadata columns (schema step 5), as :class:`ravl.ingest.photo_meta.PhotoMeta` names them
 PHOTO_COLUMNS = ("taken_at", "taken_offset", "lat", "lon", "camera")
 _SET_PHOTO = f"UPDATE items SET {', '.join(c + '=?' for c in PHOTO_COLUMNS)}, photo_read=1 WHERE id=?"
@@ -42,10 +44,6 @@ class NewItem:
     photo: dict | None = None  # PHOTO_COLUMNS read from the file's EXIF (None: not read)
 
 
-def blob(vec: np.ndarray) -> bytes:
-    return np.ascontiguousarray(vec, dtype=np.float32).tobytes()
-
-
 def uri_param(uri: str) -> str | bytes:
     """How a uri is stored: as text when it is valid UTF-8, else as the file name's raw bytes (a
     BLOB in the uri column; names that are not UTF-8 are kept losslessly and stay unique)."""
@@ -63,6 +61,8 @@ class WritesMixin:
     if TYPE_CHECKING:
         @property
         def conn(self) -> sqlite3.Connection: ...
+        @property
+        def codec(self) -> VectorCodec: ...
         def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
         def bump_generation(self, conn: sqlite3.Connection) -> None: ...
 
@@ -79,11 +79,13 @@ class WritesMixin:
         (``None``, reason to ``on_skip(uri, reason)``) without losing the rest of the batch."""
         ids: list[int | None] = []
         now = time.time()
+        codec = self.codec
+        blob = codec.encode
         with self.transaction() as c:
             for it in new_items:
                 c.execute("SAVEPOINT item")
                 try:
-                    ids.append(self._upsert(c, it, now))
+                    ids.append(self._upsert(c, it, now, codec))
                 except (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError,
                         ValueError, OverflowError, TypeError) as exc:  # this record only; disk full etc. abort
                     c.execute("ROLLBACK TO item")
@@ -102,25 +104,25 @@ class WritesMixin:
         return ids
 
     @staticmethod
-    def _upsert(c: sqlite3.Connection, it: NewItem, now: float) -> int:
+    def _upsert(c: sqlite3.Connection, it: NewItem, now: float, codec: VectorCodec) -> int:
         uri = uri_param(it.uri)
+        emb = codec.encode(it.embedding)
+        feat = codec.encode_features(emb, it.features)  # stored once when they are the embedding
         row = c.execute("SELECT id FROM items WHERE uri=?", (uri,)).fetchone()
         if row:  # changed file: replace vectors, keep id and captions
             item_id = row[0]
             c.execute("UPDATE items SET sha256=?, size=?, mtime_ns=?, width=?, height=?, metadata=? WHERE id=?",
                       (it.sha256, it.size, it.mtime_ns, it.width, it.height, json.dumps(it.metadata), item_id))
-            c.execute("UPDATE item_vectors SET emb=?, feat=? WHERE item_id=?",
-                      (blob(it.embedding), blob(it.features), item_id))
+            c.execute("UPDATE item_vectors SET emb=?, feat=? WHERE item_id=?", (emb, feat, item_id))
         else:
             cur = c.execute("INSERT INTO items(uri, sha256, size, mtime_ns, width, height, metadata, added_at) "
                             "VALUES(?,?,?,?,?,?,?,?)", (uri, it.sha256, it.size, it.mtime_ns, it.width,
                                                         it.height, json.dumps(it.metadata), now))
             item_id = cur.lastrowid
             assert item_id is not None
-            c.execute("INSERT INTO item_vectors(item_id, emb, feat) VALUES(?,?,?)",
-                      (item_id, blob(it.embedding), blob(it.features)))
+            c.execute("INSERT INTO item_vectors(item_id, emb, feat) VALUES(?,?,?)", (item_id, emb, feat))
         c.executemany("INSERT OR IGNORE INTO captions(item_id, text, source, emb) VALUES(?,?,?,?)",
-                      [(item_id, text, it.caption_sources.get(text, it.source), blob(vec))
+                      [(item_id, text, it.caption_sources.get(text, it.source), codec.encode(vec))
                        for text, vec in it.captions])
         if it.photo is not None:
             c.execute(_SET_PHOTO, (*(it.photo.get(k) for k in PHOTO_COLUMNS), item_id))
@@ -131,6 +133,7 @@ class WritesMixin:
         ``source``, add the given ones and set its metadata — all in ONE transaction. Returns the
         number of captions added."""
         added = 0
+        blob = self.codec.encode
         with self.transaction() as c:
             for item_id, captions, metadata in batch:
                 c.execute("DELETE FROM captions WHERE item_id=? AND source=?", (item_id, source))
