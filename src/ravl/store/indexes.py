@@ -158,10 +158,10 @@ class IndexSet:
                 if index is None:
                     # a collection read as immutable gets no cache file: exact search in memory
                     build = choose_index(current["count"], self.dims[name], "flat") if self._db.immutable else plan
-                    index, blob = build_index(current, self.dims[name], self._chunks(name), build,
-                                              self.fetch_ids(name), self._queries.get(name))
+                    index = build_index(current, self.dims[name], self._chunks(name), build,
+                                        self.fetch_ids(name), self._queries.get(name), self.folder)
                     if len(index) == current["count"] and not self._db.immutable:
-                        write_cache(self.folder, name, index, _stamp(current, index), blob)
+                        write_cache(self.folder, name, index, _stamp(current, index))
             if how == "built":
                 facts = {k: index.info[k] for k in FACT_KEYS if index.info.get(k) is not None}
                 facts["reason"] = plan.reason
@@ -315,8 +315,7 @@ class IndexSet:
 def _stamp(current: dict, index: SearchIndex) -> dict:
     """The binding an index covering ``current`` is sealed to: its own plan (an IVF-PQ index caught
     up keeps the coarse quantizer it was trained with)."""
-    plan = {"kind": "flat", "factory": "Flat"} if isinstance(index, VectorIndex) else \
-        {"kind": index.plan.kind, "factory": index.plan.factory}
+    plan = plan_binding(None if isinstance(index, VectorIndex) else index.plan)
     return {**current, "plan": plan}
 
 
