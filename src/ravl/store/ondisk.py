@@ -211,21 +211,21 @@ def seal(lists: DiskLists, folder: Path, name: str) -> dict:
         pos += n
     hexdigest = digest.hexdigest()
     final = folder / f"{name}.{hexdigest[:16]}{SUFFIX}"
-    if not final.exists():
-        tmp = folder / f"{final.name}.{os.getpid()}.tmp"
-        tmp.unlink(missing_ok=True)
-        try:
-            os.link(f"/proc/self/fd/{lists.fd}", tmp, follow_symlinks=True)
-        except OSError:  # another file system, or a file that was named: copy it
-            with open(tmp, "wb") as fh:
-                _copy(lists.fd, fh.fileno(), lists.size, 0, 0)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fchmod(fd, 0o644)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, final)
+    # renamed over a file of that name too: it may be a damaged one (this content is verified)
+    tmp = folder / f"{final.name}.{os.getpid()}.tmp"
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(f"/proc/self/fd/{lists.fd}", tmp, follow_symlinks=True)
+    except OSError:  # another file system, or a file that was named: copy it
+        with open(tmp, "wb") as fh:
+            _copy(lists.fd, fh.fileno(), lists.size, 0, 0)
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fchmod(fd, 0o644)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, final)
     lists.file, lists.blake2b, lists.folder = final.name, hexdigest, str(folder)
     return lists.meta()
 
