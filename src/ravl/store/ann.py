@@ -246,6 +246,7 @@ class AnnIndex:
             x = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), self.plan.dim)
             if self.disk is not None:  # a new lists file: a sealed one is never written
                 self.disk = ondisk.add(self.index, self.disk, x, len(self.labels))
+                self.info["lists_bytes"] = self.disk.size
             else:
                 self.index.add(x)
         finally:
@@ -346,16 +347,19 @@ class AnnIndex:
         return cls.read_from(io.BytesIO(data))
 
     @classmethod
-    def read_from(cls, fh, io_flags: int = 0) -> AnnIndex:
+    def read_from(cls, fh) -> AnnIndex:
         """The index in the ``.npz`` file object ``fh`` (seekable), read member by member in chunks:
         FAISS reads its index from the file through a small buffer, not from a copy of its bytes.
-        ``io_flags``: FAISS read flags (:mod:`.ondisk` skips the lists, which it maps itself).
-        Raises ValueError on anything malformed (callers rebuild from the database)."""
+        Lists on disk are left unmapped (FAISS never opens the path it recorded): the caller maps
+        them with :func:`.ondisk.attach`. Raises ValueError on anything malformed (callers rebuild
+        from the database)."""
         faiss = _faiss()
         try:
             with zipfile.ZipFile(fh) as zf:
                 meta = json.loads(_read_npy(zf, "meta").tobytes())
                 labels, alive = _read_npy(zf, "labels").astype(np.int64), _read_npy(zf, "alive").astype(bool)
+                disk = meta["plan"]["params"].get("lists") == "disk"
+                io_flags = faiss.IO_FLAG_SKIP_IVF_DATA if disk else 0
                 with zf.open("faiss.npy") as member:
                     version = np.lib.format.read_magic(member)
                     read_header = {(1, 0): np.lib.format.read_array_header_1_0,

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
+from . import ondisk
 from .ann import Chunks, TuningQueries
 from .bulk import id_pages, vector_pages
 from .catchup import ReadWriteLock, catchable, changes_since, should_write
@@ -209,10 +210,7 @@ class IndexSet:
         if self._db.immutable:
             return
         path = self.folder / f"{name}.faiss"
-        try:
-            size = path.stat().st_size
-        except OSError:
-            size = 0
+        size = _cache_bytes(self.folder, name)
         if should_write(self._db, name, sealed_binding(path), size, current):
             with self._rw[name].reading():  # no update runs while it is serialised
                 write_cache(self.folder, name, index, _stamp(current, index))
@@ -271,9 +269,8 @@ class IndexSet:
             current = self._bindings()[0][name]
             stamp = sealed_binding(path)
             state = catchable(self._db, stamp, current)
-            try:
-                size = path.stat().st_size
-            except OSError:
+            size = _cache_bytes(self.folder, name)
+            if not size:
                 return False
             if state is None or (state is False and should_write(self._db, name, stamp, size, current)):
                 return False
@@ -317,6 +314,15 @@ def _stamp(current: dict, index: SearchIndex) -> dict:
     up keeps the coarse quantizer it was trained with)."""
     plan = plan_binding(None if isinstance(index, VectorIndex) else index.plan)
     return {**current, "plan": plan}
+
+
+def _cache_bytes(folder: Path, name: str) -> int:
+    """Bytes of the ``name`` cache: its ``.faiss`` file and any IVF-PQ lists file (0: no file)."""
+    try:
+        size = (folder / f"{name}.faiss").stat().st_size
+    except OSError:
+        return 0
+    return size + sum(p.stat().st_size for p in folder.glob(f"{name}.*{ondisk.SUFFIX}") if p.is_file())
 
 
 def _usable(index: SearchIndex, current: dict, plan: IndexPlan) -> bool:

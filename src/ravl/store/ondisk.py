@@ -87,7 +87,8 @@ def _map(ivf, fd: int, sizes: np.ndarray, total: int) -> None:
     faiss = _faiss()
     od = faiss.OnDiskInvertedLists(ivf.nlist, ivf.code_size, f"/proc/self/fd/{fd}")
     od.totsize = total  # set first: set_all_lists_sizes then finds the size right and does not resize
-    od.set_all_lists_sizes(faiss.swig_ptr(np.ascontiguousarray(sizes, dtype=np.uint64)))
+    counts = np.ascontiguousarray(sizes, dtype=np.uint64)  # held: FAISS reads it through the pointer
+    od.set_all_lists_sizes(faiss.swig_ptr(counts))
     od.read_only = True
     od.prefetch_nthread = 0  # no prefetch threads per search: the lists are read through the map
     od.do_mmap()

@@ -138,12 +138,14 @@ def _load(sealed: SealedFile, folder: Path, dim: int, count: object, plan: Mappi
         if kind in (None, "flat"):
             flat = faiss.read_index(sealed.proc_path, faiss.IO_FLAG_MMAP_IFC)
             return VectorIndex(flat, dim, mapped=True) if flat.ntotal == count and flat.d == dim else None
-        disk = plan.get("lists") == "disk"
-        ann = AnnIndex.read_from(sealed.file, faiss.IO_FLAG_SKIP_IVF_DATA if disk else 0)
+        ann = AnnIndex.read_from(sealed.file)
         if len(ann) != count or ann.plan.dim != dim or ann.kind != kind:
             return None
-        if disk or ann.plan.params.get("lists") == "disk":
-            ann.disk = ondisk.attach(ann.index, folder, ann.info.get("lists")) if disk else None
+        disk = ann.plan.params.get("lists") == "disk"
+        if disk != (plan.get("lists") == "disk"):
+            return None
+        if disk:
+            ann.disk = ondisk.attach(ann.index, folder, ann.info.get("lists"))
             if ann.disk is None:
                 return None  # a lists file missing, damaged or not the one sealed with this index
         return ann
