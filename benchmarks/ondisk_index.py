@@ -11,8 +11,10 @@ wall), then a fresh process opens the collection read-only and searches the `fea
 seconds and RSS of the first search (which verifies and loads the sealed file), p50 of --queries
 single-vector searches, and recall@10 against the exact top 10 (computed from the source .npy files;
 queries are fresh draws from the same mixture, not stored vectors). `--flat` also rebuilds as flat
-and opens it with this checkout and with --base-src (the code before: the file read whole, then
-deserialised). One JSON line per measurement.
+and opens it (and the in-RAM IVF-PQ) with this checkout and with --base-src (the code before: the
+file read whole, then deserialised); `--no-reindex` only opens and queries. The open is timed
+apart from the first search, with RSS split into anonymous memory and mapped file pages (which the
+kernel can drop and processes share). One JSON line per measurement.
 """
 from __future__ import annotations
 
@@ -60,12 +62,19 @@ def truth(src: Path, n: int, dim: int, queries: np.ndarray, cache: Path) -> np.n
 
 def child(coll: str, n: int, dim: int, nq: int, gt_path: str) -> dict:
     """Open read-only, load the features index (first search), then time single searches."""
+    sys.path.insert(0, os.environ["PYTHONPATH"])  # the checkout asked for (scale.py put this one first)
     from ravl.collection import open_collection
 
     queries = clustered(nq, dim, seed=987654, total=n).astype(np.float32)
     gt = np.load(gt_path)
     rss0 = status_mib("VmRSS")
     with open_collection(coll, readonly=True) as c:
+        t0 = time.perf_counter()
+        c._index("features")  # verify and load the sealed file(s)
+        load_s = time.perf_counter() - t0
+        opened = {"load_s": round(load_s, 3), "rss_opened_mib": status_mib("VmRSS"),
+                  "anon_opened_mib": status_mib("RssAnon"), "file_opened_mib": status_mib("RssFile"),
+                  "hwm_opened_mib": status_mib("VmHWM")}
         t0 = time.perf_counter()
         c.search_vectors(queries[:1], index="features", k=10)
         load_s = time.perf_counter() - t0
@@ -78,8 +87,9 @@ def child(coll: str, n: int, dim: int, nq: int, gt_path: str) -> dict:
             rows = {int(Path(h.uri).stem) for h in got}
             hits += len(rows & {int(r) for r in want})
         facts = c.index_facts().get("features", {})
-    return {"first_search_s": round(load_s, 3), "rss_before_mib": rss0, "rss_loaded_mib": rss_loaded,
-            "hwm_loaded_mib": hwm_loaded, "rss_after_queries_mib": status_mib("VmRSS"),
+    return {**opened, "first_search_s": round(load_s, 3), "rss_before_mib": rss0, "rss_searched_mib": rss_loaded,
+            "hwm_searched_mib": hwm_loaded, "rss_after_queries_mib": status_mib("VmRSS"),
+            "anon_after_queries_mib": status_mib("RssAnon"), "file_after_queries_mib": status_mib("RssFile"),
             "p50_ms": round(1000 * float(np.median(times)), 2), "p90_ms": round(1000 * float(np.percentile(times, 90)), 2),
             "recall_at_10": round(hits / (10 * len(queries)), 4), "factory": facts.get("factory"),
             "params": facts.get("params"), "search": facts.get("search"), "bytes": facts.get("bytes")}
@@ -95,6 +105,7 @@ def main() -> None:
     ap.add_argument("--disk-budget", default="16MB")
     ap.add_argument("--steps", nargs="+", default=["ram", "disk", "flat"], choices=["ram", "disk", "flat"])
     ap.add_argument("--base-src", type=Path, default=None, help="a checkout's src/ to open the flat file with too")
+    ap.add_argument("--no-reindex", action="store_true", help="only open and query the collection as it is")
     ap.add_argument("--child", nargs=2, metavar=("COLL", "GT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -120,13 +131,14 @@ def main() -> None:
     for step in args.steps:
         kind, budget = ("flat", "none") if step == "flat" else ("ivfpq", args.ram_budget if step == "ram" else
                                                                args.disk_budget)
-        row = timed([*ravl, "reindex", "-c", str(coll), "--index", kind, "--memory-budget", budget], env(here))
-        files = {p.name: p.stat().st_size for p in (coll / "index").glob("features*") if p.is_file()} \
-            if (coll / "index").is_dir() else {}
-        print(json.dumps({"step": "reindex", "config": step, "budget": budget, **row, "files": files}), flush=True)
+        if not args.no_reindex:
+            row = timed([*ravl, "reindex", "-c", str(coll), "--index", kind, "--memory-budget", budget], env(here))
+            files = {p.name: p.stat().st_size for p in (coll / "index").glob("features*") if p.is_file()} \
+                if (coll / "index").is_dir() else {}
+            print(json.dumps({"step": "reindex", "config": step, "budget": budget, **row, "files": files}), flush=True)
         query(step, here)
-        if step == "flat" and args.base_src:
-            query("flat-before", args.base_src)
+        if step != "disk" and args.base_src:  # the code before cannot open lists on disk
+            query(f"{step}-before", args.base_src)
 
 
 if __name__ == "__main__":
