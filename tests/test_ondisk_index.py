@@ -253,3 +253,20 @@ def test_a_mapped_flat_index_is_copied_before_it_is_updated(tmp_path):
     assert not back._mapped and len(back) == 299
     assert back.search(x[:1], 1)[0][0][0] == 500
     assert (tmp_path / "images.faiss").read_bytes() == before
+
+
+def test_the_ivfpq_training_sample_is_capped(monkeypatch):
+    from ravl.store import ann
+
+    sampled = []
+    real = ann.rows_at
+
+    def rows_at(chunks, positions, dim):
+        sampled.append(len(positions))
+        return real(chunks, positions, dim)
+
+    monkeypatch.setattr(ann, "rows_at", rows_at)
+    monkeypatch.setattr(ann, "TRAIN_MAX_BYTES", 300 * 4 * 32)  # 300 vectors of d = 32
+    x = _unit(3000, 32, 11)
+    index = AnnIndex.build(choose_index(3000, 32, "ivfpq"), np.arange(3000), x, tune=False)
+    assert sampled == [300] and len(index) == 3000
