@@ -8,10 +8,14 @@ with :func:`write_sealed` and read back with :func:`read_sealed`. Next to ``<fil
 
 ``binding`` is whatever identifies the exact source state the file was built from; the collection
 passes its random ``collection_id``, the database ``generation`` and ``state`` token, the row count
-and the vector dimension. :func:`read_sealed` returns the file's bytes only when the binding is
-equal, the size is equal and the BLAKE2b-256 of what was read is equal, hashing while it reads (one
-pass). Anything else (a missing, stale, truncated, damaged or foreign file, a damaged seal, a file
-of another database) returns ``None`` and the caller rebuilds. The data file is replaced before its
+and the vector dimension. :func:`write_sealed` hashes the bytes as they are written (a writer
+callable streams them: no copy of the file is held). :func:`open_sealed` returns the open file only
+when the binding is equal, the size is equal and the BLAKE2b-256 of its bytes, hashed through one
+8 MiB buffer, is equal; the caller then loads from that same open file (reads it, or maps it through
+``/proc/self/fd/N``: a file renamed over the name meanwhile is not the one loaded) and checks
+:meth:`SealedFile.unchanged`. :func:`read_sealed` returns the bytes of a small file. Anything
+else (a missing, stale, truncated, damaged or foreign file, a damaged seal, a file of another
+database) returns ``None`` and the caller rebuilds. The data file is replaced before its
 seal, each atomically, so a writer killed at any point leaves a pair that fails verification,
 never one that passes with the wrong content. Measured costs: docs/integrity.md.
 """

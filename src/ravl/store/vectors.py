@@ -136,8 +136,12 @@ def _load(sealed: SealedFile, folder: Path, dim: int, count: object, plan: Mappi
     kind = plan.get("kind")
     try:
         if kind in (None, "flat"):
-            flat = faiss.read_index(sealed.proc_path, faiss.IO_FLAG_MMAP_IFC)
-            return VectorIndex(flat, dim, mapped=True) if flat.ntotal == count and flat.d == dim else None
+            try:
+                flat, mapped = faiss.read_index(sealed.proc_path, faiss.IO_FLAG_MMAP_IFC), True
+            except RuntimeError:  # no /proc/self/fd here: read from the open file through a buffer
+                sealed.file.seek(0)
+                flat, mapped = faiss.read_index(faiss.PyCallbackIOReader(sealed.file.read)), False
+            return VectorIndex(flat, dim, mapped=mapped) if flat.ntotal == count and flat.d == dim else None
         ann = AnnIndex.read_from(sealed.file)
         if len(ann) != count or ann.plan.dim != dim or ann.kind != kind:
             return None
