@@ -131,7 +131,7 @@ def _load(sealed: SealedFile, folder: Path, dim: int, count: object, plan: Mappi
     """The index in a verified cache file: flat mapped by FAISS (zero copy, ``IO_FLAG_MMAP_IFC``; an
     update first copies it into memory), the others read from the file in chunks; IVF-PQ lists on
     disk mapped from their own verified file (:func:`.ondisk.attach`)."""
-    import faiss
+    faiss: Any = importlib.import_module("faiss")
 
     kind = plan.get("kind")
     try:
