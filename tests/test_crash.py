@@ -39,12 +39,13 @@ elif point == 'batch':  # the 3rd batch, after two of its items were written
     Database._upsert = staticmethod(after(5, Database._upsert))
 elif point == 'cache':  # between an index file and its seal
     from ravl.store import integrity
-    real = integrity.atomic_write_bytes
+    real = integrity.atomic_write_stream
     def write(path, data):
-        real(path, data)
+        out = real(path, data)
         if str(path).endswith('features.faiss'):
             die()
-    integrity.atomic_write_bytes = write
+        return out
+    integrity.atomic_write_stream = write
 from ravl.cli.main import main
 sys.exit(main(sys.argv[2:]))
 """

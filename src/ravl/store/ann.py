@@ -14,17 +14,21 @@ from __future__ import annotations
 
 import io
 import json
+import tempfile
 import time
 import zipfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 
+from . import ondisk
+from .chunked import Chunks, Fetch, _array_fetch, array_chunks, exact_topk, exact_topk_chunks, rows_at
 from .index_plan import IndexPlan
+from .ondisk import DiskLists
 
-Fetch = Callable[[list[int]], tuple[np.ndarray, np.ndarray]]  # ids -> (ids, vectors)
-#: each call iterates every (ids, vectors) chunk of an index's vectors, in one fixed order
-Chunks = Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]]
+__all__ = ["AnnIndex", "Chunks", "Fetch", "TuningQueries", "array_chunks", "exact_topk", "exact_topk_chunks",
+           "rows_at"]
 #: (query kind, vectors): sample queries of the kind an index receives, for tuning its search knobs
 TuningQueries = tuple[str, np.ndarray]
 #: fewer sample queries than this and the stored vectors stand in
@@ -48,6 +52,9 @@ MIN_SHORTLIST = 100
 #: below this many vectors, build single-threaded
 SMALL = 50_000
 _TRAIN_POINTS_PER_LIST = 64  # k-means sample: 64 points per list is plenty (FAISS caps at 256)
+#: ... and at most this many bytes of vectors (512 MiB: 349k vectors at d = 384, 21 per list at
+#: 10M vectors and 16,384 lists, where 64 per list would be 1.5 GiB)
+TRAIN_MAX_BYTES = 512 * 2**20
 
 
 def _faiss():
@@ -65,6 +72,7 @@ class AnnIndex:
         self.info = info  # build facts: seconds, bytes, recall, tuned search params, trained_on
         self._live = int(alive.sum())
         self._bitmap: np.ndarray | None = None  # tombstones as FAISS wants them; replaced, never mutated
+        self.disk: DiskLists | None = None  # the file its inverted lists are mapped from (lists on disk)
         self._mark_changed()
 
     def _mark_changed(self) -> None:
@@ -83,24 +91,26 @@ class AnnIndex:
 
     @classmethod
     def build_from(cls, plan: IndexPlan, count: int, chunks: Chunks, *, tune: bool = True, fetch: Fetch | None = None,
-                   seed: int = 0, queries: TuningQueries | None = None) -> AnnIndex:
+                   seed: int = 0, queries: TuningQueries | None = None, lists_dir: Path | None = None) -> AnnIndex:
         """Index the ``count`` vectors ``chunks()`` yields, one chunk at a time: IVF trains on a
         seeded sample read in a first pass, then every chunk is added, so memory is the index plus a
         chunk. With ``tune``, choose the smallest efSearch / nprobe whose recall@10 reaches 0.95
         (plus a margin) on queries of the kind the index receives (``queries``: (kind, vectors), e.g.
         text vectors for an image index; without them, a sample of the stored vectors), the exact
-        top-10 computed chunk by chunk; ``fetch`` (ids -> vectors) is needed to tune."""
+        top-10 computed chunk by chunk; ``fetch`` (ids -> vectors) is needed to tune. An IVF-PQ
+        plan with ``params['lists'] == 'disk'`` writes its lists to a file in ``lists_dir``
+        (:mod:`.ondisk`; default: the temp folder)."""
         faiss = _faiss()
         threads = faiss.omp_get_max_threads()
         if count < SMALL:  # OpenMP threads spin against each other on busy small jobs (10x slower)
             faiss.omp_set_num_threads(1)
         try:
-            return cls._build(faiss, plan, count, chunks, tune, fetch, seed, queries)
+            return cls._build(faiss, plan, count, chunks, tune, fetch, seed, queries, lists_dir)
         finally:
             faiss.omp_set_num_threads(threads)
 
     @classmethod
-    def _build(cls, faiss, plan, count, chunks, tune, fetch, seed, queries=None) -> AnnIndex:
+    def _build(cls, faiss, plan, count, chunks, tune, fetch, seed, queries=None, lists_dir=None) -> AnnIndex:
         t0 = time.perf_counter()
         index = faiss.index_factory(plan.dim, plan.factory, faiss.METRIC_INNER_PRODUCT)
         if plan.kind == "hnsw":
@@ -108,7 +118,7 @@ class AnnIndex:
         if not index.is_trained:
             rng = np.random.default_rng(seed)
             n_train = min(count, max(_TRAIN_POINTS_PER_LIST * plan.params.get("nlist", 1),
-                                     4 * 2 ** plan.params.get("nbits", 8)))
+                                     4 * 2 ** plan.params.get("nbits", 8)), TRAIN_MAX_BYTES // (4 * plan.dim))
             positions = np.sort(rng.choice(count, n_train, replace=False)) if count else np.zeros(0, np.int64)
             ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
             ivf.cp.min_points_per_centroid = 1  # small collections: no stderr warnings from k-means
@@ -116,16 +126,21 @@ class AnnIndex:
                 ivf.do_polysemous_training = False  # minutes of annealing for codes we re-rank anyway
                 ivf.pq.cp.min_points_per_centroid = 1
             index.train(rows_at(chunks, positions, plan.dim))
-        labels = []
-        for ids, vecs in chunks():
-            if len(ids):
-                index.add(np.ascontiguousarray(vecs, dtype=np.float32).reshape(len(ids), plan.dim))
-                labels.append(np.asarray(ids, dtype=np.int64))
-        all_ids = np.concatenate(labels) if labels else np.zeros(0, np.int64)
+        disk = None
+        if plan.params.get("lists") == "disk":
+            all_ids, disk = ondisk.build(index, chunks, plan.dim, Path(lists_dir or tempfile.gettempdir()))
+        else:
+            labels = []
+            for ids, vecs in chunks():
+                if len(ids):
+                    index.add(np.ascontiguousarray(vecs, dtype=np.float32).reshape(len(ids), plan.dim))
+                    labels.append(np.asarray(ids, dtype=np.int64))
+            all_ids = np.concatenate(labels) if labels else np.zeros(0, np.int64)
         count = len(all_ids)  # what was read (the caller checks it against the database)
         info = {"kind": plan.kind, "factory": plan.factory, "params": dict(plan.params), "count": count,
                 "trained_on": count, "search": dict(plan.search)}
         built = cls(plan, index, all_ids, np.ones(count, bool), info)
+        built.disk = disk
         info["build_seconds"] = round(time.perf_counter() - t0, 3)
         if tune and count and fetch is not None:
             built._tune(chunks, fetch, seed, queries=queries)
@@ -204,11 +219,6 @@ class AnnIndex:
             return f"grew from {trained} to {len(self)} vectors since IVF training"
         return None
 
-    def copy(self) -> AnnIndex:
-        """An independent copy (update it while searches run on the original)."""
-        return AnnIndex(self.plan, _faiss().clone_index(self.index), self.labels.copy(), self.alive.copy(),
-                        json.loads(json.dumps(self.info)))
-
     # --- updates -------------------------------------------------------------------------------
     def remove(self, ids: Iterable[int]) -> int:
         wanted = np.fromiter((int(i) for i in ids), dtype=np.int64)
@@ -233,7 +243,12 @@ class AnnIndex:
         if len(ids) < SMALL:
             faiss.omp_set_num_threads(1)
         try:
-            self.index.add(np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), self.plan.dim))
+            x = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), self.plan.dim)
+            if self.disk is not None:  # a new lists file: a sealed one is never written
+                self.disk = ondisk.add(self.index, self.disk, x, len(self.labels))
+                self.info["lists_bytes"] = self.disk.size
+            else:
+                self.index.add(x)
         finally:
             faiss.omp_set_num_threads(threads)
         self.labels = np.concatenate([self.labels, ids])
@@ -295,10 +310,12 @@ class AnnIndex:
         return out
 
     # --- persistence ---------------------------------------------------------------------------
-    def to_bytes(self) -> memoryview:
-        """The whole index as one file, an ``.npz`` (also records its size in ``info['bytes']``).
-        FAISS writes the index straight into the zip member, so the index is copied once, not
-        three times (1.8 GB each for HNSW at 1M x 384)."""
+    def write_to(self, sink) -> None:
+        """Write the whole index as one ``.npz`` to ``sink`` (a file object, seekable or not: the
+        members are written in order, so the caller can hash them as they go), also recording its
+        size in ``info['bytes']``. FAISS writes the index straight into the zip member: no copy of
+        the file is held. An index whose inverted lists are on disk (:mod:`.ondisk`) writes their
+        layout only; the lists file is written and sealed beside it."""
         faiss = _faiss()
         size = [0]
 
@@ -307,10 +324,9 @@ class AnnIndex:
             return len(chunk)
 
         faiss.write_index(self.index, faiss.PyCallbackIOWriter(count))
-        self.info["bytes"] = int(size[0] + self.labels.nbytes + self.alive.nbytes)
+        self.info["bytes"] = int(size[0] + self.labels.nbytes + self.alive.nbytes + self.info.get("lists_bytes", 0))
         meta = np.frombuffer(json.dumps({"plan": self.plan.to_dict(), "info": self.info}).encode(), np.uint8)
-        buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        with zipfile.ZipFile(sink, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
             with zf.open("faiss.npy", "w", force_zip64=True) as member:
                 np.lib.format.write_array_header_2_0(member, {"descr": "|u1", "fortran_order": False,
                                                               "shape": (size[0],)})
@@ -318,16 +334,42 @@ class AnnIndex:
             for name, array in (("labels", self.labels), ("alive", self.alive), ("meta", meta)):
                 with zf.open(f"{name}.npy", "w", force_zip64=True) as member:
                     np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
+
+    def to_bytes(self) -> memoryview:
+        """The file :meth:`write_to` writes, in memory (tests, small indexes)."""
+        buf = io.BytesIO()
+        self.write_to(buf)
         return buf.getbuffer()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> AnnIndex:
         """Raises ValueError on anything malformed (callers rebuild from the database)."""
+        return cls.read_from(io.BytesIO(data))
+
+    @classmethod
+    def read_from(cls, fh) -> AnnIndex:
+        """The index in the ``.npz`` file object ``fh`` (seekable), read member by member in chunks:
+        FAISS reads its index from the file through a small buffer, not from a copy of its bytes.
+        Lists on disk are left unmapped (FAISS never opens the path it recorded): the caller maps
+        them with :func:`.ondisk.attach`. Raises ValueError on anything malformed (callers rebuild
+        from the database)."""
+        faiss = _faiss()
         try:
-            with np.load(io.BytesIO(data), allow_pickle=False) as z:
-                meta = json.loads(z["meta"].tobytes())
-                labels, alive = z["labels"].astype(np.int64), z["alive"].astype(bool)
-                index = _faiss().deserialize_index(z["faiss"])
+            with zipfile.ZipFile(fh) as zf:
+                meta = json.loads(_read_npy(zf, "meta").tobytes())
+                labels, alive = _read_npy(zf, "labels").astype(np.int64), _read_npy(zf, "alive").astype(bool)
+                disk = meta["plan"]["params"].get("lists") == "disk"
+                io_flags = faiss.IO_FLAG_SKIP_IVF_DATA if disk else 0
+                with zf.open("faiss.npy") as member:
+                    version = np.lib.format.read_magic(member)
+                    read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                                   (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+                    if read_header is None:
+                        raise ValueError(f"npy version {version}")
+                    shape, _, dtype = read_header(member)
+                    if dtype != np.uint8 or len(shape) != 1:
+                        raise ValueError("faiss member is not a byte array")
+                    index = faiss.read_index(faiss.PyCallbackIOReader(member.read), io_flags)
             p = meta["plan"]
             plan = IndexPlan(p["kind"], int(p["dim"]), p["factory"], p["params"], p["search"], p["est_bytes"],
                              p["reason"])
@@ -338,63 +380,6 @@ class AnnIndex:
         return cls(plan, index, labels, alive, meta["info"])
 
 
-def exact_topk(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
-    """Row positions of the exact top-``k`` inner products (brute force, FAISS flat)."""
-    faiss = _faiss()
-    flat = faiss.IndexFlatIP(vectors.shape[1])
-    flat.add(np.ascontiguousarray(vectors, dtype=np.float32))
-    return flat.search(np.ascontiguousarray(queries, dtype=np.float32), k)[1]
-
-
-def exact_topk_chunks(chunks: Chunks, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(scores, ids) of the exact top-``k`` inner products over every chunk, best first: one chunk
-    in memory at a time (the running top-k merged with each chunk's)."""
-    faiss = _faiss()
-    queries = np.ascontiguousarray(queries, dtype=np.float32)
-    best_s = np.full((len(queries), k), -np.inf, np.float32)
-    best_i = np.full((len(queries), k), -1, np.int64)
-    for ids, vecs in chunks():
-        if not len(ids):
-            continue
-        kk = min(k, len(ids))
-        scores, pos = faiss.knn(queries, np.ascontiguousarray(vecs, dtype=np.float32).reshape(len(ids), -1), kk,
-                                faiss.METRIC_INNER_PRODUCT)
-        all_s = np.concatenate([best_s, scores], axis=1)
-        all_i = np.concatenate([best_i, np.asarray(ids, np.int64)[pos]], axis=1)
-        order = np.argsort(-all_s, axis=1, kind="stable")[:, :k]
-        best_s, best_i = np.take_along_axis(all_s, order, 1), np.take_along_axis(all_i, order, 1)
-    return best_s, best_i
-
-
-def rows_at(chunks: Chunks, positions: np.ndarray, dim: int) -> np.ndarray:
-    """The vectors at ``positions`` (ascending) of the sequence ``chunks()`` yields, in one pass."""
-    out = np.empty((len(positions), dim), np.float32)
-    done, offset = 0, 0
-    for ids, vecs in chunks():
-        if done == len(positions):
-            break
-        end = offset + len(ids)
-        stop = int(np.searchsorted(positions, end))
-        if stop > done:
-            out[done:stop] = np.asarray(vecs, np.float32).reshape(len(ids), dim)[positions[done:stop] - offset]
-            done = stop
-        offset = end
-    return out[:done]
-
-
-def array_chunks(ids: np.ndarray, vectors: np.ndarray, size: int = 100_000) -> Chunks:
-    """Chunks over arrays held in memory."""
-    def chunks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        for start in range(0, len(ids), size):
-            yield ids[start:start + size], vectors[start:start + size]
-    return chunks
-
-
-def _array_fetch(ids: np.ndarray, vectors: np.ndarray) -> Fetch:
-    row = {int(i): n for n, i in enumerate(ids)}
-
-    def fetch(wanted: list[int]) -> tuple[np.ndarray, np.ndarray]:
-        keep = [i for i in wanted if i in row]
-        return np.asarray(keep, np.int64), vectors[[row[i] for i in keep]]
-
-    return fetch
+def _read_npy(zf: zipfile.ZipFile, name: str) -> np.ndarray:
+    with zf.open(f"{name}.npy") as member:
+        return np.lib.format.read_array(member, allow_pickle=False)

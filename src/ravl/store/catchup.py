@@ -39,9 +39,9 @@ def plan_compatible(a: object, b: object) -> bool:
     """Can an index built as plan ``a`` serve where plan ``b`` is asked for (both as sealed)?"""
     if not isinstance(a, dict) or not isinstance(b, dict) or a.get("kind") != b.get("kind"):
         return False
-    if a.get("kind") == "ivfpq":  # same code; the inverted lists may be of an older size class
+    if a.get("kind") == "ivfpq":  # same code and lists (RAM or disk); the lists may be of an older size class
         code = _pq_part(a.get("factory"))
-        return code is not None and code == _pq_part(b.get("factory"))
+        return code is not None and code == _pq_part(b.get("factory")) and a.get("lists") == b.get("lists")
     return a.get("factory") == b.get("factory")
 
 

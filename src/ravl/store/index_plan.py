@@ -7,7 +7,11 @@ Kinds (all inner product on unit vectors, built with FAISS's ``index_factory``):
 * ``hnsw``  — ``HNSW{M},Flat``: graph search over full vectors, exact scores; ~4·d + 8·M bytes per
   vector, sub-millisecond queries at 1M vectors.
 * ``ivfpq`` — ``IVF{nlist},PQ{m}x{nbits}``: ``m`` bytes per vector; the top candidates are re-ranked
-  exactly with vectors read back from the database, so scores are exact and recall recovers.
+  exactly with vectors read back from the database, so scores are exact and recall recovers. Its
+  inverted lists (codes + ids) are held in RAM, or in a memory-mapped file (``params['lists'] ==
+  'disk'``, :mod:`.ondisk`) when the budget could hold them in RAM only with a code shorter than
+  :data:`MIN_RAM_CODE` bytes: then the largest code is kept on disk and RAM holds only the
+  centroids, the PQ codebooks and 16 bytes per vector (our id and tombstone flag).
 
 ``auto`` follows autofaiss's reasoning (without depending on it): exact search while the collection
 is small enough for flat search to be fast and it fits comfortably in the budget; then HNSW when its
@@ -33,6 +37,9 @@ HNSW_EF_CONSTRUCTION = 40
 #: bytes per vector besides the vectors/codes: our id array (8) + tombstone bitmap + allocator slack
 _PER_VECTOR_OVERHEAD = 16
 #: re-rank this many candidates per wanted result (IVF-PQ)
+#: IVF-PQ keeps its lists in RAM only with a code of at least this many bytes (or the largest code
+#: there is, when that is shorter); a budget that allows only shorter codes in RAM gets the lists on disk
+MIN_RAM_CODE = 8
 RERANK_FACTOR = 10
 _UNITS = {"": 1, "B": 1, "K": 2**10, "KB": 2**10, "KIB": 2**10, "M": 2**20, "MB": 2**20, "MIB": 2**20,
           "G": 2**30, "GB": 2**30, "GIB": 2**30, "T": 2**40, "TB": 2**40, "TIB": 2**40}
@@ -112,6 +119,8 @@ def estimate_bytes(kind: str, n: int, dim: int, params: dict | None = None) -> i
         m = params.get("m", max(1, dim // 8))
         nbits = params.get("nbits", 8)
         nlist = params.get("nlist", ivf_nlist(n))
+        if params.get("lists") == "disk":  # RAM: our id per vector, the centroids and the codebooks
+            return int(n * _PER_VECTOR_OVERHEAD + nlist * dim * 4 + (2 ** nbits) * dim * 4)
         codes = n * (math.ceil(m * nbits / 8) + 8 + _PER_VECTOR_OVERHEAD)  # code + list id + ours
         return int(codes + nlist * dim * 4 + (2 ** nbits) * dim * 4)
     raise ConfigError(f"unknown index type {kind!r}; choose one of {', '.join(KINDS)}")
@@ -127,22 +136,40 @@ def _hnsw(n: int, dim: int, reason: str) -> IndexPlan:
                      estimate_bytes("hnsw", n, dim, params), reason)
 
 
-def _ivfpq(n: int, dim: int, m: int, reason: str) -> IndexPlan:
+def lists_bytes(n: int, m: int, nbits: int) -> int:
+    """Size of IVF-PQ inverted lists over ``n`` vectors (codes + 8-byte ids): the lists file."""
+    return int(n * (math.ceil(m * nbits / 8) + 8))
+
+
+def _ivfpq(n: int, dim: int, m: int, reason: str, lists: str = "ram") -> IndexPlan:
     nlist, nbits = ivf_nlist(n), pq_nbits(n)
-    params = {"nlist": nlist, "m": m, "nbits": nbits, "trained_on": n}
+    params: dict = {"nlist": nlist, "m": m, "nbits": nbits, "trained_on": n}
+    if lists == "disk":
+        params["lists"] = "disk"
     search = {"nprobe": min(nlist, 32), "rerank": RERANK_FACTOR}
     return IndexPlan("ivfpq", dim, f"IVF{nlist},PQ{m}x{nbits}", params, search,
                      estimate_bytes("ivfpq", n, dim, params), reason)
 
 
+def _codes(dim: int) -> list[int]:
+    """IVF-PQ code sizes considered: up to d/4 bytes, at most 64, smallest first."""
+    return [m for m in pq_sizes(dim) if m <= max(1, min(64, dim // 4))]
+
+
 def _ivfpq_within(n: int, dim: int, budget: int | None, reason: str) -> IndexPlan | None:
-    """IVF-PQ with the largest code (up to d/4 bytes, at most 64) that fits ``budget``."""
-    sizes = [m for m in pq_sizes(dim) if m <= max(1, min(64, dim // 4))]
+    """IVF-PQ with the largest code (up to d/4 bytes, at most 64) that fits ``budget`` in RAM, when
+    that code is at least :data:`MIN_RAM_CODE` bytes; else the largest code with its lists on disk,
+    when the rest fits."""
+    sizes = _codes(dim)
     for m in reversed(sizes):
         plan = _ivfpq(n, dim, m, reason)
         if budget is None or plan.est_bytes <= budget:
-            return plan
-    return None
+            if m >= min(MIN_RAM_CODE, sizes[-1]):
+                return plan
+            break
+    disk = _ivfpq(n, dim, sizes[-1], f"{reason}; inverted lists on disk, memory-mapped (in RAM only a code "
+                  f"under {MIN_RAM_CODE} bytes would fit)", "disk")
+    return disk if budget is not None and disk.est_bytes <= budget else None
 
 
 def choose_index(n: int, dim: int, kind: str = "auto", memory_budget: int | str | None = None) -> IndexPlan:
@@ -157,7 +184,7 @@ def choose_index(n: int, dim: int, kind: str = "auto", memory_budget: int | str 
     elif kind == "hnsw":
         plan = _hnsw(n, dim, "requested")
     elif kind == "ivfpq":
-        plan = _ivfpq_within(n, dim, budget, "requested") or _ivfpq(n, dim, pq_sizes(dim)[0], "requested")
+        plan = _ivfpq_within(n, dim, budget, "requested") or smallest_plan(n, dim, "requested")
     else:
         flat_bytes = estimate_bytes("flat", n, dim)
         if n * dim <= FLAT_MAX_WORK and (budget is None or flat_bytes <= FLAT_BUDGET_SHARE * budget):
@@ -166,19 +193,19 @@ def choose_index(n: int, dim: int, kind: str = "auto", memory_budget: int | str 
         if budget is None or hnsw.est_bytes <= budget:
             return hnsw
         plan = (_ivfpq_within(n, dim, budget, "only compressed codes fit the budget")
-                or _ivfpq(n, dim, pq_sizes(dim)[0], ""))
+                or smallest_plan(n, dim, ""))
     if budget is not None and plan.est_bytes > budget:
         raise ConfigError(_too_small(n, dim, budget, plan))
     return plan
 
 
 def _too_small(n: int, dim: int, budget: int, plan: IndexPlan) -> str:
-    smallest = _ivfpq(n, dim, pq_sizes(dim)[0], "")
+    smallest = smallest_plan(n, dim, "")
     fits = [name for name, b in (("flat", estimate_bytes("flat", n, dim)),
                                  ("hnsw", _hnsw(n, dim, "").est_bytes)) if b <= budget]
     fits += ["ivfpq"] if smallest.est_bytes <= budget else []
     hint = (f"'--index {fits[0]}' or '--index auto' fit" if fits else
-            f"the smallest index (IVF-PQ, {pq_sizes(dim)[0]} byte codes) needs {format_size(smallest.est_bytes)}")
+            f"the smallest index (IVF-PQ, lists on disk) needs {format_size(smallest.est_bytes)} of RAM")
     return (f"--memory-budget {format_size(budget)} is too small for a {plan.kind} index over {n} vectors of "
             f"dimension {dim} (needs about {format_size(plan.est_bytes)}); {hint}")
 
@@ -192,6 +219,6 @@ def split_budget(budget: int | None, sizes: dict[str, int]) -> dict[str, int | N
 
 
 def smallest_plan(n: int, dim: int, reason: str) -> IndexPlan:
-    """The most compact index there is (IVF-PQ with the shortest code): what a collection that grew
-    past its budget is built as, with ``reason`` saying so."""
-    return _ivfpq(n, dim, pq_sizes(dim)[0], reason)
+    """The index that takes least RAM (IVF-PQ with the shortest code and its lists on disk): what a
+    collection that grew past its budget is built as, with ``reason`` saying so."""
+    return _ivfpq(n, dim, pq_sizes(dim)[0], reason, "disk")

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
+from . import ondisk
 from .ann import Chunks, TuningQueries
 from .bulk import id_pages, vector_pages
 from .catchup import ReadWriteLock, catchable, changes_since, should_write
@@ -158,10 +159,10 @@ class IndexSet:
                 if index is None:
                     # a collection read as immutable gets no cache file: exact search in memory
                     build = choose_index(current["count"], self.dims[name], "flat") if self._db.immutable else plan
-                    index, blob = build_index(current, self.dims[name], self._chunks(name), build,
-                                              self.fetch_ids(name), self._queries.get(name))
+                    index = build_index(current, self.dims[name], self._chunks(name), build,
+                                        self.fetch_ids(name), self._queries.get(name), self.folder)
                     if len(index) == current["count"] and not self._db.immutable:
-                        write_cache(self.folder, name, index, _stamp(current, index), blob)
+                        write_cache(self.folder, name, index, _stamp(current, index))
             if how == "built":
                 facts = {k: index.info[k] for k in FACT_KEYS if index.info.get(k) is not None}
                 facts["reason"] = plan.reason
@@ -209,10 +210,7 @@ class IndexSet:
         if self._db.immutable:
             return
         path = self.folder / f"{name}.faiss"
-        try:
-            size = path.stat().st_size
-        except OSError:
-            size = 0
+        size = _cache_bytes(self.folder, name)
         if should_write(self._db, name, sealed_binding(path), size, current):
             with self._rw[name].reading():  # no update runs while it is serialised
                 write_cache(self.folder, name, index, _stamp(current, index))
@@ -271,9 +269,8 @@ class IndexSet:
             current = self._bindings()[0][name]
             stamp = sealed_binding(path)
             state = catchable(self._db, stamp, current)
-            try:
-                size = path.stat().st_size
-            except OSError:
+            size = _cache_bytes(self.folder, name)
+            if not size:
                 return False
             if state is None or (state is False and should_write(self._db, name, stamp, size, current)):
                 return False
@@ -315,9 +312,17 @@ class IndexSet:
 def _stamp(current: dict, index: SearchIndex) -> dict:
     """The binding an index covering ``current`` is sealed to: its own plan (an IVF-PQ index caught
     up keeps the coarse quantizer it was trained with)."""
-    plan = {"kind": "flat", "factory": "Flat"} if isinstance(index, VectorIndex) else \
-        {"kind": index.plan.kind, "factory": index.plan.factory}
+    plan = plan_binding(None if isinstance(index, VectorIndex) else index.plan)
     return {**current, "plan": plan}
+
+
+def _cache_bytes(folder: Path, name: str) -> int:
+    """Bytes of the ``name`` cache: its ``.faiss`` file and any IVF-PQ lists file (0: no file)."""
+    try:
+        size = (folder / f"{name}.faiss").stat().st_size
+    except OSError:
+        return 0
+    return size + sum(p.stat().st_size for p in folder.glob(f"{name}.*{ondisk.SUFFIX}") if p.is_file())
 
 
 def _usable(index: SearchIndex, current: dict, plan: IndexPlan) -> bool:

@@ -15,6 +15,7 @@ read back from the database, so every returned score is an exact cosine.
 """
 from __future__ import annotations
 
+import importlib
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -22,9 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from . import ondisk
 from .ann import AnnIndex, Chunks, Fetch, TuningQueries, array_chunks
 from .index_plan import IndexPlan, choose_index
-from .integrity import clean_stale_tmp, read_sealed, write_sealed
+from .integrity import SealedFile, clean_stale_tmp, open_sealed, write_sealed
 
 #: IVF-PQ needs at least this many vectors to train; fewer are searched exactly
 MIN_IVF_TRAIN = 2
@@ -34,9 +36,10 @@ _SQL_BATCH = 50_000  # vectors read back per query while catching up
 class VectorIndex:
     """Exact (flat) search."""
 
-    def __init__(self, index, dim: int):
+    def __init__(self, index, dim: int, *, mapped: bool = False):
         self.index = index
         self.dim = dim
+        self._mapped = mapped  # FAISS reads the vectors from the mapped cache file: copy before updating
         self.kind = "flat"
         self.info: dict = {"kind": "flat", "factory": "Flat", "search": {}}
 
@@ -59,9 +62,24 @@ class VectorIndex:
     def __len__(self) -> int:
         return int(self.index.ntotal)
 
+    def _own(self) -> None:
+        """Copy a mapped index into memory before it is updated (FAISS cannot grow a mapped one)."""
+        if self._mapped:
+            import faiss
+
+            # clone_index would keep viewing the map: re-add the mapped vectors to a new index
+            owned = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+            n = len(self)
+            if n:
+                inner: Any = faiss.downcast_index(self.index.index)
+                vectors = faiss.rev_swig_ptr(inner.get_xb(), n * self.dim).reshape(n, self.dim)
+                owned.add_with_ids(vectors, faiss.vector_to_array(self.index.id_map).astype(np.int64))
+            self.index, self._mapped = owned, False
+
     def remove(self, ids: Iterable[int]) -> int:
         import faiss
 
+        self._own()
         wanted = np.fromiter((int(i) for i in ids), dtype=np.int64)
         if len(wanted) and len(self):  # only ids it holds: removing rebuilds IndexIDMap2's reverse map
             wanted = wanted[np.isin(wanted, faiss.vector_to_array(self.index.id_map))]
@@ -70,6 +88,7 @@ class VectorIndex:
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Add (or replace) ``ids`` with ``vectors``."""
         ids = np.asarray(ids, dtype=np.int64)
+        self._own()
         if len(ids):
             self.remove(ids.tolist())
             self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), self.dim), ids)
@@ -99,31 +118,49 @@ SearchIndex = VectorIndex | AnnIndex
 
 
 def plan_binding(plan: IndexPlan | None) -> dict[str, object]:
-    """What a cache file's seal records of its index plan (a file of another plan never verifies)."""
+    """What a cache file's seal records of its index plan (a file of another plan never verifies):
+    kind, FAISS factory and, for IVF-PQ lists kept on disk, ``lists: 'disk'``."""
     plan = plan or choose_index(0, 1, "flat")
-    return {"kind": plan.kind, "factory": plan.factory}
+    out: dict[str, object] = {"kind": plan.kind, "factory": plan.factory}
+    if plan.params.get("lists") == "disk":
+        out["lists"] = "disk"
+    return out
 
 
-def _parse(data, dim: int, count: object, kind: str) -> SearchIndex | None:
-    import faiss
+def _load(sealed: SealedFile, folder: Path, dim: int, count: object, plan: Mapping[str, object]) -> SearchIndex | None:
+    """The index in a verified cache file: flat mapped by FAISS (zero copy, ``IO_FLAG_MMAP_IFC``; an
+    update first copies it into memory), the others read from the file in chunks; IVF-PQ lists on
+    disk mapped from their own verified file (:func:`.ondisk.attach`)."""
+    faiss: Any = importlib.import_module("faiss")
 
+    kind = plan.get("kind")
     try:
-        if kind == "flat":
-            flat = faiss.deserialize_index(data)
-            return VectorIndex(flat, dim) if flat.ntotal == count and flat.d == dim else None
-        ann = AnnIndex.from_bytes(data.tobytes() if hasattr(data, "tobytes") else data)
-        return ann if len(ann) == count and ann.plan.dim == dim else None
+        if kind in (None, "flat"):
+            try:
+                flat, mapped = faiss.read_index(sealed.proc_path, faiss.IO_FLAG_MMAP_IFC), True
+            except RuntimeError:  # no /proc/self/fd here: read from the open file through a buffer
+                sealed.file.seek(0)
+                flat, mapped = faiss.read_index(faiss.PyCallbackIOReader(sealed.file.read)), False
+            return VectorIndex(flat, dim, mapped=mapped) if flat.ntotal == count and flat.d == dim else None
+        ann = AnnIndex.read_from(sealed.file)
+        if len(ann) != count or ann.plan.dim != dim or ann.kind != kind:
+            return None
+        disk = ann.plan.params.get("lists") == "disk"
+        if disk != (plan.get("lists") == "disk"):
+            return None
+        if disk:
+            ann.disk = ondisk.attach(ann.index, folder, ann.info.get("lists"))
+            if ann.disk is None:
+                return None  # a lists file missing, damaged or not the one sealed with this index
+        return ann
     except (RuntimeError, ValueError, MemoryError):
         return None  # verified bytes that faiss still refuses (a bug elsewhere): rebuild
 
 
 def _build(plan: IndexPlan | None, count: int, chunks: Chunks, dim: int, fetch_ids: Fetch | None,
-           facts: Mapping[str, object], queries: Callable[[], TuningQueries | None] | None = None
-           ) -> tuple[SearchIndex, Any]:
-    """The index over the ``count`` vectors of ``chunks`` and its file's bytes; ``facts`` go into
-    the index's ``info``."""
-    import faiss
-
+           facts: Mapping[str, object], queries: Callable[[], TuningQueries | None] | None = None,
+           folder: Path | None = None) -> SearchIndex:
+    """The index over the ``count`` vectors of ``chunks``; ``facts`` go into the index's ``info``."""
     t0 = time.perf_counter()
     if plan is not None and plan.kind == "ivfpq" and count < MIN_IVF_TRAIN:
         plan = None  # nothing to train on yet: exact search, said in the facts
@@ -132,61 +169,71 @@ def _build(plan: IndexPlan | None, count: int, chunks: Chunks, dim: int, fetch_i
         note = ""
     if plan is None or plan.kind == "flat":
         flat = VectorIndex.build_from(chunks, dim)
-        data = faiss.serialize_index(flat.index)
         flat.info.update({"count": len(flat), "recall_at_10": 1.0, "recall_note": "exact search",
-                          "build_seconds": round(time.perf_counter() - t0, 3), "bytes": int(data.nbytes)})
+                          "build_seconds": round(time.perf_counter() - t0, 3), "bytes": len(flat) * (4 * dim + 8)})
         flat.info.update(facts)
         if note:
             flat.info["note"] = note
-        return flat, data
-    ann = AnnIndex.build_from(plan, count, chunks, fetch=fetch_ids, queries=queries() if queries else None)
+        return flat
+    ann = AnnIndex.build_from(plan, count, chunks, fetch=fetch_ids, queries=queries() if queries else None,
+                              lists_dir=folder)
     ann.info.update(facts)
-    return ann, ann.to_bytes()
+    if ann.disk is not None:
+        ann.info["lists_bytes"] = ann.disk.size
+    return ann
 
 
-def blob_of(index: SearchIndex):
-    """The bytes of ``index``'s cache file."""
-    import faiss
+def write_cache(folder: Path, name: str, index: SearchIndex, binding: Mapping[str, object]) -> bool:
+    """Write ``index`` as ``<name>.faiss`` sealed to ``binding``, hashed as it is written (no copy of
+    the file's bytes is held); an IVF-PQ index with its lists on disk first seals its lists file
+    (:func:`.ondisk.seal`), which the ``.faiss`` file then names with its hash. False when the folder
+    cannot be written (a read-only collection: search still works from memory)."""
+    faiss: Any = importlib.import_module("faiss")
 
-    if isinstance(index, VectorIndex):
-        return faiss.serialize_index(index.index)
-    return index.to_bytes()
-
-
-def write_cache(folder: Path, name: str, index: SearchIndex, binding: Mapping[str, object], blob=None) -> bool:
-    """Write ``index`` as ``<name>.faiss`` sealed to ``binding``; False when the folder cannot be
-    written (a read-only collection: search still works from memory)."""
     try:
-        data = blob_of(index) if blob is None else blob
         folder.mkdir(parents=True, exist_ok=True)
         clean_stale_tmp(folder)
         (folder / f"{name}.json").unlink(missing_ok=True)  # sidecar of the unsealed format
-        write_sealed(folder / f"{name}.faiss", data, binding)
+        keep = None
+        if isinstance(index, VectorIndex):
+            def writer(sink) -> None:
+                faiss.write_index(index.index, faiss.PyCallbackIOWriter(sink.write))
+        else:
+            if index.disk is not None:
+                index.info["lists"] = ondisk.seal(index.disk, folder, name)
+                keep = index.info["lists"]["file"]
+            writer = index.write_to
+        write_sealed(folder / f"{name}.faiss", writer, binding)
+        ondisk.remove_others(folder, name, keep)  # lists files of earlier builds
+        if isinstance(index, VectorIndex):
+            index.info["bytes"] = (folder / f"{name}.faiss").stat().st_size
     except OSError:
         return False
     return True
 
 
 def load_cache(folder: Path, name: str, stamp: Mapping[str, object], dim: int) -> SearchIndex | None:
-    """The index in ``<name>.faiss`` when its seal is ``stamp`` and its bytes verify, else None."""
+    """The index in ``<name>.faiss`` when its seal is ``stamp`` and its bytes verify (hashed in
+    chunks, then loaded from the same open file), else None."""
     plan = stamp.get("plan")
-    kind = plan.get("kind") if isinstance(plan, dict) else None
-    data = read_sealed(folder / f"{name}.faiss", stamp)
-    if data is None:
+    sealed = open_sealed(folder / f"{name}.faiss", stamp)
+    if sealed is None:
         return None
-    return _parse(data, dim, stamp.get("count"), "flat" if kind in (None, "flat") else str(kind))
+    with sealed:
+        index = _load(sealed, folder, dim, stamp.get("count"), plan if isinstance(plan, dict) else {})
+        return index if index is not None and sealed.unchanged() else None
 
 
 def build_index(binding: Mapping[str, object], dim: int, chunks: Chunks, plan: IndexPlan | None,
-                fetch_ids: Fetch | None, queries: Callable[[], TuningQueries | None] | None = None
-                ) -> tuple[SearchIndex, Any]:
+                fetch_ids: Fetch | None, queries: Callable[[], TuningQueries | None] | None = None,
+                folder: Path | None = None) -> SearchIndex:
     """The index over every vector ``chunks()`` yields (``binding['count']`` of them, read a chunk
-    at a time), built as ``plan`` (None: flat), and its file's bytes; its facts name the generation
-    of ``binding``."""
+    at a time), built as ``plan`` (None: flat); its facts name the generation of ``binding``. IVF-PQ
+    lists on disk are written to an unnamed file in ``folder`` (the index folder), named when sealed."""
     count = binding.get("count")
     assert isinstance(count, int)
     return _build(plan, count, chunks, dim, fetch_ids, {
-        "built_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "generation": binding.get("generation")}, queries)
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "generation": binding.get("generation")}, queries, folder)
 
 
 def apply_changes(index: SearchIndex, changed: Sequence[int], fetch_ids: Fetch, dim: int) -> None:
