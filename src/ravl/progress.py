@@ -1,4 +1,5 @@
-"""Progress: the ``(done, total)`` callback type every long job takes, and one line of status when
+"""Progress: the ``(done, total)`` callback type every long job takes (a job of several steps names
+each with :func:`describe`), and one line of status when
 a model is prepared for the first time (the SmolLM2 cache, an ONNX
 export, the ConSE class matrix), with the expected time, through a listener the front door sets.
 
@@ -16,6 +17,8 @@ from contextvars import ContextVar
 #: passes a tqdm bar on stderr, the server nothing)
 Progress = Callable[[int, int], None]
 Listener = Callable[[str], None]
+#: a ``Progress`` object with a ``describe(text)`` method shows the name of the step it counts
+#: (the CLI's bar); a plain callable hears only the counts
 _LISTENER: ContextVar[Listener | None] = ContextVar("ravl_prepare_listener", default=None)
 
 
@@ -35,3 +38,27 @@ def preparing(what: str, expected: str) -> None:
     listener = _LISTENER.get()
     if listener is not None:
         listener(f"preparing {what} for the first time ({expected}; cached for later runs)")
+
+
+def describe(progress: Progress | None, text: str) -> None:
+    """Say that what ``progress`` counts from now on is ``text`` (e.g. "index images: adding"), when
+    it can show that (it has a ``describe`` method); counts restart at the next call."""
+    name = getattr(progress, "describe", None)
+    if callable(name):
+        name(text)
+
+
+class _Prefixed:
+    def __init__(self, progress: Progress, prefix: str):
+        self._progress, self._prefix = progress, prefix
+
+    def __call__(self, done: int, total: int) -> None:
+        self._progress(done, total)
+
+    def describe(self, text: str) -> None:
+        describe(self._progress, f"{self._prefix}: {text}")
+
+
+def prefixed(progress: Progress | None, prefix: str) -> Progress | None:
+    """``progress`` whose step names start with ``prefix`` (e.g. "index images"); None stays None."""
+    return None if progress is None else _Prefixed(progress, prefix)

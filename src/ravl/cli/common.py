@@ -80,21 +80,35 @@ def add_search_knobs(parser) -> None:
                              "recall@10 >= 0.95)")
 
 
-@contextmanager
-def progress_bar(desc: str, unit: str = "img") -> Iterator:
-    """A tqdm bar on stderr, exposed as a ``(done, total)`` callback."""
-    from tqdm import tqdm
+class _Bar:
+    """A tqdm bar as a ``(done, total)`` callback; ``describe(text)`` names the step it counts next
+    (an index build's "index images: adding"), shown at once and counted from 0."""
 
-    bar = tqdm(desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
+    def __init__(self, bar):
+        self._bar = bar
 
-    def update(done: int, total: int) -> None:
+    def __call__(self, done: int, total: int) -> None:
+        bar = self._bar
         if bar.total != total:
             bar.total = total
         bar.n = done
         bar.refresh() if done == total else bar.update(0)
 
+    def describe(self, text: str) -> None:
+        self._bar.reset()
+        self._bar.total = None  # a step without counts (training) shows none
+        self._bar.unit = "vec"
+        self._bar.set_description_str(text, refresh=True)
+
+
+@contextmanager
+def progress_bar(desc: str, unit: str = "img") -> Iterator:
+    """A tqdm bar on stderr, exposed as a ``(done, total)`` callback that can name its steps."""
+    from tqdm import tqdm
+
+    bar = tqdm(desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
     try:
-        yield update
+        yield _Bar(bar)
     finally:
         bar.close()
 

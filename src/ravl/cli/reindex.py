@@ -1,7 +1,7 @@
 """ravl reindex --collection DIR [--index auto|flat|hnsw|ivfpq] [--memory-budget SIZE]"""
 from __future__ import annotations
 
-from .common import add_collection_arg, add_index_args, emit_json, index_lines, index_settings
+from .common import add_collection_arg, add_index_args, emit_json, index_lines, index_settings, progress_bar
 
 
 def add_parser(sub) -> None:
@@ -20,7 +20,10 @@ def run(args) -> int:
 
     index_settings(args)  # a bad --memory-budget fails before the collection is opened
     with open_collection(args.collection) as coll:
-        facts = coll.reindex(**(index_settings(args) or {}))
+        settings = index_settings(args) or {}
+        coll.set_index_config(**settings)  # a budget too small fails before any progress bar
+        with progress_bar("reindexing", unit="vec") as bar:
+            facts = coll.reindex(**settings, progress=bar)
         config = coll.index_config()
     if args.json:
         emit_json({"index": config, "indexes": facts})

@@ -12,6 +12,7 @@ from ..encoders.bridge import Bridge, TunedEncoder
 from ..errors import EncoderMismatchError, ItemNotFoundError
 from ..fsutil import WriterLock
 from ..hits import CaptionHit, CaptionSet, ImageHit, check_k
+from ..progress import Progress
 from ..store import bulk
 from ..store.db import OCR_SOURCE, Database, ItemRow, NewItem
 from ..store.indexes import IndexSet
@@ -189,12 +190,13 @@ class Collection(Searching, CollectionSync, CollectionPhotos):
         return clean_stale_tmp(self.path / "index")
 
     @translating_sqlite_errors
-    def refresh_indexes(self, *, lazy: bool = False) -> None:
+    def refresh_indexes(self, *, lazy: bool = False, progress: Progress | None = None) -> None:
         """Bring every index cache file up to date and record the facts of those built (shown by
         :meth:`info`). ``lazy``, for a writer that is about to exit (the end of an ingest): a cache
         that its next reader can catch up from the change log, and that would not be rewritten
-        now, is left as it is instead of being loaded here."""
-        self._indexes.refresh(lazy=lazy)
+        now, is left as it is instead of being loaded here. ``progress`` hears the steps of each
+        index built ("index images: adding", counted in vectors)."""
+        self._indexes.refresh(lazy=lazy, progress=progress)
         self.refit_calibration(lazy=lazy)
 
     # --- index kinds ----------------------------------------------------------------------------
@@ -211,10 +213,11 @@ class Collection(Searching, CollectionSync, CollectionPhotos):
         return self._indexes.set_settings(kind, memory_budget)
 
     @translating_sqlite_errors
-    def reindex(self, kind: str | None = None, memory_budget: int | str | None = None) -> dict[str, dict]:
+    def reindex(self, kind: str | None = None, memory_budget: int | str | None = None, *,
+                progress: Progress | None = None) -> dict[str, dict]:
         """:meth:`set_index_config`, then rebuild every index from the stored vectors (IVF-PQ is
-        retrained); returns :meth:`index_facts`."""
-        return self._indexes.rebuild(kind, memory_budget)
+        retrained); returns :meth:`index_facts`. ``progress`` hears each build's steps."""
+        return self._indexes.rebuild(kind, memory_budget, progress=progress)
 
     @translating_sqlite_errors
     def index_facts(self) -> dict[str, dict]:

@@ -168,7 +168,7 @@ def import_embeddings(collection, src: str | Path, *, progress: Progress | None 
     report.rows = report.written + len(report.skipped)
     report.seconds = round(time.perf_counter() - t0, 3)
     if not report.interrupted:
-        collection.refresh_indexes(lazy=True)  # readers catch up what is left
+        collection.refresh_indexes(lazy=True, progress=progress)  # readers catch up what is left
     return report
 
 

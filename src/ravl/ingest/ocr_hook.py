@@ -123,6 +123,6 @@ def ocr_collection(collection, *, item_ids: Iterable[int] | None = None, engine:
     if batch:
         write(batch)
     if report.items_read:
-        collection.refresh_indexes(lazy=True)  # readers catch up what is left
+        collection.refresh_indexes(lazy=True, progress=progress)  # readers catch up what is left
     report.seconds = {**{k: round(v, 3) for k, v in timing.items()}, "total": round(time.perf_counter() - t0, 3)}
     return report

@@ -124,7 +124,7 @@ def index_records(collection, records: list[Record], *, engine: str = "local", s
             apply_sync(collection, scan, report, prune_missing=prune_missing)
         report.seconds["sync"] = round(time.perf_counter() - t, 3)
         t = time.perf_counter()
-        collection.refresh_indexes(lazy=True)  # readers catch up what is left; refits the search calibration
+        collection.refresh_indexes(lazy=True, progress=progress)  # readers catch up what is left; refits the search calibration
         report.seconds["index"] = round(time.perf_counter() - t, 3)
         if report.profile:
             report.profile["after"] = {"sync": report.seconds["sync"], "index": report.seconds["index"]}

@@ -186,7 +186,7 @@ def index_sources_ray(collection, sources, *, images_root=None, split: str | Non
             ray.shutdown()
     if finish and not report.interrupted:
         t = time.perf_counter()
-        collection.refresh_indexes(lazy=True)  # readers catch up what is left
+        collection.refresh_indexes(lazy=True, progress=progress)  # readers catch up what is left
         report.seconds["index"] = round(time.perf_counter() - t, 3)
     report.seconds["total"] = round(time.perf_counter() - t0, 3)
     return report

@@ -22,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..progress import Progress, describe
 from . import ondisk
-from .chunked import Chunks, Fetch, _array_fetch, array_chunks, exact_topk, exact_topk_chunks, rows_at
+from .chunked import Chunks, Fetch, _array_fetch, array_chunks, counted, exact_topk, exact_topk_chunks, rows_at
 from .index_plan import IndexPlan
 from .ondisk import DiskLists
 
@@ -91,7 +92,8 @@ class AnnIndex:
 
     @classmethod
     def build_from(cls, plan: IndexPlan, count: int, chunks: Chunks, *, tune: bool = True, fetch: Fetch | None = None,
-                   seed: int = 0, queries: TuningQueries | None = None, lists_dir: Path | None = None) -> AnnIndex:
+                   seed: int = 0, queries: TuningQueries | None = None, lists_dir: Path | None = None,
+                   progress: Progress | None = None) -> AnnIndex:
         """Index the ``count`` vectors ``chunks()`` yields, one chunk at a time: IVF trains on a
         seeded sample read in a first pass, then every chunk is added, so memory is the index plus a
         chunk. With ``tune``, choose the smallest efSearch / nprobe whose recall@10 reaches 0.95
@@ -99,18 +101,20 @@ class AnnIndex:
         text vectors for an image index; without them, a sample of the stored vectors), the exact
         top-10 computed chunk by chunk; ``fetch`` (ids -> vectors) is needed to tune. An IVF-PQ
         plan with ``params['lists'] == 'disk'`` writes its lists to a file in ``lists_dir``
-        (:mod:`.ondisk`; default: the temp folder)."""
+        (:mod:`.ondisk`; default: the temp folder). ``progress`` hears each pass over the chunks
+        as a named step ("training IVF-PQ", "adding", "tuning"), counted in vectors."""
         faiss = _faiss()
         threads = faiss.omp_get_max_threads()
         if count < SMALL:  # OpenMP threads spin against each other on busy small jobs (10x slower)
             faiss.omp_set_num_threads(1)
         try:
-            return cls._build(faiss, plan, count, chunks, tune, fetch, seed, queries, lists_dir)
+            return cls._build(faiss, plan, count, chunks, tune, fetch, seed, queries, lists_dir, progress)
         finally:
             faiss.omp_set_num_threads(threads)
 
     @classmethod
-    def _build(cls, faiss, plan, count, chunks, tune, fetch, seed, queries=None, lists_dir=None) -> AnnIndex:
+    def _build(cls, faiss, plan, count, chunks, tune, fetch, seed, queries=None, lists_dir=None,
+               progress=None) -> AnnIndex:
         t0 = time.perf_counter()
         index = faiss.index_factory(plan.dim, plan.factory, faiss.METRIC_INNER_PRODUCT)
         if plan.kind == "hnsw":
@@ -125,13 +129,17 @@ class AnnIndex:
             if hasattr(ivf, "pq"):
                 ivf.do_polysemous_training = False  # minutes of annealing for codes we re-rank anyway
                 ivf.pq.cp.min_points_per_centroid = 1
-            index.train(rows_at(chunks, positions, plan.dim))
+            sample = rows_at(counted(chunks, progress, f"reading a {n_train:,}-vector training sample", count),
+                             positions, plan.dim)
+            describe(progress, f"training {'IVF-PQ' if plan.kind == 'ivfpq' else plan.kind} on {n_train:,} vectors")
+            index.train(sample)
         disk = None
         if plan.params.get("lists") == "disk":
-            all_ids, disk = ondisk.build(index, chunks, plan.dim, Path(lists_dir or tempfile.gettempdir()))
+            all_ids, disk = ondisk.build(index, chunks, plan.dim, Path(lists_dir or tempfile.gettempdir()),
+                                         progress=progress, count=count)
         else:
             labels = []
-            for ids, vecs in chunks():
+            for ids, vecs in counted(chunks, progress, "adding", count)():
                 if len(ids):
                     index.add(np.ascontiguousarray(vecs, dtype=np.float32).reshape(len(ids), plan.dim))
                     labels.append(np.asarray(ids, dtype=np.int64))
@@ -143,7 +151,9 @@ class AnnIndex:
         built.disk = disk
         info["build_seconds"] = round(time.perf_counter() - t0, 3)
         if tune and count and fetch is not None:
-            built._tune(chunks, fetch, seed, queries=queries)
+            built._tune(counted(chunks, progress, "tuning (exact top-10 of the sample queries)", count), fetch, seed,
+                        queries=queries)
+            describe(progress, "tuning (search knobs)")
             info["tune_seconds"] = round(time.perf_counter() - t0 - info["build_seconds"], 3)
         return built
 

@@ -6,6 +6,8 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
+from ..progress import Progress, describe
+
 Fetch = Callable[[list[int]], tuple[np.ndarray, np.ndarray]]  # ids -> (ids, vectors)
 #: each call iterates every (ids, vectors) chunk of an index's vectors, in one fixed order
 Chunks = Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]]
@@ -77,3 +79,21 @@ def _array_fetch(ids: np.ndarray, vectors: np.ndarray) -> Fetch:
         return np.asarray(keep, np.int64), vectors[[row[i] for i in keep]]
 
     return fetch
+
+
+def counted(chunks: Chunks, progress: Progress | None, step: str, total: int) -> Chunks:
+    """``chunks`` that report each pass as step ``step``: ``progress(rows so far, total)`` after
+    every chunk (one call per chunk); without ``progress``, ``chunks`` itself."""
+    if progress is None:
+        return chunks
+
+    def passes() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        describe(progress, step)
+        done = 0
+        progress(0, total)
+        for ids, vecs in chunks():
+            yield ids, vecs
+            done += len(ids)
+            progress(done, max(total, done))
+
+    return passes

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
+from ..progress import Progress, prefixed
 from . import ondisk
 from .ann import Chunks, TuningQueries
 from .bulk import id_pages, vector_pages
@@ -142,10 +143,11 @@ class IndexSet:
         with self._db.snapshot():
             return self._bindings()[0][name]
 
-    def get(self, name: str, *, rebuild: bool = False) -> SearchIndex:
+    def get(self, name: str, *, rebuild: bool = False, progress: Progress | None = None) -> SearchIndex:
         """The ``name`` index for the database as it is now: held in memory (caught up when the
         database moved on), else read from its cache file when that verifies (caught up when it is
-        an older state of this database), else built (``rebuild``: built whatever the caches hold)."""
+        an older state of this database), else built (``rebuild``: built whatever the caches hold;
+        ``progress`` hears a build's steps, named "index <name>: ...")."""
         key = (self._db.generation(), tuple(self._db.index_settings().values()))
         with self._lock:
             held = self._held.get(name)
@@ -160,7 +162,8 @@ class IndexSet:
                     # a collection read as immutable gets no cache file: exact search in memory
                     build = choose_index(current["count"], self.dims[name], "flat") if self._db.immutable else plan
                     index = build_index(current, self.dims[name], self._chunks(name), build,
-                                        self.fetch_ids(name), self._queries.get(name), self.folder)
+                                        self.fetch_ids(name), self._queries.get(name), self.folder,
+                                        prefixed(progress, f"index {name}"))
                     if len(index) == current["count"] and not self._db.immutable:
                         write_cache(self.folder, name, index, _stamp(current, index))
             if how == "built":
@@ -243,20 +246,21 @@ class IndexSet:
         if through is not None and through > pruned:
             self._db.prune_changes(through)
 
-    def refresh(self, *, lazy: bool = False) -> None:
+    def refresh(self, *, lazy: bool = False, progress: Progress | None = None) -> None:
         """Bring every cache file up to date and record the facts of those built here. ``lazy`` (a
         writer about to exit): an index this process does not hold is left to its next reader when
         its cache file can be caught up from the change log and the compaction rule would not
         rewrite it now; loading a 1.5 GB file only to add 1,000 vectors in memory and drop them
-        again took 25-40 s at 1M vectors, against 0.2 s for the write itself."""
+        again took 25-40 s at 1M vectors, against 0.2 s for the write itself. ``progress`` hears
+        the steps of any index built."""
         for name in INDEX_NAMES:
             if lazy and name not in self._held:
                 if not self._left_for_readers(name):
-                    self.get(name)
+                    self.get(name, progress=progress)
                     with self._lock:  # written to its file: one index in memory at a time (1M HNSW: 1.8 GB)
                         self._held.pop(name, None)
                 continue
-            self.get(name)
+            self.get(name, progress=progress)
         self.record_facts()
         self.prune_log()
 
@@ -287,11 +291,13 @@ class IndexSet:
         if recorded.get("kind") == kind:
             self._unrecorded[name] = {**recorded, "count": count, "updated_generation": generation}
 
-    def rebuild(self, kind: str | None = None, memory_budget: int | str | None = None) -> dict[str, dict]:
-        """Record the settings (checked first), rebuild every index to them and return their facts."""
+    def rebuild(self, kind: str | None = None, memory_budget: int | str | None = None, *,
+                progress: Progress | None = None) -> dict[str, dict]:
+        """Record the settings (checked first), rebuild every index to them and return their facts
+        (``progress`` hears each build's steps)."""
         self.set_settings(kind, memory_budget)
         for name in INDEX_NAMES:
-            self.get(name, rebuild=True)
+            self.get(name, rebuild=True, progress=progress)
         self.record_facts()
         return self.facts()
 

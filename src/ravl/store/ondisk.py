@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..progress import Progress
+from .chunked import counted
 from .integrity import _hasher, open_verified
 
 SUFFIX = ".ivfdata"
@@ -126,14 +128,16 @@ def _write_entries(fd: int, offsets: np.ndarray, sizes: np.ndarray, fill: np.nda
         fill[no] += stop - start
 
 
-def build(index, chunks, dim: int, folder: Path) -> tuple[np.ndarray, DiskLists]:
+def build(index, chunks, dim: int, folder: Path, *, progress: Progress | None = None,
+          count: int = 0) -> tuple[np.ndarray, DiskLists]:
     """Add every vector ``chunks()`` yields to the trained, empty IVF-PQ ``index`` with its lists in
     a new unnamed file in ``folder``: one pass assigns lists (to size them), a second encodes and
-    writes; returns the ids in position order and the lists file."""
+    writes; returns the ids in position order and the lists file. ``progress`` hears both passes
+    (of about ``count`` vectors) as named steps."""
     faiss = _faiss()
     ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
     assigned, labels = [], []
-    for ids, vecs in chunks():
+    for ids, vecs in counted(chunks, progress, "adding (1/2: assigning lists)", count)():
         if len(ids):
             x = np.ascontiguousarray(vecs, dtype=np.float32).reshape(len(ids), dim)
             assigned.append(ivf.quantizer.assign(x, 1).ravel().astype(np.int32))
@@ -146,7 +150,7 @@ def build(index, chunks, dim: int, folder: Path) -> tuple[np.ndarray, DiskLists]
     lists = _own(fd, total, folder)
     os.ftruncate(fd, total)
     fill, pos = np.zeros(ivf.nlist, np.int64), 0
-    for ids, vecs in chunks():
+    for ids, vecs in counted(chunks, progress, "adding (2/2: writing lists)", count)():
         if not len(ids):
             continue
         x = np.ascontiguousarray(vecs, dtype=np.float32).reshape(len(ids), dim)

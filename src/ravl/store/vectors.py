@@ -23,8 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from ..progress import Progress
 from . import ondisk
 from .ann import AnnIndex, Chunks, Fetch, TuningQueries, array_chunks
+from .chunked import counted
 from .index_plan import IndexPlan, choose_index
 from .integrity import SealedFile, clean_stale_tmp, open_sealed, write_sealed
 
@@ -159,8 +161,9 @@ def _load(sealed: SealedFile, folder: Path, dim: int, count: object, plan: Mappi
 
 def _build(plan: IndexPlan | None, count: int, chunks: Chunks, dim: int, fetch_ids: Fetch | None,
            facts: Mapping[str, object], queries: Callable[[], TuningQueries | None] | None = None,
-           folder: Path | None = None) -> SearchIndex:
-    """The index over the ``count`` vectors of ``chunks``; ``facts`` go into the index's ``info``."""
+           folder: Path | None = None, progress: Progress | None = None) -> SearchIndex:
+    """The index over the ``count`` vectors of ``chunks``; ``facts`` go into the index's ``info``;
+    ``progress`` hears each pass over the chunks as a named step."""
     t0 = time.perf_counter()
     if plan is not None and plan.kind == "ivfpq" and count < MIN_IVF_TRAIN:
         plan = None  # nothing to train on yet: exact search, said in the facts
@@ -168,7 +171,7 @@ def _build(plan: IndexPlan | None, count: int, chunks: Chunks, dim: int, fetch_i
     else:
         note = ""
     if plan is None or plan.kind == "flat":
-        flat = VectorIndex.build_from(chunks, dim)
+        flat = VectorIndex.build_from(counted(chunks, progress, "adding", count), dim)
         flat.info.update({"count": len(flat), "recall_at_10": 1.0, "recall_note": "exact search",
                           "build_seconds": round(time.perf_counter() - t0, 3), "bytes": len(flat) * (4 * dim + 8)})
         flat.info.update(facts)
@@ -176,7 +179,7 @@ def _build(plan: IndexPlan | None, count: int, chunks: Chunks, dim: int, fetch_i
             flat.info["note"] = note
         return flat
     ann = AnnIndex.build_from(plan, count, chunks, fetch=fetch_ids, queries=queries() if queries else None,
-                              lists_dir=folder)
+                              lists_dir=folder, progress=progress)
     ann.info.update(facts)
     if ann.disk is not None:
         ann.info["lists_bytes"] = ann.disk.size
@@ -226,14 +229,16 @@ def load_cache(folder: Path, name: str, stamp: Mapping[str, object], dim: int) -
 
 def build_index(binding: Mapping[str, object], dim: int, chunks: Chunks, plan: IndexPlan | None,
                 fetch_ids: Fetch | None, queries: Callable[[], TuningQueries | None] | None = None,
-                folder: Path | None = None) -> SearchIndex:
+                folder: Path | None = None, progress: Progress | None = None) -> SearchIndex:
     """The index over every vector ``chunks()`` yields (``binding['count']`` of them, read a chunk
     at a time), built as ``plan`` (None: flat); its facts name the generation of ``binding``. IVF-PQ
-    lists on disk are written to an unnamed file in ``folder`` (the index folder), named when sealed."""
+    lists on disk are written to an unnamed file in ``folder`` (the index folder), named when sealed;
+    ``progress`` hears the build's steps (reading, training, adding, tuning), counted in vectors."""
     count = binding.get("count")
     assert isinstance(count, int)
     return _build(plan, count, chunks, dim, fetch_ids, {
-        "built_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "generation": binding.get("generation")}, queries, folder)
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "generation": binding.get("generation")}, queries, folder,
+        progress)
 
 
 def apply_changes(index: SearchIndex, changed: Sequence[int], fetch_ids: Fetch, dim: int) -> None:

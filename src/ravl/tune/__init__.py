@@ -121,7 +121,7 @@ def tune_collection(collection, *, method: str = "linear", val_fraction: float =
     sha = None
     if kept:
         sha = collection.store_bridge(bridge)
-        collection.refresh_indexes(lazy=True)  # the search calibration follows the new vectors
+        collection.refresh_indexes(lazy=True, progress=progress)  # the search calibration follows the new vectors
         message = (f"kept: validation mean recall {mean_recall(base):.1f} -> {mean_recall(fused):.1f}; "
                    "searches, captions, ask and serve now use the tuned bridge ('ravl tune --reset' undoes it)")
     else:
