@@ -57,6 +57,10 @@ def index_lines(facts: dict[str, dict]) -> list[str]:
     """One line per index: kind, size, recall and how it was built."""
     lines = []
     for name, f in facts.items():
+        if f.get("shared_with"):
+            lines.append(f"index {name}: shared: the {f['shared_with']} index answers (every item's features are its "
+                         "embedding, stored once)")
+            continue
         recall = f.get("recall_at_10")
         search = ", ".join(f"{k}={v}" for k, v in sorted((f.get("search") or {}).items()))
         lines.append(f"index {name}: {f.get('kind')} ({f.get('factory')}) over {f.get('count')} vectors, "

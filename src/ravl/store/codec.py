@@ -24,6 +24,10 @@ VECTOR_DTYPES = ("float32", "float16")
 DEFAULT_DTYPE = VECTOR_DTYPES[0]
 #: the ``feat`` blob meaning "the same as this item's ``emb``"
 SAME_AS_EMB = b""
+#: the ``meta`` key set (to '1') once any item is written with features of its own, never unset:
+#: while it is absent every item's features are its embedding (schema step 7 sets it for a database
+#: that already holds such an item), so the ``features`` index can be the ``images`` index
+FEATURES_SEPARATE = "features_separate"
 #: SQL for an item's features as stored bytes (the embedding's when stored once)
 FEAT_SQL = "CASE WHEN length(feat) = 0 THEN emb ELSE feat END"
 

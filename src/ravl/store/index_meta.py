@@ -8,6 +8,7 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CollectionError
+from .codec import FEATURES_SEPARATE
 
 
 class IndexMetaMixin:
@@ -31,6 +32,15 @@ class IndexMetaMixin:
     def set_index_settings(self, kind: str, memory_budget: int | None) -> None:
         with self.transaction() as c:
             self.set_meta({"index_kind": kind, "index_memory_budget": memory_budget or ""}, c)
+
+    def features_shared(self) -> bool:
+        """Whether every item's features are its embedding (no item was ever written with features
+        of its own: ``meta.features_separate`` unset) and no tuned bridge changes the vectors of the
+        ``images`` index (``meta.bridge_sha256`` unset): then the ``features`` index is the
+        ``images`` index."""
+        meta = dict(self.conn.execute("SELECT key, value FROM meta WHERE key IN (?, 'bridge_sha256')",
+                                      (FEATURES_SEPARATE,)).fetchall())
+        return not meta.get(FEATURES_SEPARATE) and not meta.get("bridge_sha256")
 
     def record_index_facts(self, facts: dict[str, dict]) -> bool:
         """Store how each index was last built (kind, parameters, seconds, bytes, recall@10, ...);

@@ -7,6 +7,12 @@ A cache file's seal names the index plan (kind and FAISS factory string) besides
 state, so a file of another kind or another database is never used. A cache of an older state of
 the same database (held here, or the file) is caught up from the change log (:mod:`.catchup`), not
 rebuilt; :meth:`IndexSet.stats` counts how each index was obtained.
+
+While every item's features are its embedding and no tuned bridge changes the ``images`` vectors
+(:meth:`~.index_meta.IndexMetaMixin.features_shared`: a CLIP collection), the ``features`` index
+IS the ``images`` index: searches of one are answered by the other, and no second copy is built,
+written or held. The first item written with features of its own ends that for good (its write
+bumps the generation, and ``features`` is then built from the stored features).
 """
 from __future__ import annotations
 
@@ -27,7 +33,7 @@ from .catchup import ReadWriteLock, catchable, changes_since, should_write
 from .db import Database
 from .index_plan import KINDS, IndexPlan, choose_index, parse_size, smallest_plan, split_budget
 from .integrity import sealed_binding
-from .vectors import SearchIndex, VectorIndex, apply_changes, build_index, load_cache, plan_binding, write_cache
+from .vectors import SearchIndex, VectorIndex, apply_changes, build_index, load_cache, plan_binding, remove_cache, write_cache
 
 INDEX_NAMES = ("images", "features", "captions")
 #: build facts shown by ``ravl info`` (the rest of an index's ``info`` stays in its file)
@@ -74,6 +80,24 @@ class IndexSet:
         self._lock = threading.RLock()  # one update at a time
         self._rw = {name: ReadWriteLock() for name in INDEX_NAMES}  # searches vs in-place catch-up
         self._stats = {name: dict.fromkeys(HOW, 0) for name in INDEX_NAMES}
+        self._shared: tuple[int, bool] | None = None  # (generation, features index is the images index)
+
+    def shared(self, generation: int | None = None) -> bool:
+        """Whether the ``features`` index is the ``images`` index now (the same width, every
+        item's features stored once, no tuned bridge); checked once per database generation."""
+        if self.dims["features"] != self.dims["images"]:
+            return False
+        generation = self._db.generation() if generation is None else generation
+        cached = self._shared
+        if cached is None or cached[0] != generation:
+            # read after the generation: a write in between can only make it say "not shared"
+            # early (the features index then holds the features, which are right either way)
+            cached = self._shared = (generation, self._db.features_shared())
+        return cached[1]
+
+    def _target(self, name: str, generation: int | None = None) -> str:
+        """The index that answers for ``name``."""
+        return "images" if name == "features" and self.shared(generation) else name
 
     # --- settings ------------------------------------------------------------------------------
     def settings(self) -> dict:
@@ -140,6 +164,7 @@ class IndexSet:
         return {name: {**b, "plan": plan_binding(plans[name])} for name, b in raw.items()}, plans
 
     def binding(self, name: str) -> dict:
+        name = self._target(name)
         with self._db.snapshot():
             return self._bindings()[0][name]
 
@@ -149,6 +174,7 @@ class IndexSet:
         an older state of this database), else built (``rebuild``: built whatever the caches hold;
         ``progress`` hears a build's steps, named "index <name>: ...")."""
         key = (self._db.generation(), tuple(self._db.index_settings().values()))
+        name = self._target(name, key[0])
         with self._lock:
             held = self._held.get(name)
             if held and held.key == key and not rebuild:
@@ -220,6 +246,7 @@ class IndexSet:
 
     def search(self, name: str, queries: np.ndarray, k: int, exclude: Iterable[int] = (), *,
                ef_search: int | None = None, nprobe: int | None = None) -> list[list[tuple[int, float]]]:
+        name = self._target(name)
         index = self.get(name)
         with self._rw[name].reading(), _omp_threads(1 if len(queries) < PARALLEL_QUERIES else None):
             return index.search(queries, k, exclude, fetch=self.fetch_ids(name), ef_search=ef_search, nprobe=nprobe)
@@ -254,6 +281,9 @@ class IndexSet:
         again took 25-40 s at 1M vectors, against 0.2 s for the write itself. ``progress`` hears
         the steps of any index built."""
         for name in INDEX_NAMES:
+            if self._target(name) != name:
+                self._drop(name)
+                continue
             if lazy and name not in self._held:
                 if not self._left_for_readers(name):
                     self.get(name, progress=progress)
@@ -297,6 +327,9 @@ class IndexSet:
         (``progress`` hears each build's steps)."""
         self.set_settings(kind, memory_budget)
         for name in INDEX_NAMES:
+            if self._target(name) != name:
+                self._drop(name)
+                continue
             self.get(name, rebuild=True, progress=progress)
         self.record_facts()
         return self.facts()
@@ -306,9 +339,23 @@ class IndexSet:
             if self._unrecorded and self._db.record_index_facts(self._unrecorded):
                 self._unrecorded.clear()
 
+    def _drop(self, name: str) -> None:
+        """``name`` is served by another index: forget its own copy, file and recorded facts."""
+        with self._lock:
+            self._held.pop(name, None)
+            self._unrecorded.pop(name, None)
+        if not self._db.readonly:
+            remove_cache(self.folder, name)
+
     def facts(self) -> dict[str, dict]:
-        """index name -> how it was last built (as recorded in the database)."""
-        return self._db.index_facts()
+        """index name -> how it was last built (as recorded in the database); an index served by
+        another shows that one's facts with ``shared_with`` naming it."""
+        facts = self._db.index_facts()
+        if self.shared():
+            facts.pop("features", None)  # of a copy built before the collection was upgraded
+            if "images" in facts:
+                facts["features"] = {**facts["images"], "shared_with": "images"}
+        return facts
 
     def forget(self) -> None:
         with self._lock:

@@ -142,8 +142,19 @@ _V6_STORE_LESS = """
 INSERT OR IGNORE INTO meta(key, value) VALUES('vector_dtype', 'float32');
 """
 
+# One index for features stored once (docs/scale.md, "Storing less"): ``meta.features_separate``
+# is set once any item holds features of its own (:data:`.codec.FEATURES_SEPARATE`, kept by the
+# write path); while it is absent the ``features`` index is the ``images`` index. A database that
+# already holds such an item gets it here (one scan until the first non-empty ``feat``: the first
+# row of any collection from before step 6).
+_V7_FEATURES_SEPARATE = """
+INSERT OR IGNORE INTO meta(key, value)
+  SELECT 'features_separate', '1' WHERE EXISTS (SELECT 1 FROM item_vectors WHERE length(feat) > 0);
+"""
+
 #: version -> SQL that brings a database from version-1 to version
-MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3_FTS, 4: _V4_CHANGES, 5: _V5_PHOTOS, 6: _V6_STORE_LESS}
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3_FTS, 4: _V4_CHANGES, 5: _V5_PHOTOS, 6: _V6_STORE_LESS,
+                              7: _V7_FEATURES_SEPARATE}
 LATEST = max(MIGRATIONS)
 
 

@@ -28,7 +28,7 @@ from . import ondisk
 from .ann import AnnIndex, Chunks, Fetch, TuningQueries, array_chunks
 from .chunked import counted
 from .index_plan import IndexPlan, choose_index
-from .integrity import SealedFile, clean_stale_tmp, open_sealed, write_sealed
+from .integrity import SealedFile, clean_stale_tmp, open_sealed, seal_path, write_sealed
 
 #: IVF-PQ needs at least this many vectors to train; fewer are searched exactly
 MIN_IVF_TRAIN = 2
@@ -213,6 +213,20 @@ def write_cache(folder: Path, name: str, index: SearchIndex, binding: Mapping[st
     except OSError:
         return False
     return True
+
+
+def remove_cache(folder: Path, name: str) -> None:
+    """Delete the ``name`` cache (its ``.faiss`` file, seal and lists files), if any: an index
+    served by another (a CLIP collection's ``features`` by ``images``) keeps no stale copy."""
+    for path in (folder / f"{name}.faiss", seal_path(folder / f"{name}.faiss"), folder / f"{name}.json"):
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass  # a read-only folder: the file is never read while the index is shared
+    try:
+        ondisk.remove_others(folder, name, None)
+    except OSError:
+        pass
 
 
 def load_cache(folder: Path, name: str, stamp: Mapping[str, object], dim: int) -> SearchIndex | None:

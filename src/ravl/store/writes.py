@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .codec import VectorCodec
+from .codec import FEATURES_SEPARATE, SAME_AS_EMB, VectorCodec
 
 #: photo metadata columns (schema step 5), as :class:`ravl.ingest.photo_meta.PhotoMeta` names them
 PHOTO_COLUMNS = ("taken_at", "taken_offset", "lat", "lon", "camera")
@@ -108,6 +108,8 @@ class WritesMixin:
         uri = uri_param(it.uri)
         emb = codec.encode(it.embedding)
         feat = codec.encode_features(emb, it.features)  # stored once when they are the embedding
+        if feat != SAME_AS_EMB:  # in the item's savepoint: undone with it
+            c.execute("INSERT OR IGNORE INTO meta(key, value) VALUES(?, '1')", (FEATURES_SEPARATE,))
         row = c.execute("SELECT id FROM items WHERE uri=?", (uri,)).fetchone()
         if row:  # changed file: replace vectors, keep id and captions
             item_id = row[0]
