@@ -5,14 +5,17 @@ second, separately built copy gave; the first item with features of its own star
 index of its own; an encoder with its own features is unaffected."""
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from conftest import make_image
 from ravl.collection import open_collection
+from ravl.encoders.base import l2_normalize
 from test_vector_dtype import COLOURS, _items, _Wide
 
 
@@ -138,3 +141,37 @@ def test_migration_marks_databases_that_hold_separate_features(tmp_path):
         open_collection(tmp_path / name, readonly=True).close()
     assert _meta(tmp_path / "own", "features_separate") == "1"
     assert _meta(tmp_path / "once", "features_separate") is None
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivfpq"])
+def test_approximate_image_searches_answer_as_a_features_index_of_its_own_did(tmp_path, kind):
+    """The images index is tuned on text queries (the captions); a features index of its own was
+    tuned on stored vectors: the shared index keeps both sets of knobs and answers image queries
+    with the second, so they get exactly what the copy gave."""
+    rng = np.random.default_rng(9)  # captions unlike the images: text queries need more search effort
+    items = [dataclasses.replace(it, captions=[(text, l2_normalize(rng.standard_normal((1, it.embedding.size)))[0])
+                                               for text, _ in it.captions]) for it in _items(2000, seed=6)]
+    colls = {}
+    for name in ("shared", "separate"):
+        coll = colls[name] = open_collection(tmp_path / name, encoder=_Wide("testwide"), create=True)
+        coll.set_index_config(kind)
+        coll.add_batch(items)
+        if name == "separate":
+            with sqlite3.connect(tmp_path / name / "ravl.sqlite") as conn:
+                conn.execute("INSERT INTO meta(key, value) VALUES('features_separate', '1')")
+        coll.refresh_indexes()
+    a, b = colls["shared"], colls["separate"]
+    facts_a, facts_b = a.index_facts(), b.index_facts()
+    assert facts_a["images"]["recall_query_kind"] == "text (captions)"
+    if kind == "hnsw":  # text queries asked for a wider search than image queries
+        assert facts_a["images"]["search"] != facts_a["features"]["search"]
+    assert facts_a["features"]["search"] == facts_b["features"]["search"]
+    assert facts_a["features"]["recall_at_10"] == facts_b["features"]["recall_at_10"]
+    assert _similar(a, k=10) == _similar(b, k=10)
+    assert a.index_stats()["features"]["built"] == 0
+    for coll in (a, b):
+        coll.close()
+    with open_collection(tmp_path / "shared") as again:  # the knobs are kept in the images index's file
+        assert _similar(again, k=10) == _similar(b := open_collection(tmp_path / "separate"), k=10)
+        assert again.index_stats()["images"]["loaded"] == 1
+        b.close()

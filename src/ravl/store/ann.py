@@ -157,6 +157,20 @@ class AnnIndex:
             info["tune_seconds"] = round(time.perf_counter() - t0 - info["build_seconds"], 3)
         return built
 
+    def tuned_as(self, chunks: Chunks, fetch: Fetch, seed: int = 0, queries: TuningQueries | None = None) -> dict:
+        """The search knobs and recall@10 that a build of this same index tuned on ``queries`` (None:
+        a sample of the stored vectors) would have recorded, this index's own left as they are: the
+        ``images`` index of a CLIP collection also answers image -> image searches (``features``),
+        with the knobs a ``features`` index of its own was tuned to."""
+        keys = ("search", "recall_at_10", "recall_queries", "recall_query_kind")
+        own = {k: self.info.get(k) for k in keys}
+        self.info["search"] = dict(self.plan.search)
+        try:
+            self._tune(chunks, fetch, seed, queries=queries)
+            return {k: self.info.get(k) for k in keys}
+        finally:
+            self.info.update(own)
+
     def _tune(self, chunks: Chunks, fetch: Fetch, seed: int, samples: int = 200,
               queries: TuningQueries | None = None) -> None:
         """Queries of the kind the index receives (else a sample of stored vectors); exact top-10
@@ -269,8 +283,10 @@ class AnnIndex:
 
     # --- search --------------------------------------------------------------------------------
     def search(self, queries: np.ndarray, k: int, exclude: Iterable[int] = (), *, ef_search: int | None = None,
-               nprobe: int | None = None, fetch: Fetch | None = None) -> list[list[tuple[int, float]]]:
-        """Top-``k`` (id, score) per query row, best first, skipping ids in ``exclude``."""
+               nprobe: int | None = None, fetch: Fetch | None = None,
+               tuned: dict | None = None) -> list[list[tuple[int, float]]]:
+        """Top-``k`` (id, score) per query row, best first, skipping ids in ``exclude``; ``tuned``
+        replaces the search knobs tuned at build time (:meth:`tuned_as`)."""
         faiss = _faiss()
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.plan.dim)
         excluded = {int(i) for i in exclude}
@@ -278,10 +294,11 @@ class AnnIndex:
             return [[] for _ in range(len(queries))]
         want = min(len(self), k + len(excluded))
         rerank = self.kind == "ivfpq" and fetch is not None
-        shortlist = max(want * int(self.info["search"].get("rerank", 10)), MIN_SHORTLIST)
+        knobs = self.info["search"] if tuned is None else tuned
+        shortlist = max(want * int(knobs.get("rerank", 10)), MIN_SHORTLIST)
         fetch_k = min(len(self), shortlist) if rerank else want
         bitmap = self._bitmap  # held for the whole search (the selector points into it)
-        params = self._params(faiss, ef_search, nprobe, fetch_k, bitmap)
+        params = self._params(faiss, ef_search, nprobe, fetch_k, bitmap, knobs)
         scores, pos = self.index.search(queries, fetch_k, params=params)
         out = []
         for row_s, row_p in zip(scores, pos):
@@ -291,11 +308,10 @@ class AnnIndex:
             out = self._rerank(queries, out, fetch)
         return [hits[:k] for hits in out]
 
-    def _params(self, faiss, ef_search, nprobe, fetch_k, bitmap):
+    def _params(self, faiss, ef_search, nprobe, fetch_k, bitmap, tuned):
         sel = None
         if bitmap is not None:
             sel = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))  # n = bytes
-        tuned = self.info["search"]
         if self.kind == "hnsw":
             ef = int(ef_search or tuned.get("ef_search", 64))
             return faiss.SearchParametersHNSW(efSearch=max(ef, fetch_k), sel=sel)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
-from ..progress import Progress, prefixed
+from ..progress import Progress, describe, prefixed
 from . import ondisk
 from .ann import Chunks, TuningQueries
 from .bulk import id_pages, vector_pages
@@ -39,7 +39,8 @@ INDEX_NAMES = ("images", "features", "captions")
 #: build facts shown by ``ravl info`` (the rest of an index's ``info`` stays in its file)
 FACT_KEYS = ("kind", "factory", "params", "count", "search", "recall_at_10", "recall_queries", "recall_query_kind",
              "recall_note",
-             "build_seconds", "tune_seconds", "bytes", "built_at", "generation", "reason", "over_budget", "note")
+             "build_seconds", "tune_seconds", "bytes", "built_at", "generation", "reason", "over_budget", "note",
+             "as_features")
 
 
 #: searches of fewer queries than this run on one thread: OpenMP's threads spin and wait for each
@@ -190,6 +191,8 @@ class IndexSet:
                     index = build_index(current, self.dims[name], self._chunks(name), build,
                                         self.fetch_ids(name), self._queries.get(name), self.folder,
                                         prefixed(progress, f"index {name}"))
+                    if name == "images" and self.shared(current["generation"]):
+                        self._tune_as_features(index, progress)
                     if len(index) == current["count"] and not self._db.immutable:
                         write_cache(self.folder, name, index, _stamp(current, index))
             if how == "built":
@@ -203,6 +206,15 @@ class IndexSet:
             self._stats[name][how] += 1
             self._held[name] = _Held(key, _stamp(current, index), index)
             return index
+
+    def _tune_as_features(self, index: SearchIndex, progress: Progress | None) -> None:
+        """Give the ``images`` index, which also answers ``features`` searches, the knobs that a
+        ``features`` index of its own would have been tuned to (image queries: a sample of the
+        stored vectors), so image -> image answers are what that copy gave (inside the snapshot)."""
+        if isinstance(index, VectorIndex) or not len(index) or index.info.get("recall_query_kind") in (None, "stored"):
+            return  # exact search, or tuned on stored vectors already: the same knobs
+        describe(progress, "index images: tuning for image queries (the features index)")
+        index.info["as_features"] = index.tuned_as(self._chunks("images"), self.fetch_ids("images"))
 
     def _caught_up(self, name: str, current: dict, plan: IndexPlan, held: _Held | None) -> tuple[SearchIndex | None, str]:
         """The held index or the cache file brought up to ``current`` and how, or (None, 'built')
@@ -246,10 +258,13 @@ class IndexSet:
 
     def search(self, name: str, queries: np.ndarray, k: int, exclude: Iterable[int] = (), *,
                ef_search: int | None = None, nprobe: int | None = None) -> list[list[tuple[int, float]]]:
-        name = self._target(name)
-        index = self.get(name)
-        with self._rw[name].reading(), _omp_threads(1 if len(queries) < PARALLEL_QUERIES else None):
-            return index.search(queries, k, exclude, fetch=self.fetch_ids(name), ef_search=ef_search, nprobe=nprobe)
+        target = self._target(name)
+        index = self.get(target)
+        as_features = index.info.get("as_features") if target != name else None
+        tuned = as_features.get("search") if isinstance(as_features, dict) else None
+        with self._rw[target].reading(), _omp_threads(1 if len(queries) < PARALLEL_QUERIES else None):
+            return index.search(queries, k, exclude, fetch=self.fetch_ids(target), ef_search=ef_search, nprobe=nprobe,
+                                tuned=tuned)
 
     def stats(self) -> dict[str, dict[str, int]]:
         """index name -> how many times this process found it held, loaded it from its file, caught
@@ -354,7 +369,9 @@ class IndexSet:
         if self.shared():
             facts.pop("features", None)  # of a copy built before the collection was upgraded
             if "images" in facts:
-                facts["features"] = {**facts["images"], "shared_with": "images"}
+                images = facts["images"]
+                facts["features"] = {**images, **(images.get("as_features") or {}), "shared_with": "images"}
+                facts["features"].pop("as_features", None)
         return facts
 
     def forget(self) -> None:

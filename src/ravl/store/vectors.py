@@ -100,9 +100,10 @@ class VectorIndex:
         return None  # exact search stays exact whatever was added or removed
 
     def search(self, queries: np.ndarray, k: int, exclude: Iterable[int] = (), *, fetch: Fetch | None = None,
-               ef_search: int | None = None, nprobe: int | None = None) -> list[list[tuple[int, float]]]:
+               ef_search: int | None = None, nprobe: int | None = None,
+               tuned: dict | None = None) -> list[list[tuple[int, float]]]:
         """Top-``k`` (id, score) per query row, best first, skipping ids in ``exclude`` (exact search
-        has no knobs: ``fetch``, ``ef_search`` and ``nprobe`` are accepted and unused)."""
+        has no knobs: ``fetch``, ``ef_search``, ``nprobe`` and ``tuned`` are accepted and unused)."""
         excluded = set(exclude)
         n = len(self)
         if n == 0 or k <= 0:
