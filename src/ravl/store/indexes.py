@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
-from ..progress import Progress, describe, prefixed
+from ..progress import Progress, prefixed
 from . import ondisk
 from .ann import Chunks, TuningQueries
 from .bulk import id_pages, vector_pages
@@ -33,6 +33,7 @@ from .catchup import ReadWriteLock, catchable, changes_since, should_write
 from .db import Database
 from .index_plan import KINDS, IndexPlan, choose_index, parse_size, smallest_plan, split_budget
 from .integrity import sealed_binding
+from .shared_features import AS_FEATURES, image_query_knobs, shared_facts, tune_for_image_queries
 from .vectors import SearchIndex, VectorIndex, apply_changes, build_index, load_cache, plan_binding, remove_cache, write_cache
 
 INDEX_NAMES = ("images", "features", "captions")
@@ -40,7 +41,7 @@ INDEX_NAMES = ("images", "features", "captions")
 FACT_KEYS = ("kind", "factory", "params", "count", "search", "recall_at_10", "recall_queries", "recall_query_kind",
              "recall_note",
              "build_seconds", "tune_seconds", "bytes", "built_at", "generation", "reason", "over_budget", "note",
-             "as_features")
+             AS_FEATURES)
 
 
 #: searches of fewer queries than this run on one thread: OpenMP's threads spin and wait for each
@@ -192,7 +193,7 @@ class IndexSet:
                                         self.fetch_ids(name), self._queries.get(name), self.folder,
                                         prefixed(progress, f"index {name}"))
                     if name == "images" and self.shared(current["generation"]):
-                        self._tune_as_features(index, progress)
+                        tune_for_image_queries(index, self._chunks(name), self.fetch_ids(name), progress)
                     if len(index) == current["count"] and not self._db.immutable:
                         write_cache(self.folder, name, index, _stamp(current, index))
             if how == "built":
@@ -206,15 +207,6 @@ class IndexSet:
             self._stats[name][how] += 1
             self._held[name] = _Held(key, _stamp(current, index), index)
             return index
-
-    def _tune_as_features(self, index: SearchIndex, progress: Progress | None) -> None:
-        """Give the ``images`` index, which also answers ``features`` searches, the knobs that a
-        ``features`` index of its own would have been tuned to (image queries: a sample of the
-        stored vectors), so image -> image answers are what that copy gave (inside the snapshot)."""
-        if isinstance(index, VectorIndex) or not len(index) or index.info.get("recall_query_kind") in (None, "stored"):
-            return  # exact search, or tuned on stored vectors already: the same knobs
-        describe(progress, "index images: tuning for image queries (the features index)")
-        index.info["as_features"] = index.tuned_as(self._chunks("images"), self.fetch_ids("images"))
 
     def _caught_up(self, name: str, current: dict, plan: IndexPlan, held: _Held | None) -> tuple[SearchIndex | None, str]:
         """The held index or the cache file brought up to ``current`` and how, or (None, 'built')
@@ -260,8 +252,7 @@ class IndexSet:
                ef_search: int | None = None, nprobe: int | None = None) -> list[list[tuple[int, float]]]:
         target = self._target(name)
         index = self.get(target)
-        as_features = index.info.get("as_features") if target != name else None
-        tuned = as_features.get("search") if isinstance(as_features, dict) else None
+        tuned = image_query_knobs(index) if target != name else None
         with self._rw[target].reading(), _omp_threads(1 if len(queries) < PARALLEL_QUERIES else None):
             return index.search(queries, k, exclude, fetch=self.fetch_ids(target), ef_search=ef_search, nprobe=nprobe,
                                 tuned=tuned)
@@ -366,13 +357,7 @@ class IndexSet:
         """index name -> how it was last built (as recorded in the database); an index served by
         another shows that one's facts with ``shared_with`` naming it."""
         facts = self._db.index_facts()
-        if self.shared():
-            facts.pop("features", None)  # of a copy built before the collection was upgraded
-            if "images" in facts:
-                images = facts["images"]
-                facts["features"] = {**images, **(images.get("as_features") or {}), "shared_with": "images"}
-                facts["features"].pop("as_features", None)
-        return facts
+        return shared_facts(facts) if self.shared() else facts
 
     def forget(self) -> None:
         with self._lock:
