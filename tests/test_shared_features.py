@@ -6,6 +6,7 @@ index of its own; an encoder with its own features is unaffected."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import sqlite3
 import subprocess
 import sys
@@ -70,6 +71,13 @@ def test_clip_collection_serves_features_from_the_images_index(tmp_path, tiny_hf
     assert "features" in _index_files(tmp_path / "separate")[2]
     info = _cli("info", "-c", tmp_path / "shared")
     assert "index features: shared: the images index answers" in info.stdout, info.stdout
+    # ravl import builds the images and captions indexes, with progress on stderr, and no features copy
+    assert _cli("export", "-c", tmp_path / "shared", "--out", tmp_path / "x").returncode == 0
+    out = _cli("import", tmp_path / "x", "-c", tmp_path / "copy", "--json")
+    assert out.returncode == 0, out.stderr
+    assert "index images: adding" in out.stderr and "index captions: adding" in out.stderr
+    assert "index features:" not in out.stderr and json.loads(out.stdout)["written"] == len(COLOURS)
+    assert _index_files(tmp_path / "copy") == _index_files(tmp_path / "shared")
 
 
 def test_the_first_item_with_its_own_features_gets_its_own_index(tmp_path):
