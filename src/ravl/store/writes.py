@@ -81,11 +81,14 @@ class WritesMixin:
         now = time.time()
         codec = self.codec
         blob = codec.encode
+        separate = False  # any item stored with features of its own
         with self.transaction() as c:
             for it in new_items:
                 c.execute("SAVEPOINT item")
                 try:
-                    ids.append(self._upsert(c, it, now, codec))
+                    item_id, own_features = self._upsert(c, it, now, codec)
+                    ids.append(item_id)
+                    separate = separate or own_features
                 except (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError,
                         ValueError, OverflowError, TypeError) as exc:  # this record only; disk full etc. abort
                     c.execute("ROLLBACK TO item")
@@ -93,6 +96,8 @@ class WritesMixin:
                     if on_skip:
                         on_skip(it.uri, f"cannot be stored ({type(exc).__name__}: {exc})"[:300])
                 c.execute("RELEASE item")
+            if separate:  # once per batch; never unset (see codec.FEATURES_SEPARATE)
+                c.execute("INSERT OR IGNORE INTO meta(key, value) VALUES(?, '1')", (FEATURES_SEPARATE,))
             c.executemany("UPDATE items SET uri=? WHERE id=?", [(uri_param(u), i) for i, u in moves])
             c.executemany("UPDATE items SET size=?, mtime_ns=? WHERE id=?", [(s, m, i) for i, s, m in touched])
             c.executemany(_SET_PHOTO, [(*(photo.get(k) for k in PHOTO_COLUMNS), i) for i, photo in photos])
@@ -104,12 +109,11 @@ class WritesMixin:
         return ids
 
     @staticmethod
-    def _upsert(c: sqlite3.Connection, it: NewItem, now: float, codec: VectorCodec) -> int:
+    def _upsert(c: sqlite3.Connection, it: NewItem, now: float, codec: VectorCodec) -> tuple[int, bool]:
+        """Write one item; its id, and whether its features were stored apart from its embedding."""
         uri = uri_param(it.uri)
         emb = codec.encode(it.embedding)
         feat = codec.encode_features(emb, it.features)  # stored once when they are the embedding
-        if feat != SAME_AS_EMB:  # in the item's savepoint: undone with it
-            c.execute("INSERT OR IGNORE INTO meta(key, value) VALUES(?, '1')", (FEATURES_SEPARATE,))
         row = c.execute("SELECT id FROM items WHERE uri=?", (uri,)).fetchone()
         if row:  # changed file: replace vectors, keep id and captions
             item_id = row[0]
@@ -128,7 +132,7 @@ class WritesMixin:
                        for text, vec in it.captions])
         if it.photo is not None:
             c.execute(_SET_PHOTO, (*(it.photo.get(k) for k in PHOTO_COLUMNS), item_id))
-        return item_id
+        return item_id, feat != SAME_AS_EMB
 
     def replace_captions(self, source: str, batch: Sequence[tuple[int, Sequence[tuple[str, np.ndarray]], dict]]) -> int:
         """For each ``(item_id, [(text, vector), ...], metadata)``: drop the item's captions of
