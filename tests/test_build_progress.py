@@ -62,3 +62,23 @@ def test_a_progress_callback_hears_counts_and_a_describing_one_the_steps(tmp_pat
     coll.reindex("flat", progress=steps)
     assert steps.steps == ["index images: adding", "index features: adding", "index captions: adding"]
     coll.close()
+
+
+def test_an_ingest_hands_its_index_builds_only_to_a_progress_that_names_steps():
+    """A plain (done, total) callback given to an ingest hears the ingest's counts only (the index
+    builds that follow would restart its counts unannounced: tests/test_ray_engine.py relies on
+    it); the CLI's bar, which can say which step it counts, hears the builds too."""
+    from ravl.progress import stepped
+
+    class Steps:
+        def __call__(self, done, total):
+            pass
+
+        def describe(self, text):
+            pass
+
+    def plain(done, total):
+        pass
+
+    named = Steps()
+    assert stepped(plain) is None and stepped(None) is None and stepped(named) is named

@@ -59,6 +59,13 @@ class _Prefixed:
         describe(self._progress, f"{self._prefix}: {text}")
 
 
+def stepped(progress: Progress | None) -> Progress | None:
+    """``progress`` when it can name steps (a ``describe`` method), else None: a job that goes on to
+    further steps (the index builds after an ingest) reports them only to a progress that can say
+    which step it counts, so a plain ``(done, total)`` callback hears one job's counts only."""
+    return progress if callable(getattr(progress, "describe", None)) else None
+
+
 def prefixed(progress: Progress | None, prefix: str) -> Progress | None:
     """``progress`` whose step names start with ``prefix`` (e.g. "index images"); None stays None."""
     return None if progress is None else _Prefixed(progress, prefix)

@@ -34,7 +34,7 @@ import numpy as np
 from ..collection import NewItem
 from ..encoders.base import l2_normalize
 from ..errors import InputError
-from ..progress import Progress
+from ..progress import Progress, stepped
 
 FORMAT = "ravl-embeddings"
 VERSION = 1
@@ -168,7 +168,7 @@ def import_embeddings(collection, src: str | Path, *, progress: Progress | None 
     report.rows = report.written + len(report.skipped)
     report.seconds = round(time.perf_counter() - t0, 3)
     if not report.interrupted:
-        collection.refresh_indexes(lazy=True, progress=progress)  # readers catch up what is left
+        collection.refresh_indexes(lazy=True, progress=stepped(progress))  # readers catch up what is left
     return report
 
 

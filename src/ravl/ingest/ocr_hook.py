@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..collection import OCR_SOURCE
-from ..progress import Progress
+from ..progress import Progress, stepped
 
 #: item metadata key marking that the image was read
 MARK = "ravl_ocr"
@@ -123,6 +123,6 @@ def ocr_collection(collection, *, item_ids: Iterable[int] | None = None, engine:
     if batch:
         write(batch)
     if report.items_read:
-        collection.refresh_indexes(lazy=True, progress=progress)  # readers catch up what is left
+        collection.refresh_indexes(lazy=True, progress=stepped(progress))  # readers catch up what is left
     report.seconds = {**{k: round(v, 3) for k, v in timing.items()}, "total": round(time.perf_counter() - t0, 3)}
     return report

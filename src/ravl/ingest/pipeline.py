@@ -27,7 +27,7 @@ import numpy as np
 
 from ..collection import translating_sqlite_errors
 from ..errors import ConfigError
-from ..progress import Progress
+from ..progress import Progress, stepped
 from .caption_reuse import stored_caption_vectors
 from .folders import IMAGE_EXTENSIONS
 from .prepare import TEXT_CACHE_SIZE, prepare_record
@@ -124,7 +124,7 @@ def index_records(collection, records: list[Record], *, engine: str = "local", s
             apply_sync(collection, scan, report, prune_missing=prune_missing)
         report.seconds["sync"] = round(time.perf_counter() - t, 3)
         t = time.perf_counter()
-        collection.refresh_indexes(lazy=True, progress=progress)  # readers catch up what is left; refits the search calibration
+        collection.refresh_indexes(lazy=True, progress=stepped(progress))  # catch up; refits the calibration
         report.seconds["index"] = round(time.perf_counter() - t, 3)
         if report.profile:
             report.profile["after"] = {"sync": report.seconds["sync"], "index": report.seconds["index"]}

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..encoders.base import ImageVectors
 from ..errors import ConfigError, EncoderMismatchError, EngineError, MissingDependencyError, ModelNotAvailableError
-from ..progress import Progress
+from ..progress import Progress, stepped
 from .prepare import TEXT_CACHE_SIZE, prepare_record
 from .report import IngestReport
 from .sources import Record, read_sources
@@ -186,7 +186,7 @@ def index_sources_ray(collection, sources, *, images_root=None, split: str | Non
             ray.shutdown()
     if finish and not report.interrupted:
         t = time.perf_counter()
-        collection.refresh_indexes(lazy=True, progress=progress)  # readers catch up what is left
+        collection.refresh_indexes(lazy=True, progress=stepped(progress))  # readers catch up what is left
         report.seconds["index"] = round(time.perf_counter() - t, 3)
     report.seconds["total"] = round(time.perf_counter() - t0, 3)
     return report

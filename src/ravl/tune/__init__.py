@@ -12,7 +12,7 @@ from ..encoders.base import l2_normalize
 from ..encoders.bridge import METHODS, Bridge
 from ..errors import ConfigError, TuneDataError
 from ..extras import install_hint, require
-from ..progress import Progress
+from ..progress import Progress, stepped
 from .data import MIN_PAIRS, MIN_VAL_IMAGES, SELECT_PAIRS, build_pairs, caption_groups, mean_recall, recall, split, subsample
 from .train import choose_weight, train_bridge
 
@@ -121,7 +121,7 @@ def tune_collection(collection, *, method: str = "linear", val_fraction: float =
     sha = None
     if kept:
         sha = collection.store_bridge(bridge)
-        collection.refresh_indexes(lazy=True, progress=progress)  # the search calibration follows the new vectors
+        collection.refresh_indexes(lazy=True, progress=stepped(progress))  # the search calibration follows the new vectors
         message = (f"kept: validation mean recall {mean_recall(base):.1f} -> {mean_recall(fused):.1f}; "
                    "searches, captions, ask and serve now use the tuned bridge ('ravl tune --reset' undoes it)")
     else:
