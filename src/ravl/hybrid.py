@@ -13,11 +13,14 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TypeVar
 
 from .errors import ConfigError
+
+K = TypeVar("K")  # an item id, or (shard, id) at the shard router
 
 MODES = ("auto", "vector", "keyword", "hybrid")
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -108,3 +111,27 @@ def best_coverage(rows: Sequence[tuple[int, int, float]], held: dict[int, set[st
         if k not in out or (cov, bm25) > out[k]:
             out[k] = (cov, bm25)
     return out
+
+
+def fuse(ids: Iterable[K], mode: str, cos: Mapping[K, float], keyword: Mapping[K, tuple[float, float]],
+         ranks: Mapping[str, Mapping[K, int]], w: float) -> list[tuple[K, float, dict]]:
+    """The ranking of ``ids`` in ``mode``, best first: by cosine (``vector``), coverage (``keyword``,
+    ties broken by BM25) or ``cosine + w × coverage`` (``hybrid``). ``keyword`` maps an id to
+    (coverage, BM25) of its best caption, ``ranks`` each side's rank of the ids it found. Each entry
+    is (id, raw score, evidence: ``found_by``, ``vector_score``, ``keyword_score``)."""
+    scored: list[tuple[K, float, dict]] = []
+    for i in ids:
+        c = cos.get(i)
+        cov = keyword.get(i, (0.0, 0.0))[0]
+        raw = (c or 0.0) if mode == "vector" else cov if mode == "keyword" else (c or 0.0) + w * cov
+        extras: dict = {"found_by": {side: r[i] for side, r in ranks.items() if i in r}}
+        if c is not None:
+            extras["vector_score"] = round(float(c), 6)
+        if mode != "vector":
+            extras["keyword_score"] = round(cov, 6)
+        scored.append((i, float(raw), extras))
+    if mode == "keyword":
+        scored.sort(key=lambda s: (-s[1], -keyword[s[0]][1]))
+    else:
+        scored.sort(key=lambda s: -s[1])
+    return scored

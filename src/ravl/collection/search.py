@@ -10,7 +10,7 @@ import numpy as np
 from ..encoders.base import ImageVectors, l2_normalize
 from ..errors import ConfigError
 from ..hits import MAX_K, CaptionHit, ImageHit, check_texts
-from ..hybrid import best_coverage, check_mode, content_words, fts_terms, idf
+from ..hybrid import best_coverage, check_mode, content_words, fts_terms, fuse, idf
 from ..request import SearchRequest, Term
 from ..scores import Calibration, image_similarity
 from ..store import bulk
@@ -230,21 +230,7 @@ class Searching(Filtering):
                 cos.update(zip(missing, self._cosines(target, missing, qvec)))
         ids = list(vrank) if mode == "vector" else list(krank) if mode == "keyword" else list(dict.fromkeys([*vrank, *krank]))
         w = cal.keyword_weight if request.fusion.keyword_weight is None else request.fusion.keyword_weight
-        scored: Scored = []
-        for i in ids:
-            c = cos.get(i)
-            cov = keyword.get(i, (0.0, 0.0))[0]
-            raw = (c or 0.0) if mode == "vector" else cov if mode == "keyword" else (c or 0.0) + w * cov
-            extras: dict = {"found_by": {s: r[i] for s, r in (("vector", vrank), ("keyword", krank)) if i in r}}
-            if c is not None:
-                extras["vector_score"] = round(float(c), 6)
-            if mode != "vector":
-                extras["keyword_score"] = round(cov, 6)
-            scored.append((i, float(raw), extras))
-        if mode == "keyword":
-            scored.sort(key=lambda s: (-s[1], -keyword[s[0]][1]))
-        else:
-            scored.sort(key=lambda s: -s[1])
+        scored: Scored = fuse(ids, mode, cos, keyword, {"vector": vrank, "keyword": krank}, w)
         text_query = any(t.kind == "text" and t.weight > 0 for t in request.terms)
         scored = [(i, _score(target, text_query, mode, raw, w, cal), extras) for i, raw, extras in scored]
         return self._hits(target, [self._finish(scored, request, target)])[0]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from ..collection.sharding import Evidence, score
 from ..hybrid import coverage, idf
+from ..hybrid import fuse as fuse_ranking
 from ..request import SearchRequest
 from ..scores import SUITE_DEFAULT, Calibration, image_similarity
 
@@ -55,21 +56,7 @@ def fuse(request: SearchRequest, shards: Sequence[Evidence]) -> Fused:
         cos.update({(s, i): c for i, c in e.cosines.items()})
     krank = {key: r for r, key in enumerate(sorted(keyword, key=lambda k: (-keyword[k][0], -keyword[k][1])), 1)}
     ids = list(vrank) if mode == "vector" else list(krank) if mode == "keyword" else list(dict.fromkeys([*vrank, *krank]))
-    raws = []
-    for key in ids:
-        c = cos.get(key)
-        cov = keyword.get(key, (0.0, 0.0))[0]
-        raw = (c or 0.0) if mode == "vector" else cov if mode == "keyword" else (c or 0.0) + w * cov
-        extras: dict = {"found_by": {n: r[key] for n, r in (("vector", vrank), ("keyword", krank)) if key in r}}
-        if c is not None:
-            extras["vector_score"] = round(float(c), 6)
-        if mode != "vector":
-            extras["keyword_score"] = round(cov, 6)
-        raws.append((key, float(raw), extras))
-    if mode == "keyword":
-        raws.sort(key=lambda t: (-t[1], -keyword[t[0]][1]))
-    else:
-        raws.sort(key=lambda t: -t[1])
+    raws = fuse_ranking(ids, mode, cos, keyword, {"vector": vrank, "keyword": krank}, w)
     text_query = any(t.kind == "text" and t.weight > 0 for t in request.terms)
     scored = [(key, score(request.target, text_query, mode, raw, w, cal), extras) for key, raw, extras in raws]
     return Fused(mode, _cut(scored, request), w)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..digests import remember, remembered, same_identity
-from ..fsutil import atomic_write_bytes, read_regular
+from ..fsutil import atomic_write_bytes, atomic_write_with, read_regular
 
 SEAL_SUFFIX = ".seal.json"
 SEAL_FORMAT = 1
@@ -82,22 +81,18 @@ def atomic_write_stream(path: Path, data) -> tuple[int, str]:
     """Write ``data`` to ``path`` as :func:`~ravl.fsutil.atomic_write_bytes` does (temp file, fsync,
     rename), hashing it as it is written; returns (size, BLAKE2b hex). ``data`` is bytes-like, or a
     callable given a ``write(chunk)`` file object that writes the file's bytes in order."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            sink = _HashingSink(fh)
-            if callable(data):
-                data(sink)
-            else:
-                sink.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; caches are shared like any other file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    sinks: list[_HashingSink] = []
+
+    def write(fh) -> None:
+        sink = _HashingSink(fh)
+        sinks.append(sink)
+        if callable(data):
+            data(sink)
+        else:
+            sink.write(data)
+
+    atomic_write_with(path, write)
+    sink = sinks[-1]
     return sink.size, sink.digest.hexdigest()
 
 
