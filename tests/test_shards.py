@@ -279,7 +279,9 @@ def served(built, tmp_path_factory):
         with open(log, "w") as fh:
             proc = subprocess.Popen([sys.executable, "-m", "ravl.cli.main", "shards", str(built["shard0"]),
                                      str(built["shard1"]), "--address", cluster.address, "--port", str(port), "--pin"],
-                                    stdout=fh, stderr=subprocess.STDOUT)
+                                    stdout=fh, stderr=subprocess.STDOUT,
+                                    # Ctrl-C reaches it even when this test run is a background job
+                                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 180
         while True:

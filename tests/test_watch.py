@@ -17,7 +17,10 @@ from ravl.collection import open_collection
 pytest.importorskip("watchdog")
 
 CHILD = """
-import sys, fakes
+import signal, sys, fakes
+# Ctrl-C as in a terminal, even when the test run itself was started in the background (a shell's
+# '&' job ignores SIGINT, and its children inherit that, so the watcher would never hear it)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from ravl import registry
 registry.register('encoders', 'testcolour', fakes.create)
 from ravl.cli.main import main
