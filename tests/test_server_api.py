@@ -38,13 +38,19 @@ def ravl_cli(*args, env=None, timeout=300) -> subprocess.CompletedProcess:
                           timeout=timeout, env={**os.environ, **(env or {})})
 
 
-def make_photos(root: Path, photos: dict) -> Path:
-    """Six scikit-image photos and four drawn shapes, each with a caption sidecar."""
+def make_photos(root: Path, photos: dict, names=None) -> Path:
+    """Six scikit-image photos and four drawn shapes, each with a caption sidecar (``names``: only
+    those of them; test_shards.py splits them between shards)."""
     root.mkdir(parents=True, exist_ok=True)
+    wanted = set(names if names is not None else [*PHOTOS, *SHAPES])
     for name, caption in PHOTOS.items():
+        if name not in wanted:
+            continue
         photos[name].save(root / f"{name}.jpg", quality=90)
         (root / f"{name}.txt").write_text(caption + "\n")
     for name, (rgb, shape) in SHAPES.items():
+        if name not in wanted:
+            continue
         img = Image.new("RGB", (160, 120), (245, 245, 240))
         getattr(ImageDraw.Draw(img), shape)((30, 15, 130, 105), fill=rgb)
         img.save(root / f"{name}.png")

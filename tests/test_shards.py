@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageDraw
 
 from ravl.collection import open_collection
 from ravl.collection.sharding import Evidence
@@ -29,30 +28,10 @@ from ravl.shards.merge import fuse
 from ravl.shards.router import ShardSearch, check_shards
 from ravl.shards.worker import ShardWorker
 from ravl.tasks.search import answer
+from test_server_api import PHOTOS, SHAPES, make_photos
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-PHOTOS = {"chelsea": "a tabby cat sitting on a floor", "coffee": "a cup of espresso coffee on a saucer",
-          "rocket": "a rocket launching into the sky", "motorcycle": "a parked motor scooter",
-          "astronaut": "a woman astronaut in a space suit", "camera": "a man with a camera on a tripod"}
-SHAPES = {"red-circle": ((220, 30, 30), "ellipse"), "blue-square": ((30, 60, 220), "rectangle"),
-          "green-circle": ((30, 180, 60), "ellipse"), "yellow-square": ((240, 220, 40), "rectangle")}
 QUERIES = ["a cat", "a red circle", "coffee cup", "a square", "astronaut in space", "a rocket -sky"]
-
-
-def _write(folder: Path, names: list[str], photos: dict) -> Path:
-    folder.mkdir(parents=True)
-    for name in names:
-        if name in PHOTOS:
-            photos[name].save(folder / f"{name}.jpg", quality=90)
-            (folder / f"{name}.txt").write_text(PHOTOS[name] + "\n")
-        else:
-            rgb, shape = SHAPES[name]
-            img = Image.new("RGB", (160, 120), (245, 245, 240))
-            getattr(ImageDraw.Draw(img), shape)((30, 15, 130, 105), fill=rgb)
-            img.save(folder / f"{name}.png")
-            colour, kind = name.split("-")
-            (folder / f"{name}.txt").write_text(f"a {colour} {kind} on a white background\n")
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +40,7 @@ def built(tmp_path_factory, skimage_photos) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("shards")
     names = [*PHOTOS, *SHAPES]
     halves = [names[0::2], names[1::2]]
-    folders = [_write(base / f"images{n}", half, skimage_photos) for n, half in enumerate(halves)]
+    folders = [make_photos(base / f"images{n}", skimage_photos, half) for n, half in enumerate(halves)]
     out = {}
     for key, sources in (("shard0", folders[:1]), ("shard1", folders[1:]), ("both", folders)):
         with open_collection(base / key, create=True) as coll:

@@ -68,6 +68,10 @@ class Calibration:
     generation: int | None = None
     fit: dict = field(default_factory=dict)  # recall of each weight tried, for `ravl info`
 
+    def weight_for(self, requested: float | None) -> float:
+        """The hybrid keyword weight a search uses: the request's, else this calibration's."""
+        return self.keyword_weight if requested is None else float(requested)
+
     def score(self, mode: str, raw: np.ndarray | float) -> np.ndarray:
         a, b = {"vector": self.vector, "hybrid": self.hybrid, "keyword": self.keyword}[mode]
         return sigmoid(raw, a, b)

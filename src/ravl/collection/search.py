@@ -197,14 +197,18 @@ class Searching(Filtering):
         rows = self._db.keyword_search(fts_terms(words), MAX_EXCLUDED)
         return {item for _, item, _ in rows}
 
+    def _positive_terms(self, request: SearchRequest) -> list[str]:
+        """The full-text terms of the content words of the request's positive text terms."""
+        words = [w for t in request.texts if t.weight > 0 for w in content_words(str(t.value), self.stopword_langs())]
+        return fts_terms(dict.fromkeys(words)) if words else []
+
     def _keyword_side(self, request: SearchRequest, target: str, depth: int,
                       allowed: set[int] | None = None) -> dict[int, tuple[float, float]]:
         """id -> (coverage, BM25) of the keyword matches of the request's positive words (of
         ``allowed`` items only, when given)."""
-        words = [w for t in request.texts if t.weight > 0 for w in content_words(str(t.value), self.stopword_langs())]
-        if not words:
+        terms = self._positive_terms(request)
+        if not terms:
             return {}
-        terms = fts_terms(dict.fromkeys(words))
         rows, df, total, held = bulk.keyword_evidence(self._db, terms, depth if target == "captions" else depth * 4)
         live = [t for t in terms if t in df]
         weights = [idf(df[t], total) for t in live]
@@ -216,7 +220,7 @@ class Searching(Filtering):
                      vector: list[tuple[int, float]], skip: set[int], allowed: set[int] | None = None) -> list:
         target = request.target
         cal: Calibration = self.calibration()
-        depth = request.k if mode == "vector" else min(MAX_K, max(50, 3 * request.k))
+        depth = candidate_depth(mode, request.k)
         keyword = {} if mode == "vector" else {i: v for i, v in self._keyword_side(request, target, depth, allowed).items()
                                                 if i not in skip}
         if mode == "hybrid" and not keyword:
@@ -229,7 +233,7 @@ class Searching(Filtering):
             if missing and qvec is not None:
                 cos.update(zip(missing, self._cosines(target, missing, qvec)))
         ids = list(vrank) if mode == "vector" else list(krank) if mode == "keyword" else list(dict.fromkeys([*vrank, *krank]))
-        w = cal.keyword_weight if request.fusion.keyword_weight is None else request.fusion.keyword_weight
+        w = cal.weight_for(request.fusion.keyword_weight)
         scored: Scored = fuse(ids, mode, cos, keyword, {"vector": vrank, "keyword": krank}, w)
         text_query = any(t.kind == "text" and t.weight > 0 for t in request.terms)
         scored = [(i, _score(target, text_query, mode, raw, w, cal), extras) for i, raw, extras in scored]
@@ -250,6 +254,12 @@ class Searching(Filtering):
         items = self._db.items(wanted)
         return [[ImageHit(i, items[i].uri, s, items[i].captions, **ex) for i, s, ex in row if i in items]
                 for row in scored]
+
+
+def candidate_depth(mode: str, k: int) -> int:
+    """Candidates each ranking contributes for a top ``k`` in ``mode`` (the shard router asks each
+    shard for as many)."""
+    return k if mode == "vector" else min(MAX_K, max(50, 3 * k))
 
 
 def _need_vector(v: np.ndarray | None) -> np.ndarray:

@@ -13,14 +13,12 @@ from typing import Any
 import numpy as np
 
 from ..encoders.base import ImageVectors
-from ..hits import MAX_K
-from ..hybrid import content_words, fts_terms
 from ..request import SearchRequest
 from ..scores import Calibration
 from ..store import bulk
 from ..store.sqlite_errors import translating_sqlite_errors
 from .core import Collection
-from .search import _score
+from .search import _score, candidate_depth
 
 
 @dataclass(frozen=True)
@@ -52,11 +50,6 @@ def shard_mode(coll: Collection, request: SearchRequest) -> str:
     return coll.text_mode(request.mode)
 
 
-def depth_of(mode: str, k: int) -> int:
-    """Candidates per ranking, as one collection's search takes them."""
-    return k if mode == "vector" else min(MAX_K, max(50, 3 * k))
-
-
 @translating_sqlite_errors
 def evidence(coll: Collection, request: SearchRequest, qvec: np.ndarray | None,
              images: Sequence[ImageVectors] = (), exclude: Iterable[int] = ()) -> Evidence:
@@ -64,7 +57,7 @@ def evidence(coll: Collection, request: SearchRequest, qvec: np.ndarray | None,
     similarity, base-encoder ``images``) the router computed once."""
     excluded = set(exclude)
     mode = shard_mode(coll, request)
-    depth = depth_of(mode, request.k)
+    depth = candidate_depth(mode, request.k)
     cal = coll.calibration()
     vector: list[tuple[int, float]] = []
     if mode != "keyword" and qvec is not None:
@@ -73,10 +66,9 @@ def evidence(coll: Collection, request: SearchRequest, qvec: np.ndarray | None,
         vector = [(h.id, float(h.vector_score)) for h in hits]
     if mode == "vector":
         return Evidence(mode, vector, calibration=cal, hits={h.id: h for h in hits})
-    words = [w for t in request.texts if t.weight > 0 for w in content_words(str(t.value), coll.stopword_langs())]
-    if not words:
+    terms = coll._positive_terms(request)
+    if not terms:
         return Evidence(mode, vector, calibration=cal)
-    terms = fts_terms(dict.fromkeys(words))
     target = request.target
     rows, df, total, held = bulk.keyword_evidence(coll._db, terms, depth if target == "captions" else depth * 4)
     allowed = coll.allowed_set(request.filters)

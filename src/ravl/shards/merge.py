@@ -18,7 +18,7 @@ from ..collection.sharding import Evidence, score
 from ..hybrid import coverage, idf
 from ..hybrid import fuse as fuse_ranking
 from ..request import SearchRequest
-from ..scores import SUITE_DEFAULT, Calibration, image_similarity
+from ..scores import SUITE_DEFAULT, image_similarity
 
 Key = tuple[int, int]  # (shard index, id in that shard)
 
@@ -31,15 +31,10 @@ class Fused:
     weight: float
 
 
-def fusion_weight(request: SearchRequest, cal: Calibration) -> float:
-    w = request.fusion.keyword_weight
-    return cal.keyword_weight if w is None else float(w)
-
-
 def fuse(request: SearchRequest, shards: Sequence[Evidence]) -> Fused:
     """Merge or fuse the shards' evidence for ``request``; the top ``k`` at or above ``min_score``."""
     cal = next((e.calibration for e in shards if e.calibration is not None), None) or SUITE_DEFAULT
-    w = fusion_weight(request, cal)
+    w = cal.weight_for(request.fusion.keyword_weight)
     vector = sorted(((cos, s, i) for s, e in enumerate(shards) for i, cos in e.vector), key=lambda t: -t[0])
     vrank: dict[Key, int] = {(s, i): r for r, (_, s, i) in enumerate(vector, 1)}
     cos: dict[Key, float] = {(s, i): c for c, s, i in vector}
