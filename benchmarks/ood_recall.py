@@ -42,7 +42,7 @@ def main() -> None:
     import faiss
     from scale import clustered
 
-    from ravl.store.ann import AnnIndex, exact_topk
+    from ravl.store.ann import AnnIndex, array_chunks, exact_topk
     from ravl.store.index_plan import choose_index
 
     faiss.omp_set_num_threads(1)
@@ -65,7 +65,7 @@ def main() -> None:
         for label, queries in (("stored vectors", None), ("OOD sample", ("text", sample))):
             index = base.copy()
             index.info["search"] = dict(plan.search)
-            index._tune(x, fetch, seed=0, queries=queries)
+            index._tune(array_chunks(ids, x), fetch, seed=0, queries=queries)
             knob = ", ".join(f"{k}={v}" for k, v in index.info["search"].items())
             lat, got = [], []
             for q in fresh:

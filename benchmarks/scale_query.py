@@ -3,15 +3,17 @@ the collection's own search (`Collection.search_vectors`: the sealed index file,
 for IVF-PQ, the exact re-ranking from SQLite), single-threaded, against exact search.
 
     .venv/bin/python benchmarks/scale_query.py --collection /tmp/si/coll-10000000x384 \\
-        --source /tmp/si/cr-10000000x384 [--queries 500] [--index images]
+        --source /tmp/si/cr-10000000x384 [--queries 500]
 
 Two query sets, as issue 23 defines them: image-like (a stored vector moved to cosine ~0.93 from
 it: the queries of image-to-image search) and text-like (cosine ~0.45 to their nearest stored
 vector and below it to the rest: the modality gap of text queries against image vectors; see
-`benchmarks/ood_recall.py`). The exact top 10 is computed here from the clip-retrieval source
-(`img_emb_*.npy`, the vectors the import stored), one file at a time. Row i of the source is the
-item whose uri ends in `{i:09d}.jpg`. Prints one JSON object: p50/p99 ms and recall@10 per set,
-the first query's time (cold pages), the index facts and this process's peak RSS.
+`benchmarks/ood_recall.py`), each through the index that answers it in ravl: image-like through
+`features` (image -> image search's knobs), text-like through `images`. The exact top 10 is
+computed here from the clip-retrieval source (`img_emb_*.npy`, the vectors the import stored), one
+file at a time. Row i of the source is the item whose uri ends in `{i:09d}.jpg`. Prints one JSON
+object: p50/p99 ms and recall@10 per set, the first query's time (cold pages), the index facts per
+set and this process's peak RSS.
 """
 from __future__ import annotations
 
@@ -93,7 +95,9 @@ def main() -> None:
     ap.add_argument("--collection", type=Path, required=True)
     ap.add_argument("--source", type=Path, required=True, help="the clip-retrieval output it was imported from")
     ap.add_argument("--queries", type=int, default=500, help="queries per set (default 500)")
-    ap.add_argument("--index", default="images")
+    ap.add_argument("--image-index", default="features",
+                    help="index the image-like queries search (default features: image -> image search's)")
+    ap.add_argument("--text-index", default="images", help="index the text-like queries search (default images)")
     ap.add_argument("--image-cosine", type=float, default=0.93)
     ap.add_argument("--text-cosine", type=float, default=0.45)
     args = ap.parse_args()
@@ -115,12 +119,13 @@ def main() -> None:
     opened = time.perf_counter() - t
     out: dict = {"collection": str(args.collection), "open_s": round(opened, 2), "exact_s": round(exact_s, 1)}
     start = 0
-    for name, q in sets.items():
-        out[name] = measure(coll, args.index, q, truth[start:start + len(q)])
-        start += len(q)
     info = coll.info()
-    out["index"] = {f: info.get("indexes", {}).get(args.index, {}).get(f)
-                    for f in ("factory", "count", "search", "bytes", "recall_at_10")}
+    for (name, q), index in zip(sets.items(), (args.image_index, args.text_index)):
+        out[name] = measure(coll, index, q, truth[start:start + len(q)])
+        out[name]["index"] = {f: info.get("indexes", {}).get(index, {}).get(f)
+                              for f in ("factory", "count", "search", "bytes", "recall_at_10", "recall_query_kind",
+                                        "recall_note", "shared_with")}
+        start += len(q)
     out["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     print(json.dumps(out))
 

@@ -66,22 +66,83 @@ def test_each_index_is_tuned_on_its_query_kind(tmp_path, colour_spec):
     assert all(f["recall_at_10"] >= 0.95 for f in facts.values())
 
 
-def test_when_more_lists_stop_helping_the_cheapest_plateau_is_kept(monkeypatch):
-    """An unreachable recall target (as for queries an index approximates badly): IVF-PQ keeps the
-    cheapest nprobe within 0.005 of the best instead of scanning every list, and widens its exact
-    re-ranking instead."""
-    from ravl.store import ann
-
-    x = _clustered(4000, 32, seed=1)
-    ids = np.arange(len(x), dtype=np.int64)
-
+def _fetcher(x):
     def fetch(rows):
         rows = np.asarray(rows, dtype=np.int64)
         return rows, x[rows]
+    return fetch
 
-    monkeypatch.setattr(ann, "RECALL_TARGET", 1.5)
+
+def _recall(index, x, queries, fetch, **knobs):
+    truth = exact_topk(x, queries, 10)
+    got = index.search(queries, 10, fetch=fetch, tuned={**index.info["search"], **knobs})
+    return np.mean([len({i for i, _ in g} & set(t.tolist())) / 10 for g, t in zip(got, truth)])
+
+
+def test_an_unreachable_target_stops_where_widening_stops_paying(monkeypatch):
+    """An unreachable recall target (as for queries an index approximates badly): IVF-PQ stops
+    where neither more lists nor a deeper re-ranking adds MIN_GAIN, instead of scanning every list
+    or re-ranking the widest shortlist for nothing."""
+    from ravl.store import tuning
+
+    x = _clustered(4000, 32, seed=1)
+    ids = np.arange(len(x), dtype=np.int64)
+    fetch = _fetcher(x)
+    monkeypatch.setattr(tuning, "RECALL_TARGET", 1.5)
     plan = choose_index(len(x), 32, "ivfpq")
-    index = AnnIndex.build(plan, ids, x, fetch=fetch, queries=("text", _far(x, 100, seed=2)))
-    assert index.info["search"]["nprobe"] < plan.params["nlist"]
-    assert index.info["search"]["rerank"] == ann.RERANK_CHOICES[-1]
+    sample = _far(x, 100, seed=2)
+    index = AnnIndex.build(plan, ids, x, fetch=fetch, queries=("text", sample))
+    knobs = index.info["search"]
+    assert knobs["nprobe"] < plan.params["nlist"]
+    assert knobs["rerank"] < tuning.RERANK_CHOICES[-1]
     assert index.info["recall_at_10"] >= 0.95
+    assert index.info["recall_at_10"] == round(_recall(index, x, sample, fetch), 4)  # the recall shown is measured
+    (nprobes, reranks) = (values for _, values in tuning.axes(index))
+    wider = [dict(nprobe=nprobes[nprobes.index(knobs["nprobe"]) + 1]),
+             dict(rerank=reranks[reranks.index(knobs["rerank"]) + 1])]
+    for step in wider:  # neither next step pays
+        assert _recall(index, x, sample, fetch, **step) - index.info["recall_at_10"] < tuning.MIN_GAIN, step
+
+
+def test_the_walk_widens_the_knob_that_pays_and_stops_at_the_target():
+    from ravl.store.tuning import walk
+
+    def lists_only(p):  # re-ranking never helps; lists help up to the fourth value
+        return min(0.6 + 0.1 * p[0], 0.9) + 0.001 * p[1]
+
+    assert walk([6, 4], lists_only, target=0.99) == ((3, 0), 0.9)
+    assert walk([6, 4], lists_only, target=0.8) == ((2, 0), lists_only((2, 0)))
+
+    def both(p):  # lists pay first, then only re-ranking does
+        return min(0.6 + 0.1 * p[0], 0.8) + 0.05 * p[1]
+
+    at, recall = walk([6, 4], both, target=0.99)
+    assert at == (2, 3) and recall == both((2, 3))
+    assert walk([], lambda p: 1.0, target=0.96) == ((), 1.0)  # exact search: nothing to tune
+
+    def saturating(p):  # near the target every step is small, and still worth taking
+        return 0.99 - 0.01 / (p[0] + 1)
+
+    assert walk([10], saturating, target=0.987) == ((3,), saturating((3,)))
+
+
+def test_queries_that_are_one_query_are_replaced_by_stand_ins():
+    """Probe texts that the encoder maps to one direction (all finding the same items) say nothing
+    of the queries users send: the index is tuned on stored vectors moved to the modality gap, and
+    the facts say so; distinct queries are kept as given."""
+    from ravl.store import tuning
+
+    x = _clustered(4000, 32, seed=1)
+    ids = np.arange(len(x), dtype=np.int64)
+    fetch = _fetcher(x)
+    one_way = np.random.default_rng(5).standard_normal(32).astype(np.float32)
+    collapsed = one_way + 0.01 * np.random.default_rng(6).standard_normal((40, 32)).astype(np.float32)
+    collapsed /= np.linalg.norm(collapsed, axis=1, keepdims=True)
+    plan = choose_index(len(x), 32, "ivfpq")
+    index = AnnIndex.build(plan, ids, x, fetch=fetch, queries=("text (probes)", collapsed))
+    assert index.info["recall_query_kind"] == "text-like stand-in"
+    assert "distinct" in index.info["recall_note"] and index.info["recall_queries"] == 200
+    fresh = _far(x, 300, seed=7, cosine=tuning.GAP_COSINE)
+    assert _recall(index, x, fresh, fetch) >= 0.93  # holds for fresh queries at the modality gap
+    kept = AnnIndex.build(plan, ids, x, fetch=fetch, queries=("text (probes)", _far(x, 40, seed=8)))
+    assert kept.info["recall_query_kind"] == "text (probes)" and "recall_note" not in kept.info

@@ -15,6 +15,7 @@ from ..scores import FIT_PAIRS, MIN_PAIRS, SUITE_DEFAULT, WEIGHT_GRID, Calibrati
 from ..store import bulk
 from ..store.db import OCR_SOURCE, ItemRow
 from ..store.indexes import IndexSet
+from ..store.tuning import PROBES
 from .tuned import TunedBridge
 
 #: generic text queries for tuning an image index when a collection has too few captions
@@ -48,7 +49,7 @@ class Calibrating(TunedBridge):
         sample = bulk.caption_sample(self._db, n, seed=1, exclude_source=OCR_SOURCE)
         if len(sample) >= 20:
             return "text (captions)", self.caption_vectors([c for c, _, _ in sample])[1]
-        return "text (probes)", self.encoder.encode_texts(list(PROBE_TEXTS))
+        return PROBES, self.encoder.encode_texts(list(PROBE_TEXTS))
 
     def image_query_sample(self, n: int = 200) -> tuple[str, np.ndarray] | None:
         """Image queries for tuning the caption index: stored images' shared-space embeddings."""

@@ -23,31 +23,18 @@ from pathlib import Path
 import numpy as np
 
 from ..progress import Progress, describe
-from . import ondisk
+from . import ondisk, tuning
 from .chunked import Chunks, Fetch, _array_fetch, array_chunks, counted, exact_topk, exact_topk_chunks, rows_at
 from .index_plan import IndexPlan
 from .ondisk import DiskLists
+from .tuning import TuningQueries
 
 __all__ = ["AnnIndex", "Chunks", "Fetch", "TuningQueries", "array_chunks", "exact_topk", "exact_topk_chunks",
            "rows_at"]
-#: (query kind, vectors): sample queries of the kind an index receives, for tuning its search knobs
-TuningQueries = tuple[str, np.ndarray]
-#: fewer sample queries than this and the stored vectors stand in
-MIN_TUNING_QUERIES = 20
 #: rebuild when more than this share of positions are tombstones
 MAX_DEAD_SHARE = 0.25
 #: retrain IVF when the collection has grown this many times past its training set
 RETRAIN_GROWTH = 4.0
-RECALL_TARGET = 0.95
-#: per kind, how far above RECALL_TARGET the build tunes its knob: its estimate comes from stored
-#: vectors as queries, which an index finds more easily than new ones (1M x 512, docs/scale.md:
-#: HNSW estimate 0.960 vs 0.934 on fresh queries; IVF-PQ 0.974 vs 0.939, its own code being in
-#: the list it probes first)
-TUNE_MARGIN = {"hnsw": 0.02, "ivfpq": 0.04}
-EF_CHOICES = (16, 32, 48, 64, 96, 128, 192, 256, 384, 512)
-NPROBE_CHOICES = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 512)
-#: IVF-PQ re-ranking factors tried when more lists stop raising recall (shortlist = k x factor)
-RERANK_CHOICES = (20, 40, 80, 160)
 #: IVF-PQ re-ranks at least this many candidates (reading them back costs about a millisecond)
 MIN_SHORTLIST = 100
 #: below this many vectors, build single-threaded
@@ -96,10 +83,10 @@ class AnnIndex:
                    progress: Progress | None = None) -> AnnIndex:
         """Index the ``count`` vectors ``chunks()`` yields, one chunk at a time: IVF trains on a
         seeded sample read in a first pass, then every chunk is added, so memory is the index plus a
-        chunk. With ``tune``, choose the smallest efSearch / nprobe whose recall@10 reaches 0.95
-        (plus a margin) on queries of the kind the index receives (``queries``: (kind, vectors), e.g.
-        text vectors for an image index; without them, a sample of the stored vectors), the exact
-        top-10 computed chunk by chunk; ``fetch`` (ids -> vectors) is needed to tune. An IVF-PQ
+        chunk. With ``tune``, set the search knobs (efSearch; nprobe and re-ranking depth) on
+        queries of the kind the index receives (``queries``: (kind, vectors), e.g. text vectors for
+        an image index; without them, a sample of the stored vectors), the exact top-10 computed
+        chunk by chunk (:mod:`.tuning`); ``fetch`` (ids -> vectors) is needed to tune. An IVF-PQ
         plan with ``params['lists'] == 'disk'`` writes its lists to a file in ``lists_dir``
         (:mod:`.ondisk`; default: the temp folder). ``progress`` hears each pass over the chunks
         as a named step ("training IVF-PQ", "adding", "tuning"), counted in vectors."""
@@ -162,7 +149,7 @@ class AnnIndex:
         a sample of the stored vectors) would have recorded, this index's own left as they are: the
         ``images`` index of a CLIP collection also answers image -> image searches (``features``),
         with the knobs a ``features`` index of its own was tuned to."""
-        keys = ("search", "recall_at_10", "recall_queries", "recall_query_kind")
+        keys = ("search", "recall_at_10", "recall_queries", "recall_query_kind", "recall_note")
         own = {k: self.info.get(k) for k in keys}
         self.info["search"] = dict(self.plan.search)
         try:
@@ -173,57 +160,8 @@ class AnnIndex:
 
     def _tune(self, chunks: Chunks, fetch: Fetch, seed: int, samples: int = 200,
               queries: TuningQueries | None = None) -> None:
-        """Queries of the kind the index receives (else a sample of stored vectors); exact top-10
-        by brute force over the chunks; pick search params."""
-        rng = np.random.default_rng(seed + 1)
-        n = len(self.labels)
-        kind, q = "stored", None
-        if queries is not None and len(queries[1]) >= MIN_TUNING_QUERIES:
-            kind, q = queries[0], np.ascontiguousarray(queries[1][:samples], dtype=np.float32).reshape(-1, self.plan.dim)
-        if q is None:
-            q = rows_at(chunks, np.sort(rng.choice(n, min(samples, n), replace=False)), self.plan.dim)
-        k = min(10, n)
-        # tie-aware: a hit counts when its exact score reaches the k-th exact score (duplicate
-        # vectors make any of several ids a right answer)
-        kth = exact_topk_chunks(chunks, q, k)[0][:, -1] - 1e-5
-        key, choices = {"hnsw": ("ef_search", EF_CHOICES), "ivfpq": ("nprobe", NPROBE_CHOICES)}.get(
-            self.plan.kind, (None, (None,)))
-        if key == "nprobe":
-            choices = tuple(c for c in choices if c < self.plan.params.get("nlist", 1)) + (self.plan.params["nlist"],)
-        target = RECALL_TARGET + TUNE_MARGIN.get(self.plan.kind, 0.0)
-
-        def measure(value) -> float:
-            got = self.search(q, k, fetch=fetch, ef_search=value if key == "ef_search" else None,
-                              nprobe=value if key == "nprobe" else None)
-            hit_ids, hit_vecs = fetch(sorted({i for hits in got for i, _ in hits[:k]}))
-            row = {int(i): v for i, v in zip(hit_ids, hit_vecs)}
-            return float(np.mean([sum(float(row[i] @ qv) >= bar for i, _ in hits[:k] if i in row) / k
-                                  for hits, qv, bar in zip(got, q, kth)]))
-
-        tried: list[tuple[int | None, float]] = []
-        for value in choices:
-            tried.append((value, measure(value)))
-            if tried[-1][1] >= target:
-                break
-        value, recall = tried[-1]
-        if recall < target and len(tried) > 1:
-            # the knob stopped helping: take the cheapest value within 0.005 of the best, not the
-            # largest (a scan of every list for no gain), and for IVF-PQ widen the exact re-ranking,
-            # which is what limits queries far from every stored vector (PQ's approximate scores)
-            best = max(r for _, r in tried)
-            value, recall = next((v, r) for v, r in tried if r >= best - 0.005)
-            if key == "nprobe":
-                self.info["search"]["nprobe"] = value
-                for factor in RERANK_CHOICES:
-                    self.info["search"]["rerank"] = factor
-                    recall = measure(value)
-                    if recall >= target:
-                        break
-        if key:
-            self.info["search"][key] = value
-        self.info["recall_at_10"] = round(recall, 4)
-        self.info["recall_queries"] = len(q)
-        self.info["recall_query_kind"] = kind
+        """Set the search knobs on sample queries of the kind the index receives (:mod:`.tuning`)."""
+        tuning.tune(self, chunks, fetch, seed, samples, queries)
 
     # --- facts ---------------------------------------------------------------------------------
     def __len__(self) -> int:
