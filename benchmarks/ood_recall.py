@@ -63,7 +63,7 @@ def main() -> None:
         plan = choose_index(args.n, args.dim, kind)
         base = AnnIndex.build(plan, ids, x, tune=False)
         for label, queries in (("stored vectors", None), ("OOD sample", ("text", sample))):
-            index = base.copy()
+            index = base  # tuned again from the plan's knobs: tuning only sets knobs
             index.info["search"] = dict(plan.search)
             index._tune(array_chunks(ids, x), fetch, seed=0, queries=queries)
             knob = ", ".join(f"{k}={v}" for k, v in index.info["search"].items())

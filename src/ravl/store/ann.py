@@ -24,7 +24,7 @@ import numpy as np
 
 from ..progress import Progress, describe
 from . import ondisk, tuning
-from .chunked import Chunks, Fetch, _array_fetch, array_chunks, counted, exact_topk, exact_topk_chunks, rows_at
+from .chunked import Chunks, Fetch, _array_fetch, array_chunks, counted, exact_topk, exact_topk_chunks, faiss_threads, rows_at
 from .index_plan import IndexPlan
 from .ondisk import DiskLists
 from .tuning import TuningQueries
@@ -90,14 +90,9 @@ class AnnIndex:
         plan with ``params['lists'] == 'disk'`` writes its lists to a file in ``lists_dir``
         (:mod:`.ondisk`; default: the temp folder). ``progress`` hears each pass over the chunks
         as a named step ("training IVF-PQ", "adding", "tuning"), counted in vectors."""
-        faiss = _faiss()
-        threads = faiss.omp_get_max_threads()
-        if count < SMALL:  # OpenMP threads spin against each other on busy small jobs (10x slower)
-            faiss.omp_set_num_threads(1)
-        try:
-            return cls._build(faiss, plan, count, chunks, tune, fetch, seed, queries, lists_dir, progress)
-        finally:
-            faiss.omp_set_num_threads(threads)
+        # OpenMP threads spin against each other on busy small jobs (10x slower)
+        with faiss_threads(1 if count < SMALL else None):
+            return cls._build(_faiss(), plan, count, chunks, tune, fetch, seed, queries, lists_dir, progress)
 
     @classmethod
     def _build(cls, faiss, plan, count, chunks, tune, fetch, seed, queries=None, lists_dir=None,
@@ -200,19 +195,13 @@ class AnnIndex:
         if not len(ids):
             return
         self.remove(ids.tolist())
-        faiss = _faiss()
-        threads = faiss.omp_get_max_threads()
-        if len(ids) < SMALL:
-            faiss.omp_set_num_threads(1)
-        try:
+        with faiss_threads(1 if len(ids) < SMALL else None):
             x = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), self.plan.dim)
             if self.disk is not None:  # a new lists file: a sealed one is never written
                 self.disk = ondisk.add(self.index, self.disk, x, len(self.labels))
                 self.info["lists_bytes"] = self.disk.size
             else:
                 self.index.add(x)
-        finally:
-            faiss.omp_set_num_threads(threads)
         self.labels = np.concatenate([self.labels, ids])
         self.alive = np.concatenate([self.alive, np.ones(len(ids), bool)])
         self._live += len(ids)

@@ -1,8 +1,9 @@
 """Vectors read a chunk at a time: exact top-k merged over chunks, rows at given positions, chunks
-over arrays held in memory (the pieces a streaming index build is made of)."""
+over arrays held in memory (the pieces a streaming index build is made of), and FAISS's thread count."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -17,6 +18,22 @@ def _faiss():
     import faiss
 
     return faiss
+
+
+@contextmanager
+def faiss_threads(threads: int | None) -> Iterator[None]:
+    """Run FAISS with ``threads`` OpenMP threads in this thread (None: as configured). OpenMP's
+    setting is per calling thread, so concurrent searches in other threads are not affected."""
+    if threads is None:
+        yield
+        return
+    faiss = _faiss()
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(threads)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 def exact_topk(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:

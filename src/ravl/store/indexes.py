@@ -17,8 +17,7 @@ bumps the generation, and ``features`` is then built from the stored features).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from . import ondisk
 from .ann import Chunks, TuningQueries
 from .bulk import id_pages, vector_pages
 from .catchup import ReadWriteLock, catchable, changes_since, should_write
+from .chunked import faiss_threads
 from .db import Database
 from .index_plan import KINDS, IndexPlan, choose_index, parse_size, smallest_plan, split_budget
 from .integrity import sealed_binding
@@ -253,7 +253,7 @@ class IndexSet:
         target = self._target(name)
         index = self.get(target)
         tuned = image_query_knobs(index) if target != name else None
-        with self._rw[target].reading(), _omp_threads(1 if len(queries) < PARALLEL_QUERIES else None):
+        with self._rw[target].reading(), faiss_threads(1 if len(queries) < PARALLEL_QUERIES else None):
             return index.search(queries, k, exclude, fetch=self.fetch_ids(target), ef_search=ef_search, nprobe=nprobe,
                                 tuned=tuned)
 
@@ -384,23 +384,6 @@ def _usable(index: SearchIndex, current: dict, plan: IndexPlan) -> bool:
     """A caught-up index serves ``current`` when it holds every row, is of the kind planned and does
     not ask for a rebuild (too many tombstones, or an IVF grown 4x past its training set)."""
     return len(index) == current["count"] and index.kind == plan.kind and index.needs_rebuild() is None
-
-
-@contextmanager
-def _omp_threads(threads: int | None) -> Iterator[None]:
-    """Run FAISS with ``threads`` OpenMP threads in this thread (None: as configured). OpenMP's
-    setting is per calling thread, so concurrent searches in other threads are not affected."""
-    if threads is None:
-        yield
-        return
-    import faiss
-
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(threads)
-    try:
-        yield
-    finally:
-        faiss.omp_set_num_threads(before)
 
 
 def _count(binding: dict[str, object]) -> int:
