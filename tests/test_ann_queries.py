@@ -7,6 +7,7 @@ import numpy as np
 
 from conftest import make_image
 from ravl.collection import open_collection
+from ravl.hits import Knobs
 from ravl.ingest.pipeline import index_sources
 from ravl.store.ann import AnnIndex, exact_topk
 from ravl.store.index_plan import choose_index
@@ -179,3 +180,25 @@ def test_a_collection_whose_encoder_collapses_its_probes_tunes_on_stand_ins(tmp_
         got = coll.search_vectors(fresh, index="images", k=10)
         recall = np.mean([len({int(h.uri[-10:-4]) for h in g} & set(t.tolist())) / 10 for g, t in zip(got, truth)])
         assert recall >= 0.93, recall
+
+
+def test_a_query_can_set_the_re_ranking_depth():
+    """``rerank`` per query: the IVF-PQ shortlist read back and re-scored exactly is k x rerank
+    (at least 100), whatever the build tuned; other kinds ignore it."""
+    x = _clustered(4000, 32, seed=1)
+    ids = np.arange(len(x), dtype=np.int64)
+    asked: list[int] = []
+
+    def fetch(rows):
+        asked.append(len(rows))
+        return _fetcher(x)(rows)
+
+    index = AnnIndex.build(choose_index(len(x), 32, "ivfpq"), ids, x, tune=False)
+    q = _far(x, 1, seed=3)
+    for rerank, shortlist in ((40, 400), (20, 200), (1, 100)):
+        asked.clear()
+        index.search(q, 10, knobs=Knobs(rerank=rerank), fetch=fetch)
+        assert asked == [shortlist]
+    asked.clear()
+    index.search(q, 10, fetch=fetch)
+    assert asked == [10 * index.info["search"]["rerank"]]

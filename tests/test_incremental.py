@@ -13,6 +13,7 @@ import pytest
 
 import fakes
 from ravl.collection import open_collection
+from ravl.hits import Knobs
 from ravl.store.db import NewItem
 
 KINDS = ("flat", "hnsw", "ivfpq")
@@ -67,7 +68,7 @@ def check_exact(coll):
     for name, dim in (("images", 32), ("features", 16), ("captions", 32)):
         q = _unit(rng, 1, dim)
         want, n = exact_order(coll, name, q[0])
-        hits = coll.search_vectors(q, index=name, k=n, nprobe=65536, ef_search=4096)[0]
+        hits = coll.search_vectors(q, index=name, k=n, knobs=Knobs(nprobe=65536, ef_search=4096))[0]
         assert [h.id for h in hits] == want, name
 
 
@@ -208,7 +209,7 @@ def test_searches_run_while_the_held_index_is_caught_up(tmp_path, kind):
         def search():
             try:
                 while not stop.is_set():
-                    for row in coll.search_vectors(q, index="images", k=10, ef_search=64):
+                    for row in coll.search_vectors(q, index="images", k=10, knobs=Knobs(ef_search=64)):
                         # a hit deleted between the index search and the row read is left out
                         assert 5 <= len(row) <= 10 and len({h.id for h in row}) == len(row)
             except BaseException as exc:  # noqa: BLE001 - reported below

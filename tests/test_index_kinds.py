@@ -13,6 +13,7 @@ from conftest import make_image
 from ravl.cli.main import main
 from ravl.collection import INDEX_KINDS, open_collection
 from ravl.errors import ConfigError
+from ravl.hits import Knobs
 from ravl.ingest.pipeline import index_sources
 
 KINDS = ["flat", "hnsw", "ivfpq"]
@@ -74,11 +75,13 @@ def test_every_kind_answers_like_exact_search_and_records_its_facts(coll, kind):
     assert _ids(coll.search_vectors(q, index="images", k=5)) == _exact(coll, q, 5)
     q6 = _queries(dim=6)
     assert _ids(coll.search_vectors(q6, index="features", k=5)) == _exact(coll, q6, 5, which="feat")
-    for knobs in ({"ef_search": 1}, {"nprobe": 1}, {"ef_search": 512, "nprobe": 64}):
-        hits = coll.search_vectors(q, index="images", k=5, **knobs)
+    for knobs in ({"ef_search": 1}, {"nprobe": 1}, {"ef_search": 512, "nprobe": 64}, {"nprobe": 1, "rerank": 1}):
+        hits = coll.search_vectors(q, index="images", k=5, knobs=Knobs(**knobs))
         assert all(len(row) == 5 and h.score <= 1.0001 for row in hits for h in row)
     with pytest.raises(ConfigError, match="ef_search must be an integer between 1 and 65536"):
-        coll.search_vectors(q, index="images", k=5, ef_search=0)
+        coll.search_vectors(q, index="images", k=5, knobs=Knobs(ef_search=0))
+    with pytest.raises(ConfigError, match="rerank must be an integer between 1 and 1000"):
+        Knobs(rerank=5000)
     # the kind holds for later writes: built that way at the end of the next ingest
     index_sources(coll, [_photos(coll.path.parent / "more", 5, seed=7, prefix="more")])
     after = coll.index_facts()
@@ -146,10 +149,13 @@ def test_index_reindex_info_and_search_cli(tmp_path, photos, colour_spec, capsys
     assert main(["info", "-c", path]) == 0
     text = capsys.readouterr().out
     assert "index: ivfpq within 64.0 MiB" in text and "recall@10 1.000" in text and "nprobe=1" in text
-    assert main(["search", "-c", path, "--text", "red", "--nprobe", "1", "--ef-search", "8", "--k", "3"]) == 0
+    assert main(["search", "-c", path, "--text", "red", "--nprobe", "1", "--ef-search", "8", "--rerank", "4",
+                 "--k", "3"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 3
     assert main(["search", "-c", path, "--text", "red", "--nprobe", "0"]) == 2
     assert "nprobe must be an integer between 1 and 65536" in capsys.readouterr().err
+    assert main(["search", "-c", path, "--text", "red", "--rerank", "0"]) == 2
+    assert "rerank must be an integer between 1 and 1000" in capsys.readouterr().err
     assert main(["reindex", "-c", path, "--index", "flat", "--memory-budget", "100B"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "too small" in err and "needs about" in err

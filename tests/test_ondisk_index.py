@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from ravl.collection import open_collection
+from ravl.hits import Knobs
 from ravl.store import integrity, ondisk
 from ravl.store.ann import AnnIndex
 from ravl.store.index_plan import MIN_RAM_CODE, choose_index, estimate_bytes
@@ -58,7 +59,7 @@ def check_exact(coll):
     for name in ("images", "features", "captions"):
         q = _unit(1, 32, int(rng.integers(1000)))
         want, n = exact_order(coll, name, q[0])
-        hits = coll.search_vectors(q, index=name, k=n, nprobe=65536)[0]
+        hits = coll.search_vectors(q, index=name, k=n, knobs=Knobs(nprobe=65536))[0]
         assert [h.id for h in hits] == want, name
 
 
@@ -95,26 +96,26 @@ def test_lists_on_disk_answer_like_lists_in_ram_before_and_after_updates(tmp_pat
     assert disk.disk is not None and ram.disk is None and disk.info["search"] == ram.info["search"]
     q = _unit(40, 32, 1)
     for nprobe in (1, 4, 16):
-        assert disk.search(q, 10, nprobe=nprobe) == ram.search(q, 10, nprobe=nprobe)
+        assert disk.search(q, 10, knobs=Knobs(nprobe=nprobe)) == ram.search(q, 10, knobs=Knobs(nprobe=nprobe))
     binding = {"count": len(ids), "plan": plan_binding(disk.plan)}
     assert write_cache(tmp_path, "images", disk, binding)
     first = lists_files(tmp_path)
     back = load_cache(tmp_path, "images", binding, 32)
     assert isinstance(back, AnnIndex) and back.disk is not None
-    assert back.search(q, 10, nprobe=4) == ram.search(q, 10, nprobe=4)
+    assert back.search(q, 10, knobs=Knobs(nprobe=4)) == ram.search(q, 10, knobs=Knobs(nprobe=4))
     sealed = (tmp_path / first[0]).read_bytes()
     new = _unit(50, 32, 2)
     for index in (back, ram):
         index.remove([10, 11, 12])
         index.add(np.arange(5000, 5050), new)
         index.add(np.arange(13, 15), new[:2])  # replaced vectors
-    assert back.search(q, 10, nprobe=4) == ram.search(q, 10, nprobe=4)
+    assert back.search(q, 10, knobs=Knobs(nprobe=4)) == ram.search(q, 10, knobs=Knobs(nprobe=4))
     assert (tmp_path / first[0]).read_bytes() == sealed  # the sealed lists file was not written
     binding = {**binding, "count": len(back)}
     assert write_cache(tmp_path, "images", back, binding)
     assert len(lists_files(tmp_path)) == 1 and lists_files(tmp_path) != first
     again = load_cache(tmp_path, "images", binding, 32)
-    assert again is not None and again.search(q, 10, nprobe=4) == ram.search(q, 10, nprobe=4)
+    assert again is not None and again.search(q, 10, knobs=Knobs(nprobe=4)) == ram.search(q, 10, knobs=Knobs(nprobe=4))
 
 
 def test_collection_with_lists_on_disk_equals_lists_in_ram(tmp_path):
@@ -125,8 +126,8 @@ def test_collection_with_lists_on_disk_equals_lists_in_ram(tmp_path):
     assert len(lists_files(tmp_path / "d" / "index")) == 3 and not lists_files(tmp_path / "r" / "index")
     q = _unit(8, 32, 5)
     for name in ("images", "features", "captions"):
-        got = [[(h.id, round(h.score, 5)) for h in r] for r in disk.search_vectors(q, index=name, k=10, nprobe=2)]
-        want = [[(h.id, round(h.score, 5)) for h in r] for r in ram.search_vectors(q, index=name, k=10, nprobe=2)]
+        got = [[(h.id, round(h.score, 5)) for h in r] for r in disk.search_vectors(q, index=name, k=10, knobs=Knobs(nprobe=2))]
+        want = [[(h.id, round(h.score, 5)) for h in r] for r in ram.search_vectors(q, index=name, k=10, knobs=Knobs(nprobe=2))]
         assert got == want, name
     check_exact(disk)
     disk.close()

@@ -218,11 +218,11 @@ def test_text_search_images_and_captions(client, ids):
 
 def test_search_knobs_are_per_query_parameters(client, ids):
     plain = client.get("/search", params={"q": "a red circle", "k": 3}).json()
-    knobs = client.get("/search", params={"q": "a red circle", "k": 3, "ef_search": 8, "nprobe": 2}).json()
+    knobs = client.get("/search", params={"q": "a red circle", "k": 3, "ef_search": 8, "nprobe": 2, "rerank": 4}).json()
     assert knobs["results"] == plain["results"]  # an exact index has no knobs: same answers
     similar = client.get(f"/items/{ids['chelsea']}/similar", params={"k": 2, "ef_search": 16}).json()
     assert len(similar["results"]) == 2
-    for bad in ({"ef_search": 0}, {"nprobe": 70000}, {"nprobe": "many"}):
+    for bad in ({"ef_search": 0}, {"nprobe": 70000}, {"nprobe": "many"}, {"rerank": 5000}):
         assert_error(client.get("/search", params={"q": "x", **bad}), 400)
 
 

@@ -13,6 +13,7 @@ import textwrap
 import numpy as np
 import pytest
 
+from ravl.hits import Knobs
 from ravl.store import indexes
 from ravl.store.ann import AnnIndex, array_chunks, exact_topk, exact_topk_chunks, rows_at
 from ravl.store.index_plan import choose_index
@@ -42,7 +43,7 @@ def test_ivfpq_built_in_chunks_equals_one_built_at_once():
     whole = AnnIndex.build(plan, ids, x)
     chunked = AnnIndex.build_from(plan, len(ids), array_chunks(ids, x, size=13), fetch=whole_fetch(ids, x))
     q = _unit(20, 32, 3)
-    assert whole.search(q, 10, nprobe=4) == chunked.search(q, 10, nprobe=4)
+    assert whole.search(q, 10, knobs=Knobs(nprobe=4)) == chunked.search(q, 10, knobs=Knobs(nprobe=4))
     assert whole.info["search"] == chunked.info["search"]
     assert whole.info["recall_at_10"] == chunked.info["recall_at_10"]
 

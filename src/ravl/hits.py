@@ -83,13 +83,26 @@ def check_target(target: str) -> str:
 
 #: the largest efSearch / nprobe a query may ask for
 MAX_SEARCH_PARAM = 65536
+#: the deepest IVF-PQ re-ranking a query may ask for (candidates re-scored exactly per hit)
+MAX_RERANK = 1000
 
 
-def check_search_params(ef_search: int | None = None, nprobe: int | None = None) -> dict[str, int | None]:
-    """Per-query index knobs, validated: ``ef_search`` (HNSW candidates explored) and ``nprobe``
-    (IVF lists visited); None keeps the default tuned at build time for recall@10 >= 0.95."""
-    for name, value in (("ef_search", ef_search), ("nprobe", nprobe)):
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool)
-                                  or not 1 <= value <= MAX_SEARCH_PARAM):
-            raise ConfigError(f"{name} must be an integer between 1 and {MAX_SEARCH_PARAM}, got {value!r}")
-    return {"ef_search": ef_search, "nprobe": nprobe}
+@dataclass(frozen=True)
+class Knobs:
+    """Per-query index knobs, validated; None keeps the value tuned at build time (recall@10 >=
+    0.95): ``ef_search`` (HNSW candidates explored), ``nprobe`` (IVF lists visited) and ``rerank``
+    (IVF-PQ: candidates per hit re-scored exactly with the stored vectors). A knob an index does
+    not have is ignored."""
+    ef_search: int | None = None
+    nprobe: int | None = None
+    rerank: int | None = None
+
+    def __post_init__(self):
+        for name, top in (("ef_search", MAX_SEARCH_PARAM), ("nprobe", MAX_SEARCH_PARAM), ("rerank", MAX_RERANK)):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= top):
+                raise ConfigError(f"{name} must be an integer between 1 and {top}, got {value!r}")
+
+    def given(self) -> dict[str, int]:
+        """The knobs set, by name."""
+        return {k: v for k, v in asdict(self).items() if v is not None}

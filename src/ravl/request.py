@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from .errors import ConfigError
-from .hits import MAX_K, check_k, check_search_params, check_target, check_texts
+from .hits import MAX_K, Knobs, check_k, check_target, check_texts
 from .hybrid import Fusion, check_mode
 
 TermKind = Literal["text", "image", "item"]
@@ -101,6 +101,7 @@ class SearchRequest:
     min_score: float = 0.0
     ef_search: int | None = None
     nprobe: int | None = None
+    rerank: int | None = None
     filters: Any = None
     sort: str = "relevance"
 
@@ -117,7 +118,7 @@ class SearchRequest:
         ms = self.min_score
         if isinstance(ms, bool) or not isinstance(ms, (int, float)) or not 0.0 <= ms <= 1.0:
             raise ConfigError(f"min_score must be a number between 0 and 1, got {ms!r}")
-        check_search_params(self.ef_search, self.nprobe)
+        self.knobs()  # checks them
         if self.sort not in SORTS:
             raise ConfigError(f"sort must be one of {', '.join(SORTS)}, got {self.sort!r}")
         if self.mode == "keyword" and any(t.kind != "text" for t in self.terms):
@@ -146,8 +147,9 @@ class SearchRequest:
         """One image or item term of positive weight: image similarity on image features."""
         return len(self.terms) == 1 and self.terms[0].kind in ("image", "item") and self.terms[0].weight > 0
 
-    def knobs(self) -> dict[str, int | None]:
-        return {"ef_search": self.ef_search, "nprobe": self.nprobe}
+    def knobs(self) -> Knobs:
+        """The index knobs this request sets (validated)."""
+        return Knobs(self.ef_search, self.nprobe, self.rerank)
 
     def describe(self) -> dict:
         """The query as JSON output shows it."""

@@ -82,6 +82,9 @@ def add_search_knobs(parser) -> None:
     parser.add_argument("--nprobe", type=int, default=None, metavar="N",
                         help="IVF-PQ indexes: inverted lists visited per query (default: tuned at build for "
                              "recall@10 >= 0.95)")
+    parser.add_argument("--rerank", type=int, default=None, metavar="N",
+                        help="IVF-PQ indexes: candidates per hit re-scored exactly (default: tuned at build for "
+                             "recall@10 >= 0.95; higher = more exact, slower)")
 
 
 class _Bar:

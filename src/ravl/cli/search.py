@@ -85,7 +85,8 @@ def build_request(args):
                             camera=args.camera)
     return SearchRequest(terms or placeholder, target=args.target, k=args.k, mode=args.mode,
                          fusion=Fusion(args.keyword_weight), min_score=args.min_score, ef_search=args.ef_search,
-                         nprobe=args.nprobe, filters=None if filters.empty else filters, sort=args.sort)
+                         nprobe=args.nprobe, rerank=args.rerank, filters=None if filters.empty else filters,
+                         sort=args.sort)
 
 
 def run(args) -> int:

@@ -17,7 +17,6 @@ from ..hits import (
                     ImageHit,
                     Target,
                     check_k,
-                    check_search_params,
                     check_target,
                     check_texts,
 )
@@ -31,5 +30,5 @@ from .core import Collection
 from .opening import LOCK_NAME, open_collection
 
 __all__ = ["INDEX_KINDS", "INDEX_NAMES", "LOCK_NAME", "MAX_K", "STALE_TMP_SECONDS", "TARGETS", "CaptionHit",
-           "CaptionSet", "Collection", "ImageHit", "NewItem", "OCR_SOURCE", "Target", "check_k", "check_search_params",
+           "CaptionSet", "Collection", "ImageHit", "NewItem", "OCR_SOURCE", "Target", "check_k",
            "check_target", "check_texts", "open_collection", "parse_memory_budget", "translating_sqlite_errors"]

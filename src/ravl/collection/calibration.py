@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..hits import check_search_params
+from ..hits import Knobs
 from ..hybrid import DEFAULT_LANGS, best_coverage, content_words, fold, fts_terms, idf
 from ..scores import FIT_PAIRS, MIN_PAIRS, SUITE_DEFAULT, WEIGHT_GRID, Calibration, fit_logistic
 from ..store import bulk
@@ -56,13 +56,12 @@ class Calibrating(TunedBridge):
         return "image", self.item_embeddings(bulk.item_sample(self._db, n, seed=2))[1]
 
     def _nearest(self, queries: np.ndarray, index: str, k: int, exclude_items: Iterable[int] = (),
-                 ef_search: int | None = None, nprobe: int | None = None) -> list[list[tuple[int, float]]]:
+                 knobs: Knobs | None = None) -> list[list[tuple[int, float]]]:
         """(id, score) of the ``k`` nearest per query; ids are caption ids for ``captions``."""
-        knobs = check_search_params(ef_search, nprobe)
         excluded = list(exclude_items)
         if index == "captions":
             excluded = [c for ids in self._db.caption_ids_for_items(excluded).values() for c in ids]
-        return self._indexes.search(index, queries, k, excluded, **knobs)
+        return self._indexes.search(index, queries, k, excluded, knobs=knobs)
 
     def search_facts(self) -> dict:
         """Facts every search needs, read once per database state: item and caption counts, whether

@@ -11,7 +11,7 @@ from ..encoders.base import Encoder, load_encoder
 from ..encoders.bridge import Bridge, TunedEncoder
 from ..errors import EncoderMismatchError, ItemNotFoundError
 from ..fsutil import WriterLock
-from ..hits import CaptionHit, CaptionSet, ImageHit, check_k
+from ..hits import CaptionHit, CaptionSet, ImageHit, Knobs, check_k
 from ..progress import Progress
 from ..store import bulk
 from ..store.db import OCR_SOURCE, Database, ItemRow, NewItem
@@ -247,13 +247,13 @@ class Collection(Searching, CollectionSync, CollectionPhotos):
     # --- search (the rest in .search) ----------------------------------------------------------
     @translating_sqlite_errors
     def search_vectors(self, queries: np.ndarray, *, index: str, k: int, exclude_items: Iterable[int] = (),
-                       ef_search: int | None = None,
-                       nprobe: int | None = None) -> list[list[ImageHit] | list[CaptionHit]]:
+                       knobs: Knobs | None = None) -> list[list[ImageHit] | list[CaptionHit]]:
         """Search the ``images``, ``features`` or ``captions`` index with raw query vectors; a hit's
-        score is the raw inner product. ``ef_search`` (HNSW) and ``nprobe`` (IVF-PQ) override the
-        defaults tuned at build time for this query; exact indexes ignore them."""
+        score is the raw inner product. ``knobs`` (:class:`~ravl.hits.Knobs`: HNSW ``ef_search``,
+        IVF-PQ ``nprobe`` and ``rerank``) override the defaults tuned at build time for these
+        queries; exact indexes ignore them."""
         check_k(k)
-        raw = self._nearest(queries, index, k, exclude_items, ef_search, nprobe)
+        raw = self._nearest(queries, index, k, exclude_items, knobs)
         return self._hits("captions" if index == "captions" else "images", [[(i, s, {}) for i, s in r] for r in raw])
 
 

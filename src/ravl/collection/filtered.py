@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..filters import Filters
+from ..hits import Knobs
 from .calibration import Calibrating
 
 #: filters allowing at most this many items are searched exactly over those items' vectors
@@ -40,7 +41,7 @@ class Filtering(Calibrating):
         return None if ids is None else set(ids.tolist())
 
     def _filtered_nearest(self, query: np.ndarray, index: str, k: int, allowed: set[int], excluded: set[int],
-                          ef_search: int | None, nprobe: int | None) -> list[tuple[int, float]]:
+                          knobs: Knobs | None) -> list[tuple[int, float]]:
         """The ``k`` nearest among ``allowed`` items (caption ids for ``captions``), best first."""
         items = sorted(allowed - excluded)
         if not items:
@@ -64,7 +65,7 @@ class Filtering(Calibrating):
         depth = 4 * k
         while True:
             found = self._nearest(np.asarray(query, np.float32).reshape(1, -1), index, min(depth, total),
-                                  list(excluded), ef_search, nprobe)[0]
+                                  list(excluded), knobs)[0]
             owner = self._owners(index, [i for i, _ in found])
             hits = [(i, s) for i, s in found if owner[i] in allowed]
             if len(hits) >= k or depth >= total:

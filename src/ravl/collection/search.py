@@ -51,22 +51,22 @@ class Searching(Filtering):
         for n, request in enumerate(requests):
             alone = n if allowed[n] is not None else -1  # filtered requests search alone (their candidates differ)
             if request.single_image and request.target == "images":
-                similar.setdefault((request.k, request.ef_search, request.nprobe, alone), []).append(n)
+                similar.setdefault((request.k, request.knobs(), alone), []).append(n)
             else:
-                plain.setdefault((request.target, request.ef_search, request.nprobe, alone), []).append(n)
-        for (k, ef, nprobe, _), rows in similar.items():  # one index call per group of image queries
+                plain.setdefault((request.target, request.knobs(), alone), []).append(n)
+        for (k, knobs, _), rows in similar.items():  # one index call per group of image queries
             feats = np.vstack([self._image_features(requests[n].terms[0], images[n] if n < len(images) else ())
                                for n in rows])
             only = allowed[rows[0]]
             if only is not None:
-                found = [self._filtered_nearest(feats[0], "features", k, only, own[rows[0]], ef, nprobe)]
+                found = [self._filtered_nearest(feats[0], "features", k, only, own[rows[0]], knobs)]
             else:
                 depth = k + max(len(own[n] - excluded) for n in rows)
                 found = [[(i, s) for i, s in row if i not in own[n]][:k]
-                         for n, row in zip(rows, self._nearest(feats, "features", depth, list(excluded), ef, nprobe))]
+                         for n, row in zip(rows, self._nearest(feats, "features", depth, list(excluded), knobs))]
             for n, row in zip(rows, found):
                 out[n] = self._similar_hits(row, requests[n])
-        for (target, ef, nprobe, _), rows in plain.items():
+        for (target, knobs, _), rows in plain.items():
             modes = [self.text_mode(requests[n].mode) if requests[n].texts else "vector" for n in rows]
             vec_rows = [n for n, m in zip(rows, modes) if m != "keyword"]
             depth = max((requests[n].k if m == "vector" else min(MAX_K, max(50, 3 * requests[n].k)))
@@ -79,9 +79,9 @@ class Searching(Filtering):
                 only = allowed[vec_rows[0]]
                 if only is not None:  # one filtered request
                     found = [self._filtered_nearest(qs[0], target, depth, only, own[vec_rows[0]] | negatives[vec_rows[0]],
-                                                    ef, nprobe)]
+                                                    knobs)]
                 else:
-                    found = self._nearest(qs, target, min(MAX_K + extra, depth + extra), list(excluded), ef, nprobe)
+                    found = self._nearest(qs, target, min(MAX_K + extra, depth + extra), list(excluded), knobs)
                 nearest = dict(zip(vec_rows, found))
             for n, mode in zip(rows, modes):
                 skip = own[n] | negatives[n]

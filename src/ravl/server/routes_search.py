@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from .. import __version__
 from ..errors import InputError
-from ..hits import MAX_SEARCH_PARAM
+from ..hits import MAX_RERANK, MAX_SEARCH_PARAM, Knobs
 from .settings import ServerSettings
 from .state import ServerState
 
@@ -17,12 +17,27 @@ Target = Literal["images", "captions"]
 Mode = Literal["auto", "vector", "keyword", "hybrid"]
 EF_DOC = "HNSW indexes: candidates explored per query (default: tuned at build for recall@10 >= 0.95)"
 NPROBE_DOC = "IVF-PQ indexes: inverted lists visited per query (default: tuned at build for recall@10 >= 0.95)"
+RERANK_DOC = "IVF-PQ indexes: candidates per hit re-scored exactly (default: tuned at build for recall@10 >= 0.95)"
 KEYWORD_WEIGHT_DOC = "hybrid: rank by cosine + weight x keyword coverage (default: fitted per collection)"
 MIN_SCORE_DOC = "leave out hits scoring below this (0..1); good_match says whether any hit is a good match"
 
 
 async def get_state(request: Request) -> ServerState:
     return request.app.state.ravl
+
+
+def query_knobs(ef_search: int | None = Query(None, ge=1, le=MAX_SEARCH_PARAM, description=EF_DOC),
+                nprobe: int | None = Query(None, ge=1, le=MAX_SEARCH_PARAM, description=NPROBE_DOC),
+                rerank: int | None = Query(None, ge=1, le=MAX_RERANK, description=RERANK_DOC)) -> Knobs:
+    """A GET search's index knobs."""
+    return Knobs(ef_search, nprobe, rerank)
+
+
+def form_knobs(ef_search: int | None = Form(None, ge=1, le=MAX_SEARCH_PARAM, description=EF_DOC),
+               nprobe: int | None = Form(None, ge=1, le=MAX_SEARCH_PARAM, description=NPROBE_DOC),
+               rerank: int | None = Form(None, ge=1, le=MAX_RERANK, description=RERANK_DOC)) -> Knobs:
+    """A POST search's index knobs."""
+    return Knobs(ef_search, nprobe, rerank)
 
 
 def hits_json(hits) -> list[dict]:
@@ -78,13 +93,13 @@ def build_router(settings: ServerSettings) -> APIRouter:
                 "batching": {**state.encoder.stats(), "searches": state.searches.stats(),
                              "image_searches": state.image_searches.stats()}}
 
-    def request_of(terms, target, k, mode, keyword_weight, min_score, ef_search, nprobe, filters=None,
-                   sort="relevance"):
+    def request_of(terms, target, k, mode, keyword_weight, min_score, knobs: Knobs, filters=None, sort="relevance"):
         from ..hybrid import Fusion
         from ..request import SearchRequest
 
         return SearchRequest(terms, target=target, k=k, mode=mode, fusion=Fusion(keyword_weight), min_score=min_score,
-                             ef_search=ef_search, nprobe=nprobe, filters=filters, sort=sort)
+                             ef_search=knobs.ef_search, nprobe=knobs.nprobe, rerank=knobs.rerank, filters=filters,
+                             sort=sort)
 
     def filters_of(after, before, folder, near, camera):
         from ..filters import Filters
@@ -105,8 +120,7 @@ def build_router(settings: ServerSettings) -> APIRouter:
                          keyword_weight: float | None = Query(None, ge=0.0, le=1000.0,
                                                               description=KEYWORD_WEIGHT_DOC),
                          min_score: float = Query(0.0, ge=0.0, le=1.0, description=MIN_SCORE_DOC),
-                         ef_search: int | None = Query(None, ge=1, le=MAX_SEARCH_PARAM, description=EF_DOC),
-                         nprobe: int | None = Query(None, ge=1, le=MAX_SEARCH_PARAM, description=NPROBE_DOC),
+                         knobs: Knobs = Depends(query_knobs),
                          after: str | None = Query(None, max_length=40, description="taken in or after (YYYY[-MM[-DD]])"),
                          before: str | None = Query(None, max_length=40, description="taken in or before (whole period)"),
                          folder: str | None = Query(None, max_length=4096, description="files under this folder"),
@@ -121,7 +135,7 @@ def build_router(settings: ServerSettings) -> APIRouter:
         if q is None and item is None:
             raise InputError("give q (text), item (an item id) or both, e.g. /search?q=a+red+car")
         terms = (parse_query(q) if q is not None else ()) + ((Term("item", item),) if item is not None else ())
-        request = request_of(terms, target, k, mode, keyword_weight, min_score, ef_search, nprobe,
+        request = request_of(terms, target, k, mode, keyword_weight, min_score, knobs,
                              filters_of(after, before, folder, near, camera), sort)
         coll = state.collection
         if request.simple_text is not None:
@@ -135,13 +149,11 @@ def build_router(settings: ServerSettings) -> APIRouter:
     @router.get("/items/{item_id}/similar", tags=["search"], summary="Images (or captions) similar to an item")
     def similar(item_id: int, k: int = K, target: Target = Query("images"),
                 min_score: float = Query(0.0, ge=0.0, le=1.0, description=MIN_SCORE_DOC),
-                ef_search: int | None = Query(None, ge=1, le=MAX_SEARCH_PARAM, description=EF_DOC),
-                nprobe: int | None = Query(None, ge=1, le=MAX_SEARCH_PARAM, description=NPROBE_DOC),
-                state: ServerState = Depends(get_state)) -> dict:
+                knobs: Knobs = Depends(query_knobs), state: ServerState = Depends(get_state)) -> dict:
         from ..request import Term
         from ..tasks.search import answer
 
-        request = request_of((Term("item", item_id),), target, k, "auto", None, min_score, ef_search, nprobe)
+        request = request_of((Term("item", item_id),), target, k, "auto", None, min_score, knobs)
         return answer(request, state.collection.search(request, exclude_items=(item_id,)))
 
     @router.post("/search", tags=["search"], summary="Search by an uploaded image or a path inside the image roots")
@@ -154,8 +166,7 @@ def build_router(settings: ServerSettings) -> APIRouter:
                                                description="text terms to combine with the image ('-people')"),
                           k: int = Form(10, ge=1, le=max_k), target: Target = Form("images"),
                           min_score: float = Form(0.0, ge=0.0, le=1.0, description=MIN_SCORE_DOC),
-                          ef_search: int | None = Form(None, ge=1, le=MAX_SEARCH_PARAM, description=EF_DOC),
-                          nprobe: int | None = Form(None, ge=1, le=MAX_SEARCH_PARAM, description=NPROBE_DOC),
+                          knobs: Knobs = Depends(form_knobs),
                           state: ServerState = Depends(get_state)) -> dict:
         from ..request import Term, parse_query
         from ..tasks.search import answer
@@ -170,7 +181,7 @@ def build_router(settings: ServerSettings) -> APIRouter:
         pixels, name, exclude = await run_in_threadpool(prepare)
         vecs = await state.encoder.embed_pixels_async(pixels)
         terms = (Term("image", "upload"),) + (parse_query(q) if q and q.strip() else ())
-        request = request_of(terms, target, k, "auto", None, min_score, ef_search, nprobe)
+        request = request_of(terms, target, k, "auto", None, min_score, knobs)
         # batched: image queries waiting together share one index call
         hits = await state.search_image(vecs, request, exclude)
         return {**answer(request, hits), "query": {"image": name, **({"text": q} if q and q.strip() else {})}}

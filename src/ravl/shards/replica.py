@@ -13,7 +13,7 @@ from ..errors import InputError, RavlError, ShardUnavailableError
 #: how long the router keeps retrying a shard whose replica died (Serve starts a new one meanwhile)
 RETRY_S = 30.0
 #: GET /search parameters (those of ``ravl serve``), with their types
-_INT = ("k", "ef_search", "nprobe")
+_INT = ("k", "ef_search", "nprobe", "rerank")
 _FLOAT = ("keyword_weight", "min_score")
 _TEXT = ("q", "item", "target", "mode", "sort", "after", "before", "folder", "near", "camera")
 
@@ -139,7 +139,7 @@ def request_of(params: dict[str, str]):
     return SearchRequest(terms, target=params.get("target", "images"), k=nums.get("k", 10),
                          mode=params.get("mode", "auto"), fusion=Fusion(nums.get("keyword_weight")),
                          min_score=nums.get("min_score", 0.0), ef_search=nums.get("ef_search"),
-                         nprobe=nums.get("nprobe"), filters=None if f.empty else f,
+                         nprobe=nums.get("nprobe"), rerank=nums.get("rerank"), filters=None if f.empty else f,
                          sort=params.get("sort", "relevance"))
 
 

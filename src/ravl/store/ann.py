@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..hits import Knobs
 from ..progress import Progress, describe
 from . import ondisk, tuning
 from .chunked import Chunks, Fetch, _array_fetch, array_chunks, counted, exact_topk, exact_topk_chunks, faiss_threads, rows_at
@@ -209,41 +210,39 @@ class AnnIndex:
         self._mark_changed()
 
     # --- search --------------------------------------------------------------------------------
-    def search(self, queries: np.ndarray, k: int, exclude: Iterable[int] = (), *, ef_search: int | None = None,
-               nprobe: int | None = None, fetch: Fetch | None = None,
-               tuned: dict | None = None) -> list[list[tuple[int, float]]]:
+    def search(self, queries: np.ndarray, k: int, exclude: Iterable[int] = (), *, knobs: Knobs | None = None,
+               fetch: Fetch | None = None, tuned: dict | None = None) -> list[list[tuple[int, float]]]:
         """Top-``k`` (id, score) per query row, best first, skipping ids in ``exclude``; ``tuned``
-        replaces the search knobs tuned at build time (:meth:`tuned_as`)."""
+        replaces the search knobs tuned at build time (:meth:`tuned_as`), and a query's own
+        ``knobs`` win over both."""
         faiss = _faiss()
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.plan.dim)
         excluded = {int(i) for i in exclude}
         if not len(self) or k <= 0:
             return [[] for _ in range(len(queries))]
         want = min(len(self), k + len(excluded))
-        rerank = self.kind == "ivfpq" and fetch is not None
-        knobs = self.info["search"] if tuned is None else tuned
-        shortlist = max(want * int(knobs.get("rerank", 10)), MIN_SHORTLIST)
-        fetch_k = min(len(self), shortlist) if rerank else want
+        rescore = self.kind == "ivfpq" and fetch is not None
+        use = {**(self.info["search"] if tuned is None else tuned), **(knobs.given() if knobs else {})}
+        shortlist = max(want * int(use.get("rerank", 10)), MIN_SHORTLIST)
+        fetch_k = min(len(self), shortlist) if rescore else want
         bitmap = self._bitmap  # held for the whole search (the selector points into it)
-        params = self._params(faiss, ef_search, nprobe, fetch_k, bitmap, knobs)
-        scores, pos = self.index.search(queries, fetch_k, params=params)
+        scores, pos = self.index.search(queries, fetch_k, params=self._params(faiss, fetch_k, bitmap, use))
         out = []
         for row_s, row_p in zip(scores, pos):
             hits = [(int(self.labels[p]), float(s)) for p, s in zip(row_p, row_s) if p >= 0]
             out.append([(i, s) for i, s in hits if i not in excluded])
-        if rerank and fetch is not None:
+        if rescore and fetch is not None:
             out = self._rerank(queries, out, fetch)
         return [hits[:k] for hits in out]
 
-    def _params(self, faiss, ef_search, nprobe, fetch_k, bitmap, tuned):
+    def _params(self, faiss, fetch_k: int, bitmap: np.ndarray | None, use: dict):
         sel = None
         if bitmap is not None:
             sel = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))  # n = bytes
         if self.kind == "hnsw":
-            ef = int(ef_search or tuned.get("ef_search", 64))
-            return faiss.SearchParametersHNSW(efSearch=max(ef, fetch_k), sel=sel)
+            return faiss.SearchParametersHNSW(efSearch=max(int(use.get("ef_search", 64)), fetch_k), sel=sel)
         if self.kind == "ivfpq":
-            return faiss.SearchParametersIVF(nprobe=int(nprobe or tuned.get("nprobe", 32)), sel=sel)
+            return faiss.SearchParametersIVF(nprobe=int(use.get("nprobe", 32)), sel=sel)
         return faiss.SearchParameters(sel=sel) if sel is not None else None
 
     @staticmethod

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
+from ..hits import Knobs
 from ..progress import Progress, prefixed
 from . import ondisk
 from .ann import Chunks, TuningQueries
@@ -249,13 +250,12 @@ class IndexSet:
                 write_cache(self.folder, name, index, _stamp(current, index))
 
     def search(self, name: str, queries: np.ndarray, k: int, exclude: Iterable[int] = (), *,
-               ef_search: int | None = None, nprobe: int | None = None) -> list[list[tuple[int, float]]]:
+               knobs: Knobs | None = None) -> list[list[tuple[int, float]]]:
         target = self._target(name)
         index = self.get(target)
         tuned = image_query_knobs(index) if target != name else None
         with self._rw[target].reading(), faiss_threads(1 if len(queries) < PARALLEL_QUERIES else None):
-            return index.search(queries, k, exclude, fetch=self.fetch_ids(target), ef_search=ef_search, nprobe=nprobe,
-                                tuned=tuned)
+            return index.search(queries, k, exclude, knobs=knobs, fetch=self.fetch_ids(target), tuned=tuned)
 
     def stats(self) -> dict[str, dict[str, int]]:
         """index name -> how many times this process found it held, loaded it from its file, caught

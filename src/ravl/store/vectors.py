@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ..hits import Knobs
 from ..progress import Progress
 from . import ondisk
 from .ann import AnnIndex, Chunks, Fetch, TuningQueries, array_chunks
@@ -99,11 +100,10 @@ class VectorIndex:
     def needs_rebuild(self) -> str | None:
         return None  # exact search stays exact whatever was added or removed
 
-    def search(self, queries: np.ndarray, k: int, exclude: Iterable[int] = (), *, fetch: Fetch | None = None,
-               ef_search: int | None = None, nprobe: int | None = None,
-               tuned: dict | None = None) -> list[list[tuple[int, float]]]:
+    def search(self, queries: np.ndarray, k: int, exclude: Iterable[int] = (), *, knobs: Knobs | None = None,
+               fetch: Fetch | None = None, tuned: dict | None = None) -> list[list[tuple[int, float]]]:
         """Top-``k`` (id, score) per query row, best first, skipping ids in ``exclude`` (exact search
-        has no knobs: ``fetch``, ``ef_search``, ``nprobe`` and ``tuned`` are accepted and unused)."""
+        has no knobs: ``knobs``, ``fetch`` and ``tuned`` are accepted and unused)."""
         excluded = set(exclude)
         n = len(self)
         if n == 0 or k <= 0:
