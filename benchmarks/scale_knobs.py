@@ -2,11 +2,11 @@
 (nprobe, rerank) settings instead of the ones its build tuned, on `scale_query.py`'s two query sets
 (image-like, text-like) against exact search over the clip-retrieval source.
 
-    .venv/bin/python benchmarks/scale_knobs.py --collection /tmp/si10m/coll-10000000x384-f16 \
-        --source /tmp/si10m/cr-10000000x384 [--queries 200]
+    .venv/bin/python benchmarks/scale_knobs.py --collection /tmp/si10m/coll-10000000x384 \
+        --source /tmp/si10m/cr-10000000x384 [--queries 200] [--settings 64:40 128:40]
 
-The settings are set on the loaded index object (there is no per-query `rerank` option), so this
-is a measurement tool, not an example of the API.
+Each setting is given per query (`ravl.hits.Knobs(nprobe=..., rerank=...)`, what `ravl search
+--nprobe N --rerank N` sends).
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ood_recall import ood  # noqa: E402
 from scale_query import exact_top10, measure, sample_rows, source_files  # noqa: E402
 
-SETTINGS = ((32, 10), (64, 10), (32, 40), (64, 40), (128, 40), (64, 160))
+SETTINGS = ("32:10", "64:10", "32:40", "64:40", "128:40", "64:160")
 
 
 def main() -> None:
@@ -29,10 +29,12 @@ def main() -> None:
     ap.add_argument("--collection", type=Path, required=True)
     ap.add_argument("--source", type=Path, required=True)
     ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--settings", nargs="+", default=SETTINGS, help="NPROBE:RERANK pairs")
     args = ap.parse_args()
     import faiss
 
     from ravl.collection import open_collection
+    from ravl.hits import Knobs
 
     files = source_files(args.source)
     n = args.queries
@@ -42,14 +44,13 @@ def main() -> None:
     faiss.omp_set_num_threads(1)
     coll = open_collection(args.collection)
     coll.search_vectors(sets["image_like"][:1], index="images", k=10)  # loads the index
-    ann = coll._indexes.get("images")
-    print("tuned:", ann.info["search"], file=sys.stderr)
-    for nprobe, rerank in SETTINGS:
-        ann.info["search"] = {"nprobe": nprobe, "rerank": rerank}
+    print("tuned:", coll.info()["indexes"]["images"]["search"], file=sys.stderr)
+    for setting in args.settings:
+        nprobe, rerank = (int(v) for v in setting.split(":"))
         row: dict = {"nprobe": nprobe, "rerank": rerank}
         start = 0
         for name, q in sets.items():
-            m = measure(coll, "images", q, truth[start:start + n])
+            m = measure(coll, "images", q, truth[start:start + n], Knobs(nprobe=nprobe, rerank=rerank))
             start += n
             row[name] = {"recall": m["recall_at_10"], "p50": m["p50_ms"], "p99": m["p99_ms"]}
         print(json.dumps(row), flush=True)

@@ -76,12 +76,14 @@ def exact_top10(files: list[Path], queries: np.ndarray, k: int = 10) -> np.ndarr
     return best_i
 
 
-def measure(coll, index: str, queries: np.ndarray, truth: np.ndarray) -> dict:
+def measure(coll, index: str, queries: np.ndarray, truth: np.ndarray, knobs=None) -> dict:
+    """Recall@10 and single-query latency of ``queries`` through ``coll``'s ``index`` (``knobs``: a
+    ``ravl.hits.Knobs`` the queries set, else the tuned ones)."""
     row = re.compile(r"(\d+)\.\w+$")
     lat, hits = [], []
     for q in queries:
         t = time.perf_counter()
-        got = coll.search_vectors(q[None], index=index, k=10)[0]
+        got = coll.search_vectors(q[None], index=index, k=10, knobs=knobs)[0]
         lat.append((time.perf_counter() - t) * 1000)
         hits.append([int(m.group(1)) for h in got if (m := row.search(h.uri))])
     recall = np.mean([len(set(h) & set(t.tolist())) / 10 for h, t in zip(hits, truth)])
