@@ -14,14 +14,13 @@ to the modality gap's cosine (:data:`GAP_COSINE`), and ``ravl info`` says so.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from typing import Protocol
 
 import numpy as np
 
 from .chunked import Chunks, Fetch, exact_topk_chunks, rows_at
-
-if TYPE_CHECKING:
-    from .ann import AnnIndex
+from .index_plan import IndexPlan
 
 #: (query kind, vectors): sample queries of the kind an index receives, for tuning its search knobs
 TuningQueries = tuple[str, np.ndarray]
@@ -58,7 +57,21 @@ MIN_DISTINCT = 0.5
 GAP_COSINE = 0.45
 
 
-def axes(index: AnnIndex) -> list[tuple[str, tuple]]:
+class Tunable(Protocol):
+    """What tuning needs of an index (an :class:`~.ann.AnnIndex`)."""
+    plan: IndexPlan
+    labels: np.ndarray  # the id at each position
+    alive: np.ndarray  # whether each position is live
+    info: dict  # build facts; ``info['search']`` holds the knobs
+
+    @property
+    def kind(self) -> str: ...
+
+    def search(self, queries: np.ndarray, k: int, exclude: Iterable[int] = (), *, fetch: Fetch | None = None,
+               tuned: dict | None = None) -> list[list[tuple[int, float]]]: ...
+
+
+def axes(index: Tunable) -> list[tuple[str, tuple]]:
     """The knobs tuned for ``index``, each with its values, cheapest first."""
     if index.kind == "hnsw":
         return [("ef_search", EF_CHOICES)]
@@ -70,7 +83,7 @@ def axes(index: AnnIndex) -> list[tuple[str, tuple]]:
     return []
 
 
-def stand_ins(index: AnnIndex, fetch: Fetch, n: int, rng: np.random.Generator) -> np.ndarray:
+def stand_ins(index: Tunable, fetch: Fetch, n: int, rng: np.random.Generator) -> np.ndarray:
     """``n`` queries at :data:`GAP_COSINE` to random stored vectors of ``index`` (and below it to
     the rest), read through ``fetch``."""
     live = index.labels[index.alive]
@@ -90,7 +103,7 @@ def distinct_share(top_ids: np.ndarray, stored: int) -> float:
     return len(set(top_ids.ravel().tolist())) / max(1, min(top_ids.size, stored))
 
 
-def tune(index: AnnIndex, chunks: Chunks, fetch: Fetch, seed: int, samples: int = 200,
+def tune(index: Tunable, chunks: Chunks, fetch: Fetch, seed: int, samples: int = 200,
          queries: TuningQueries | None = None) -> None:
     """Set ``index.info``'s search knobs, ``recall_at_10`` and the queries it was measured on."""
     rng = np.random.default_rng(seed + 1)
