@@ -31,21 +31,27 @@ def _far(x, n, seed, cosine=0.45):
     return (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
 
 
-def test_tuning_on_out_of_distribution_queries_holds_for_fresh_ones():
-    x = _clustered(4000, 32, seed=1)
-    ids = np.arange(len(x), dtype=np.int64)
-
+def _fetcher(x):
     def fetch(rows):
         rows = np.asarray(rows, dtype=np.int64)
         return rows, x[rows]
+    return fetch
 
+
+def _recall(index, x, queries, fetch, **knobs):
+    truth = exact_topk(x, queries, 10)
+    got = index.search(queries, 10, fetch=fetch, tuned={**index.info["search"], **knobs})
+    return np.mean([len({i for i, _ in g} & set(t.tolist())) / 10 for g, t in zip(got, truth)])
+
+
+def test_tuning_on_out_of_distribution_queries_holds_for_fresh_ones():
+    x = _clustered(4000, 32, seed=1)
+    ids = np.arange(len(x), dtype=np.int64)
+    fetch = _fetcher(x)
     plan = choose_index(len(x), 32, "hnsw")
     index = AnnIndex.build(plan, ids, x, fetch=fetch, queries=("text", _far(x, 200, seed=2)))
     assert index.info["recall_query_kind"] == "text" and index.info["recall_at_10"] >= 0.95
-    fresh = _far(x, 300, seed=3)
-    truth = exact_topk(x, fresh, 10)
-    got = index.search(fresh, 10, fetch=fetch)
-    recall = np.mean([len({i for i, _ in g} & set(t.tolist())) / 10 for g, t in zip(got, truth)])
+    recall = _recall(index, x, _far(x, 300, seed=3), fetch)
     assert recall >= 0.93, recall  # the estimate (>= 0.97 target) carries over to new queries of that kind
     stored = AnnIndex.build(plan, ids, x, fetch=fetch)
     assert stored.info["recall_query_kind"] == "stored"
@@ -65,19 +71,6 @@ def test_each_index_is_tuned_on_its_query_kind(tmp_path, colour_spec):
     assert facts["captions"]["recall_query_kind"] == "image"
     assert facts["features"]["recall_query_kind"] == "stored"
     assert all(f["recall_at_10"] >= 0.95 for f in facts.values())
-
-
-def _fetcher(x):
-    def fetch(rows):
-        rows = np.asarray(rows, dtype=np.int64)
-        return rows, x[rows]
-    return fetch
-
-
-def _recall(index, x, queries, fetch, **knobs):
-    truth = exact_topk(x, queries, 10)
-    got = index.search(queries, 10, fetch=fetch, tuned={**index.info["search"], **knobs})
-    return np.mean([len({i for i, _ in g} & set(t.tolist())) / 10 for g, t in zip(got, truth)])
 
 
 def test_an_unreachable_target_stops_where_widening_stops_paying(monkeypatch):
