@@ -76,7 +76,7 @@ def test_keep_missing_keeps_and_counts_and_info_and_prune(tmp_path, colour_spec,
     assert len(uris(coll)) == 7  # the old behaviour: old rows stay, the renamed file is a copy
     code, out, _ = run_cli(capsys, "info", "-c", coll)
     assert "missing_files: 2" in out
-    code, out, _ = run_cli(capsys, "prune", "-c", coll)
+    code, out, err = run_cli(capsys, "prune", "-c", coll)
     assert code == 0 and "removed 2 items whose file is gone" in out
     assert len(uris(coll)) == 5
     assert "missing_files: 0" in run_cli(capsys, "info", "-c", coll)[1]
@@ -206,3 +206,18 @@ def test_sync_killed_mid_removal_finishes_on_the_next_run(tmp_path, colour_spec)
     clean = tmp_path / "clean"
     assert main(["index", str(photos), "-c", str(clean), "--encoder", colour_spec, "--batch-size", "2"]) == 0
     assert answers(coll)[:-1] == answers(clean)[:-1]  # (the last probes item 1, which is gone)
+
+
+def test_prune_shows_the_rebuild_it_causes(tmp_path, colour_spec, capsys):
+    """Removing more than a quarter of an HNSW index's items rebuilds it: ``ravl prune`` shows the
+    build's steps on stderr (a long silence at scale otherwise); a dry run shows no bar."""
+    photos, coll = photo_folder(tmp_path / "photos", 80), tmp_path / "c"
+    assert run_cli(capsys, "index", photos, "-c", coll, "--encoder", colour_spec, "--index", "hnsw")[0] == 0
+    for i in range(30):
+        (photos / f"sub{i % 3}" / f"p{i}.png").unlink()
+    code, out, err = run_cli(capsys, "prune", "-c", coll, "--dry-run")
+    assert code == 0 and "would remove 30" in out and "pruning" not in err
+    code, out, err = run_cli(capsys, "prune", "-c", coll)
+    assert code == 0 and "removed 30 items whose file is gone" in out
+    assert "pruning" in err and "index images: adding" in err, err
+    assert len(uris(coll)) == 50

@@ -54,9 +54,12 @@ def test_watch_follows_real_file_events(tmp_path, colour_spec):
                             text=True, env=env)
     try:
         line = wait_for(lambda: proc.stderr.readline(), "the watcher to start")
+        before = line
         while "watching" not in line:
             line = proc.stderr.readline()
             assert line, "the watcher exited early"
+            before += line
+        assert "indexing" in before  # the first pass shows its progress bar, closed before the watch starts
         assert state(coll) == {"red.png": ["a red square"]}
         make_image(photos / "sub" / "blue.png", (20, 20, 220))
         wait_for(lambda: "blue.png" in state(coll), "the new image")

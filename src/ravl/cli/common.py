@@ -107,6 +107,10 @@ class _Bar:
         self._bar.unit = "vec"
         self._bar.set_description_str(text, refresh=True)
 
+    def close(self) -> None:
+        """End the bar before its ``with`` block does (a job that goes on without it)."""
+        self._bar.close()
+
 
 @contextmanager
 def progress_bar(desc: str, unit: str = "img") -> Iterator:

@@ -1,7 +1,9 @@
 """ravl prune --collection DIR"""
 from __future__ import annotations
 
-from .common import add_collection_arg, emit_json, log
+from contextlib import nullcontext
+
+from .common import add_collection_arg, emit_json, log, progress_bar
 
 
 def add_parser(sub) -> None:
@@ -18,8 +20,9 @@ def run(args) -> int:
     from ..collection import open_collection
 
     open_collection(args.collection, readonly=True).close()  # a missing collection is an error, not created
-    with open_collection(args.collection, create=not args.dry_run, readonly=args.dry_run) as coll:
-        gone = coll.prune_missing(dry_run=args.dry_run)
+    with open_collection(args.collection, create=not args.dry_run, readonly=args.dry_run) as coll, \
+            (nullcontext() if args.dry_run else progress_bar("pruning", unit="vec")) as bar:
+        gone = coll.prune_missing(dry_run=args.dry_run, progress=bar)  # a rebuild shows its steps
     if args.json:
         emit_json({"dry_run": args.dry_run, "items": [{"id": i, "uri": u} for i, u in gone]})
         return 0

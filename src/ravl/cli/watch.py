@@ -1,7 +1,7 @@
 """ravl watch DIR... --collection DIR"""
 from __future__ import annotations
 
-from .common import add_collection_arg, add_vector_dtype_arg, log
+from .common import add_collection_arg, add_vector_dtype_arg, log, progress_bar
 
 
 def add_parser(sub) -> None:
@@ -29,6 +29,7 @@ def run(args) -> int:
     from ..ingest.watch import watch_folders
 
     def ready(report) -> None:
+        bar.close()  # the first pass is done: from here on, a line per batch
         print(report.summary(), flush=True)
         for note in report.notes:
             log(note)
@@ -41,9 +42,10 @@ def run(args) -> int:
         for note in report.notes:
             log(note)
 
-    with open_collection(args.collection, encoder=args.encoder, create=True, vector_dtype=args.vector_dtype) as coll:
+    with open_collection(args.collection, encoder=args.encoder, create=True, vector_dtype=args.vector_dtype) as coll, \
+            progress_bar("indexing") as bar:
         totals = watch_folders(coll, args.folders, debounce=args.debounce, keep_missing=args.keep_missing,
-                               prune_missing=args.prune_missing, on_ready=ready, on_batch=batch)
+                               prune_missing=args.prune_missing, on_ready=ready, on_batch=batch, progress=bar)
     log(f"stopped after {totals.batches} batches: {totals.added} added, {totals.updated} updated, "
         f"{totals.moved} moved, {totals.removed} removed")
     return 0

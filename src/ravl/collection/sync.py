@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..progress import Progress
 from ..store.db import Database, NewItem
 from ..store.sqlite_errors import translating_sqlite_errors
 
@@ -66,11 +67,12 @@ class CollectionSync:
         self._search_facts = None  # the stopwords of searches follow (cached per generation)
 
     @translating_sqlite_errors
-    def prune_missing(self, *, dry_run: bool = False) -> list[tuple[int, str]]:
+    def prune_missing(self, *, dry_run: bool = False, progress: Progress | None = None) -> list[tuple[int, str]]:
         """Remove every item whose file is gone, whatever source indexed it (``ravl prune``);
-        returns their (id, uri). ``dry_run`` only lists them."""
+        returns their (id, uri). ``dry_run`` only lists them. ``progress`` hears the steps of an
+        index rebuilt after the removal (:meth:`refresh_indexes`)."""
         gone = self.missing_items()
         if gone and not dry_run:
             self.remove_items([i for i, _ in gone])
-            self.refresh_indexes(lazy=True)  # type: ignore[attr-defined]  # Collection's
+            self.refresh_indexes(lazy=True, progress=progress)  # type: ignore[attr-defined]  # Collection's
         return gone

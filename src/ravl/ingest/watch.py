@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import MissingDependencyError, SourceError
+from ..progress import Progress
 from .folders import COLLECTION_DB, IMAGE_EXTENSIONS, folder_record, scan_folder
 from .pipeline import index_records, index_sources
 from .report import IngestReport
@@ -113,11 +114,12 @@ def watch_folders(collection, folders: Iterable[str | Path], *, debounce: float 
                   keep_missing: bool = False, prune_missing: bool = False, stop: threading.Event | None = None,
                   on_ready: Callable[[IngestReport], None] | None = None,
                   on_batch: Callable[[IngestReport], None] | None = None, poll: float = 0.2,
-                  lock: AbstractContextManager | None = None) -> WatchReport:
-    """Sync ``folders`` into ``collection`` once (``on_ready`` gets that report), then keep it in
-    step with their file events until ``stop`` is set or Ctrl-C (KeyboardInterrupt), which stops
-    cleanly after the batch being written. Returns the totals of the watched batches. ``lock`` (a
-    server's write lock) is held while each batch is written."""
+                  lock: AbstractContextManager | None = None, progress: Progress | None = None) -> WatchReport:
+    """Sync ``folders`` into ``collection`` once (``on_ready`` gets that report; ``progress`` hears
+    that first pass and its index builds), then keep it in step with their file events until
+    ``stop`` is set or Ctrl-C (KeyboardInterrupt), which stops cleanly after the batch being
+    written. Returns the totals of the watched batches. ``lock`` (a server's write lock) is held
+    while each batch is written."""
     try:
         from watchdog.observers import Observer
     except ImportError:
@@ -139,7 +141,7 @@ def watch_folders(collection, folders: Iterable[str | Path], *, debounce: float 
     try:
         with lock or nullcontext():
             first = index_sources(collection, [str(r) for r in roots], keep_missing=keep_missing,
-                                  prune_missing=prune_missing)
+                                  prune_missing=prune_missing, progress=progress)
         if on_ready:
             on_ready(first)
         while not stop.is_set():
