@@ -215,13 +215,13 @@ def _every_kind(tmp_path):
 def test_every_kind_is_hashed_as_written_and_verified_in_chunks(tmp_path, monkeypatch):
     monkeypatch.setattr(integrity, "_CHUNK", 4096)
     reads = []
-    real_readv = os.readv
+    real_preadv = os.preadv
 
-    def readv(fd, buffers):
+    def preadv(fd, buffers, offset, *flags):
         reads.append(sum(len(b) for b in buffers))
-        return real_readv(fd, buffers)
+        return real_preadv(fd, buffers, offset, *flags)
 
-    monkeypatch.setattr(os, "readv", readv)
+    monkeypatch.setattr(os, "preadv", preadv)
     q = _unit(5, 16, 8)
     for kind, index, plan in _every_kind(tmp_path):
         folder = tmp_path / kind

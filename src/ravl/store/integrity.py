@@ -45,6 +45,20 @@ def _hasher(data=b""):
     return hashlib.blake2b(data, digest_size=32)
 
 
+def hash_fd(fd: int, size: int) -> str | None:
+    """BLAKE2b hex of the first ``size`` bytes of the open file ``fd``, read at their offsets through
+    one buffer of at most 8 MiB (the file is never held whole); None when it is shorter."""
+    digest, buf = _hasher(), bytearray(min(_CHUNK, max(1, size)))
+    view, pos = memoryview(buf), 0
+    while pos < size:
+        n = os.preadv(fd, [view[:min(len(buf), size - pos)]], pos)
+        if n <= 0:
+            return None
+        digest.update(view[:n])
+        pos += n
+    return digest.hexdigest()
+
+
 def seal_path(path: Path) -> Path:
     return Path(path).with_name(Path(path).name + SEAL_SUFFIX)
 
@@ -176,16 +190,8 @@ def open_verified(path: Path, size: int, digest_hex: str) -> SealedFile | None:
         if not stat.S_ISREG(st.st_mode) or st.st_size != size:
             return None
         if remembered("blake2b", Path(path), st) != digest_hex:
-            digest, buf = _hasher(), bytearray(min(_CHUNK, max(1, size)))
-            view, pos = memoryview(buf), 0
-            while pos < size:
-                n = os.readv(fd, [view[:min(len(buf), size - pos)]])
-                if n <= 0:
-                    return None  # shorter than sealed
-                digest.update(view[:n])
-                pos += n
-            if os.read(fd, 1) or digest.hexdigest() != digest_hex or not same_identity(os.fstat(fd), st):
-                return None  # longer than sealed, other bytes, or changed while read
+            if hash_fd(fd, size) != digest_hex or os.pread(fd, 1, size) or not same_identity(os.fstat(fd), st):
+                return None  # shorter or longer than sealed, other bytes, or changed while read
             remember("blake2b", Path(path), st, digest_hex)
         os.lseek(fd, 0, os.SEEK_SET)
         os.set_blocking(fd, True)

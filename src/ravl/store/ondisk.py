@@ -30,7 +30,7 @@ import numpy as np
 
 from ..progress import Progress
 from .chunked import counted
-from .integrity import _hasher, open_verified
+from .integrity import hash_fd, open_verified
 
 SUFFIX = ".ivfdata"
 _ID_BYTES = 8
@@ -206,15 +206,9 @@ def seal(lists: DiskLists, folder: Path, name: str) -> dict:
     if lists.file is not None and Path(lists.folder or "") == folder and (folder / lists.file).exists():
         return lists.meta()
     os.fsync(lists.fd)
-    digest, buf, pos = _hasher(), bytearray(8 * 2**20), 0
-    view = memoryview(buf)
-    while pos < lists.size:
-        n = os.preadv(lists.fd, [view[:min(len(buf), lists.size - pos)]], pos)
-        if n <= 0:
-            raise OSError("lists file shorter than written")
-        digest.update(view[:n])
-        pos += n
-    hexdigest = digest.hexdigest()
+    hexdigest = hash_fd(lists.fd, lists.size)
+    if hexdigest is None:
+        raise OSError("lists file shorter than written")
     final = folder / f"{name}.{hexdigest[:16]}{SUFFIX}"
     # renamed over a file of that name too: it may be a damaged one (this content is verified)
     tmp = folder / f"{final.name}.{os.getpid()}.tmp"
