@@ -36,10 +36,10 @@ HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 40
 #: bytes per vector besides the vectors/codes: our id array (8) + tombstone bitmap + allocator slack
 _PER_VECTOR_OVERHEAD = 16
-#: re-rank this many candidates per wanted result (IVF-PQ)
 #: IVF-PQ keeps its lists in RAM only with a code of at least this many bytes (or the largest code
 #: there is, when that is shorter); a budget that allows only shorter codes in RAM gets the lists on disk
 MIN_RAM_CODE = 8
+#: re-rank this many candidates per wanted result (IVF-PQ), until the build tunes it
 RERANK_FACTOR = 10
 _UNITS = {"": 1, "B": 1, "K": 2**10, "KB": 2**10, "KIB": 2**10, "M": 2**20, "MB": 2**20, "MIB": 2**20,
           "G": 2**30, "GB": 2**30, "GIB": 2**30, "T": 2**40, "TB": 2**40, "TIB": 2**40}

@@ -377,7 +377,7 @@ def _cache_bytes(folder: Path, name: str) -> int:
         size = (folder / f"{name}.faiss").stat().st_size
     except OSError:
         return 0
-    return size + sum(p.stat().st_size for p in folder.glob(f"{name}.*{ondisk.SUFFIX}") if p.is_file())
+    return size + sum(p.stat().st_size for p in ondisk.lists_files(folder, name))
 
 
 def _usable(index: SearchIndex, current: dict, plan: IndexPlan) -> bool:

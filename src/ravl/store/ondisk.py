@@ -261,8 +261,13 @@ def attach(index, folder: Path, meta: object) -> DiskLists | None:
     return lists
 
 
+def lists_files(folder: Path, name: str) -> list[Path]:
+    """The ``<name>.*.ivfdata`` lists files in ``folder`` (regular files, not links)."""
+    return [p for p in folder.glob(f"{name}.*{SUFFIX}") if p.is_file() and not p.is_symlink()]
+
+
 def remove_others(folder: Path, name: str, keep: str | None) -> None:
-    """Delete ``<name>.*.ivfdata`` files but ``keep`` (a process mapping one keeps its pages)."""
-    for path in folder.glob(f"{name}.*{SUFFIX}"):
-        if path.name != keep and path.is_file() and not path.is_symlink():
+    """Delete ``name``'s lists files but ``keep`` (a process mapping one keeps its pages)."""
+    for path in lists_files(folder, name):
+        if path.name != keep:
             path.unlink(missing_ok=True)
