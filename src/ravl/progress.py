@@ -14,11 +14,10 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 
 #: ``progress(done, total)``: the one callback type of every long-running library function (the CLI
-#: passes a tqdm bar on stderr, the server nothing)
+#: passes a tqdm bar on stderr, the server nothing). One with a ``describe(text)`` method also shows
+#: the name of the step it counts (the CLI's bar); a plain callable hears only the counts
 Progress = Callable[[int, int], None]
 Listener = Callable[[str], None]
-#: a ``Progress`` object with a ``describe(text)`` method shows the name of the step it counts
-#: (the CLI's bar); a plain callable hears only the counts
 _LISTENER: ContextVar[Listener | None] = ContextVar("ravl_prepare_listener", default=None)
 
 
