@@ -31,6 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scale import clustered  # noqa: E402
 from scale_import import timed  # noqa: E402
+from scale_query import exact_top10, source_files  # noqa: E402
 
 
 def status_mib(key: str) -> int:
@@ -44,18 +45,7 @@ def truth(src: Path, n: int, dim: int, queries: np.ndarray, cache: Path) -> np.n
     """Row numbers of the exact top 10 for ``queries`` over the img_emb files (float16 -> float32)."""
     if cache.is_file():
         return np.load(cache)
-    import faiss
-
-    best_s = np.full((len(queries), 10), -np.inf, np.float32)
-    best_i = np.full((len(queries), 10), -1, np.int64)
-    offset = 0
-    for part in range(len(list((src / "img_emb").glob("img_emb_*.npy")))):
-        x = np.load(src / "img_emb" / f"img_emb_{part}.npy").astype(np.float32)
-        s, i = faiss.knn(queries, x, 10, faiss.METRIC_INNER_PRODUCT)
-        all_s, all_i = np.concatenate([best_s, s], 1), np.concatenate([best_i, i + offset], 1)
-        order = np.argsort(-all_s, axis=1, kind="stable")[:, :10]
-        best_s, best_i = np.take_along_axis(all_s, order, 1), np.take_along_axis(all_i, order, 1)
-        offset += len(x)
+    best_i = exact_top10(source_files(src), queries, 10, normalize=False)
     np.save(cache, best_i)
     return best_i
 

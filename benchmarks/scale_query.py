@@ -57,23 +57,21 @@ def sample_rows(files: list[Path], n: int, seed: int) -> np.ndarray:
     return np.concatenate(out)
 
 
-def exact_top10(files: list[Path], queries: np.ndarray, k: int = 10) -> np.ndarray:
-    """Row numbers of the exact top ``k`` of every query over every source file."""
-    import faiss
+def exact_top10(files: list[Path], queries: np.ndarray, k: int = 10, normalize: bool = True) -> np.ndarray:
+    """Row numbers of the exact top ``k`` of every query over every source file (one file in memory
+    at a time: ravl's own chunked exact search; ``normalize``: the rows as unit vectors)."""
+    from ravl.store.chunked import exact_topk_chunks
 
-    best_s = np.full((len(queries), k), -np.inf, np.float32)
-    best_i = np.full((len(queries), k), -1, np.int64)
-    offset = 0
-    for f in files:
-        vecs = unit(np.load(f))
-        s, i = faiss.knn(queries, vecs, k, metric=faiss.METRIC_INNER_PRODUCT)
-        s_all, i_all = np.concatenate([best_s, s], 1), np.concatenate([best_i, i + offset], 1)
-        order = np.argsort(-s_all, axis=1)[:, :k]
-        best_s, best_i = np.take_along_axis(s_all, order, 1), np.take_along_axis(i_all, order, 1)
-        offset += len(vecs)
-        print(f"  exact: {offset} rows", file=sys.stderr, end="\r")
-    print(file=sys.stderr)
-    return best_i
+    def chunks():
+        offset = 0
+        for f in files:
+            vecs = np.load(f).astype(np.float32)
+            yield np.arange(offset, offset + len(vecs)), unit(vecs) if normalize else vecs
+            offset += len(vecs)
+            print(f"  exact: {offset} rows", file=sys.stderr, end="\r")
+        print(file=sys.stderr)
+
+    return exact_topk_chunks(chunks, np.ascontiguousarray(queries, np.float32), k)[1]
 
 
 def measure(coll, index: str, queries: np.ndarray, truth: np.ndarray, knobs=None) -> dict:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,6 +24,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from serve import free_port  # noqa: E402
+
 QUERIES = ["a cat", "a red flower", "a boat on the sea", "a bird", "a car", "a tree", "a house", "a fish",
            "a musical instrument", "fruit", "a horse", "the moon", "a dog", "a flag", "an insect", "a star"]
 
@@ -48,12 +50,6 @@ def build(workdir: Path) -> dict[str, Path]:
             index_sources(coll, [str(m)])
     (workdir / "built").write_text("ok\n")
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_up(url: str, proc: subprocess.Popen, timeout: float = 300) -> None:
